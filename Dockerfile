@@ -1,0 +1,23 @@
+# One image for the three CLS services; docker-compose.yml gives each service its command
+# (python -m api_service | status_ingester | reconciler_stub).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+COPY pyproject.toml ./
+COPY shared_models ./shared_models
+COPY api_service ./api_service
+COPY status_ingester ./status_ingester
+COPY reconciler_stub ./reconciler_stub
+RUN pip install . \
+    && rm -rf build *.egg-info
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin cls
+USER cls
+
+EXPOSE 8080

@@ -1,0 +1,83 @@
+# CLS Backend developer tasks. `make` alone lists them.
+#
+# Variables (override on the command line, e.g. `make test PYTEST_ARGS='-k compose -x'`):
+#   PYTHON          interpreter used to create the venv (must be >= 3.11)   [python3]
+#   VENV            virtualenv directory                                    [.venv]
+#   PYTEST_ARGS     extra arguments for pytest                              []
+#   PYTEST_RC_FILE  if set, `make test` writes pytest's exit code there (used by .ci/run)
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+PYTEST_RC_FILE ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.cls-installed
+# Paths checked by the linters; only those that exist (bench/ arrives later).
+LINT_PATHS := $(wildcard api_service status_ingester reconciler_stub shared_models bench scripts tests)
+
+.PHONY: help venv services run test lint fmt bench clean distclean
+
+help: ## Show this help
+	@echo "CLS Backend — make targets:"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: PYTHON=$(PYTHON) VENV=$(VENV) PYTEST_ARGS='$(PYTEST_ARGS)'"
+
+venv: $(STAMP) ## Create .venv if missing; pip install -e '.[dev]' when pyproject.toml changed
+
+# Re-run only when pyproject.toml is newer than the stamp (or the venv is missing/broken).
+$(STAMP): pyproject.toml
+	@if ! $(BIN)/python -c 'import sys' >/dev/null 2>&1; then \
+		if ! command -v $(PYTHON) >/dev/null 2>&1; then \
+			echo "error: $(PYTHON) not found; install Python >= 3.11 or pass PYTHON=/path/to/python3.11" >&2; \
+			exit 1; \
+		fi; \
+		if ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+			echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); need >= 3.11 (pass PYTHON=...)" >&2; \
+			exit 1; \
+		fi; \
+		echo "creating virtualenv $(VENV) with $$(command -v $(PYTHON))"; \
+		rm -rf $(VENV); \
+		$(PYTHON) -m venv $(VENV); \
+		$(BIN)/python -m pip install --quiet --upgrade pip; \
+	fi
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+services: ## Make sure Redis and RabbitMQ answer (starts the local servers if needed)
+	@bash scripts/ensure_services.sh
+
+run: venv services ## Run api_service, status_ingester and reconciler_stub together (Ctrl-C stops)
+	$(BIN)/python scripts/run_stack.py
+
+test: venv services ## Run the test suite (PYTEST_ARGS='...' to pass options)
+	@rc=0; $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
+	if [ -n "$(PYTEST_RC_FILE)" ]; then echo "$$rc" > "$(PYTEST_RC_FILE)"; fi; \
+	if [ "$$rc" -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)" >&2; fi; \
+	exit $$rc
+
+lint: venv ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(LINT_PATHS)
+
+fmt: venv ## Format the code and apply ruff's safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: venv services ## Run the benchmarks (python -m bench)
+	$(BIN)/python -m bench
+
+clean: ## Remove caches and build artefacts (keeps the venv)
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .run *.egg-info
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove the venv too
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""CLS Backend REST API: clusters and nodepools in Redis, events through a transactional outbox."""

@@ -1,0 +1,65 @@
+"""The FastAPI application: wiring of settings, Redis, services, routes and error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api_service.body_limit import BodyLimitMiddleware
+from api_service.deps import AppState
+from api_service.error_handlers import install_error_handlers
+from api_service.json_response import OrjsonResponse
+from api_service.routes import clusters, health, nodepools
+from api_service.services.clusters import ClusterService
+from api_service.services.nodepools import NodePoolService
+from api_service.services.status import StatusService
+from api_service.store import RedisStore
+from api_service.store.redis_store import connect_redis
+from shared_models.settings import Settings
+
+log = logging.getLogger("api_service")
+
+API_PREFIX = "/api/v1"
+
+
+def build_state(settings: Settings) -> AppState:
+    store = RedisStore(connect_redis(settings.redis_url), settings.names)
+    nodepool_service = NodePoolService(store, settings)
+    return AppState(
+        settings=settings,
+        store=store,
+        clusters=ClusterService(store, settings, nodepool_service),
+        nodepools=nodepool_service,
+        status=StatusService(store, settings),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings)
+        app.state.cls = state
+        log.info("api ready: namespace=%s redis=%s", settings.namespace, settings.redis_url)
+        try:
+            yield
+        finally:
+            await state.store.redis.aclose()
+
+    app = FastAPI(
+        title="CLS Backend",
+        version="0.1.0",
+        description="Manage the node pools of Kubernetes clusters on GCP, AWS and Azure.",
+        default_response_class=OrjsonResponse,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(clusters.router, prefix=API_PREFIX)
+    app.include_router(nodepools.router, prefix=API_PREFIX)
+    return app

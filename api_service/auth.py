@@ -1,0 +1,65 @@
+"""Who is calling: a user (X-User-Email) or a controller (Authorization: Bearer <token>).
+
+The email header is set by the gateway in front of the API (see README, "Deployment"); the API
+trusts it as it trusts the gateway. Controller tokens come from CLS_CONTROLLER_TOKENS and are
+compared in constant time; they are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from api_service.errors import Forbidden, Unauthorized
+from shared_models.settings import Settings
+from shared_models.validators import normalise_email
+
+ANONYMOUS = "anonymous@localhost"
+
+
+def resolve_user(settings: Settings, email_header: str | None, authorization: str | None) -> str:
+    """The owner identity of a user request."""
+    if authorization and controller_for_token(settings, authorization) is not None:
+        raise Forbidden("Controller credentials cannot be used for this operation")
+    if email_header is None or email_header == "":
+        if settings.auth_disabled:
+            return ANONYMOUS
+        raise Unauthorized("Authentication required", "the X-User-Email header is missing")
+    owner = normalise_email(email_header)
+    if owner is None:
+        raise Unauthorized("Authentication required", "X-User-Email is not a valid email address")
+    return owner
+
+
+def controller_for_token(settings: Settings, authorization: str | None) -> str | None:
+    """The controller name a Bearer token belongs to, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    presented = token.strip().encode()
+    found: str | None = None
+    # Compare with every token, always, so timing tells nothing about which one nearly matched.
+    for known, name in settings.controller_token_map.items():
+        if hmac.compare_digest(presented, known.encode()):
+            found = name
+    return found
+
+
+def resolve_controller(
+    settings: Settings, authorization: str | None, email_header: str | None
+) -> str:
+    """The controller making a status write. A user's email alone is not enough (403)."""
+    name = controller_for_token(settings, authorization)
+    if name is not None:
+        return name
+    if authorization:
+        raise Unauthorized("Authentication required", "the controller token is not recognised")
+    if email_header:
+        raise Forbidden(
+            "Only controllers may write status",
+            "status is written by controllers with 'Authorization: Bearer <token>'",
+        )
+    raise Unauthorized(
+        "Authentication required", "status writes need 'Authorization: Bearer <token>'"
+    )

@@ -1,0 +1,99 @@
+"""Every error leaves the API in the envelope ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api_service.errors import ApiError, ValidationFailed
+from api_service.json_response import OrjsonResponse
+from api_service.services.validation import field_errors
+from shared_models.errors import ErrorCode, envelope
+
+log = logging.getLogger("api_service.errors")
+
+_HTTP_CODES = {
+    400: ErrorCode.VALIDATION_ERROR,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    503: ErrorCode.UNAVAILABLE,
+}
+
+
+def error_response(error: ApiError) -> OrjsonResponse:
+    return OrjsonResponse(
+        envelope(error.code, error.message, error.details, error.fields),
+        status_code=error.status_code,
+    )
+
+
+def _resource_of(request: Request) -> str:
+    return "cluster" if "/nodepools" not in request.url.path else "nodepool"
+
+
+async def _api_error(_: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _request_validation(request: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        loc = list(error.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc[1:]
+        if error.get("type") == "json_invalid":
+            ctx = error.get("ctx") or {}
+            reason = ctx.get("error", "malformed JSON")
+            errors.append({**error, "loc": (), "msg": f"request body is not valid JSON: {reason}"})
+            continue
+        errors.append({**error, "loc": tuple(loc)})
+    return error_response(ValidationFailed(field_errors(errors, resource=_resource_of(request))))
+
+
+async def _http_exception(_: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
+    if exc.status_code == 404:
+        message = "Not found"
+    elif exc.status_code == 405:
+        message = "Method not allowed"
+    else:
+        message = str(exc.detail)
+    response = OrjsonResponse(envelope(code, message, ""), status_code=exc.status_code)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _redis_down(_: Request, exc: Exception) -> OrjsonResponse:
+    log.warning("redis unavailable: %s", exc)
+    return OrjsonResponse(
+        envelope(ErrorCode.UNAVAILABLE, "Storage is unavailable; retry shortly", ""),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return OrjsonResponse(envelope(ErrorCode.INTERNAL, "Internal error", ""), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RedisConnectionError, _redis_down)
+    app.add_exception_handler(RedisTimeoutError, _redis_down)
+    app.add_exception_handler(ConnectionRefusedError, _redis_down)
+    app.add_exception_handler(Exception, _unexpected)

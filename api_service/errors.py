@@ -1,0 +1,61 @@
+"""One error base class; ``api_service.error_handlers`` turns it into the envelope."""
+
+from __future__ import annotations
+
+from shared_models.errors import ErrorCode, FieldError
+
+
+class ApiError(Exception):
+    status_code = 500
+    code = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, details: str = "", fields: list[FieldError] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.fields = fields
+
+
+class ValidationFailed(ApiError):
+    status_code = 400
+    code = ErrorCode.VALIDATION_ERROR
+
+    def __init__(self, fields: list[FieldError], message: str = "Validation failed") -> None:
+        # Each field message names its field, so the details read well on their own.
+        super().__init__(message, "; ".join(f.message for f in fields), fields)
+
+    @classmethod
+    def of(cls, field: str, message: str) -> ValidationFailed:
+        if field not in message:
+            message = f"{field}: {message}"
+        return cls([FieldError(field=field, message=message)])
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = ErrorCode.UNAUTHORIZED
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = ErrorCode.FORBIDDEN
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = ErrorCode.NOT_FOUND
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = ErrorCode.CONFLICT
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class Unavailable(ApiError):
+    status_code = 503
+    code = ErrorCode.UNAVAILABLE

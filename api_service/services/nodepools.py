@@ -1,0 +1,305 @@
+"""Nodepool rules: create, read, list, replace, merge-patch and delete, each one guarded write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from api_service.errors import Conflict, NotFound, ValidationFailed
+from api_service.services.common import (
+    RV_CHANGED,
+    append_event,
+    build_event,
+    check_if_match,
+    creation_score,
+    iso,
+    new_id,
+    new_resource_version,
+    retry_on_race,
+    utcnow,
+)
+from api_service.services.merge_patch import merge_patch
+from api_service.services.validation import field_errors, validate_nodepool_against_cluster
+from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
+from shared_models.aggregation import aggregate
+from shared_models.names import ANY
+from shared_models.resources import NodePoolCreate, NodePoolUpdate
+from shared_models.settings import Settings
+from shared_models.status import AggregatedStatus, StoredControllerStatus
+
+NAME_TAKEN = "name_taken"
+CLUSTER_GONE = "cluster_gone"
+
+
+def cluster_not_found() -> NotFound:
+    return NotFound("Cluster not found")
+
+
+def nodepool_not_found() -> NotFound:
+    return NotFound("NodePool not found")
+
+
+def name_conflict(name: str, existing_id: str) -> Conflict:
+    return Conflict(
+        f"NodePool with name '{name}' already exists in cluster",
+        f"existing nodepool id: {existing_id}",
+    )
+
+
+def stored_reports(raw: dict[str, str]) -> list[StoredControllerStatus]:
+    return [StoredControllerStatus.model_validate_json(v) for _, v in sorted(raw.items())]
+
+
+class NodePoolService:
+    def __init__(self, store: RedisStore, settings: Settings) -> None:
+        self.store = store
+        self.names = store.names
+        self.settings = settings
+
+    # ---- reads -----------------------------------------------------------------------------
+    async def get(self, owner: str, nodepool_id: str) -> NodePoolRecord:
+        record = await self.store.get_nodepool(nodepool_id)
+        if record is None or record.owner != owner:
+            raise nodepool_not_found()
+        return record
+
+    async def owned_cluster(self, owner: str, cluster_id: str) -> ClusterRecord:
+        cluster = await self.store.get_cluster(cluster_id)
+        if cluster is None or cluster.owner != owner:
+            raise cluster_not_found()
+        return cluster
+
+    async def list(
+        self,
+        owner: str,
+        *,
+        cluster_id: str | None,
+        phase: str | None,
+        health: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        index = self.names.nodepool_index(owner, cluster_id or ANY, phase or ANY, health or ANY)
+        return await self.store.list_page("nodepool", index, offset, limit)
+
+    async def status_view(self, owner: str, nodepool_id: str) -> dict[str, Any]:
+        record = await self.get(owner, nodepool_id)
+        reports = await self.store.controller_reports("nodepool", nodepool_id)
+        return {
+            "nodepool_id": nodepool_id,
+            "generation": record.generation,
+            "status": record.status,
+            "controller_status": [orjson.loads(reports[name]) for name in sorted(reports)],
+        }
+
+    # ---- writes ----------------------------------------------------------------------------
+    async def create(
+        self, owner: str, body: NodePoolCreate, path_cluster_id: str | None, dry_run: bool
+    ) -> NodePoolRecord:
+        cluster_id = self._target_cluster(body.cluster_id, path_cluster_id)
+        cluster = await self.owned_cluster(owner, cluster_id)
+        validate_nodepool_against_cluster(body.spec, cluster)
+        now = utcnow()
+        nodepool_id = new_id()
+        status = aggregate(1, [], None, now)
+        record = NodePoolRecord(
+            id=nodepool_id,
+            doc={
+                "id": nodepool_id,
+                "name": body.name,
+                "cluster_id": cluster_id,
+                "generation": 1,
+                "spec": body.spec.model_dump(mode="json", exclude_none=True),
+                "created_at": iso(now),
+                "updated_at": iso(now),
+                "created_by": owner,
+            },
+            rv=new_resource_version(),
+            generation=1,
+            status=status.model_dump(mode="json"),
+            owner=owner,
+            name=body.name,
+            platform=body.spec.platform.type,
+            seq=creation_score(),
+            cluster_id=cluster_id,
+        )
+        txn = Txn()
+        txn.expect_field(self.names.record("cluster", cluster_id), "owner", owner, CLUSTER_GONE)
+        txn.expect_field(self.names.nodepool_names(cluster_id), body.name, None, NAME_TAKEN)
+        txn.hset(self.names.record("nodepool", nodepool_id), record.to_hash())
+        txn.hset(self.names.nodepool_names(cluster_id), {body.name: nodepool_id})
+        txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, nodepool_id)
+        txn.zadd(self.names.cluster_nodepools(cluster_id), record.seq, nodepool_id)
+        self._schedule_reconcile(txn, nodepool_id, status)
+        self._emit(txn, "nodepool.created", record, record.generation, now)
+        await self._run(txn, body.name, dry_run)
+        return record
+
+    async def replace(
+        self,
+        owner: str,
+        nodepool_id: str,
+        body: NodePoolUpdate,
+        if_match: str | None,
+        dry_run: bool,
+    ) -> NodePoolRecord:
+        async def attempt() -> NodePoolRecord:
+            record = await self.get(owner, nodepool_id)
+            return await self._replace(record, body, if_match, dry_run)
+
+        return await retry_on_race(attempt, "NodePool")
+
+    async def patch(
+        self,
+        owner: str,
+        nodepool_id: str,
+        patch: Any,
+        if_match: str | None,
+        dry_run: bool,
+    ) -> NodePoolRecord:
+        if not isinstance(patch, dict):
+            raise ValidationFailed.of("body", "a merge patch must be a JSON object")
+
+        async def attempt() -> NodePoolRecord:
+            record = await self.get(owner, nodepool_id)
+            current = {"name": record.name, "spec": record.doc["spec"]}
+            merged = merge_patch(current, patch)
+            try:
+                body = NodePoolUpdate.model_validate(merged)
+            except ValidationError as exc:
+                raise ValidationFailed(field_errors(exc, prefix="")) from exc
+            return await self._replace(record, body, if_match, dry_run)
+
+        return await retry_on_race(attempt, "NodePool")
+
+    async def delete(self, owner: str, nodepool_id: str, if_match: str | None) -> None:
+        async def attempt() -> None:
+            record = await self.get(owner, nodepool_id)
+            check_if_match(if_match, record.rv, "NodePool")
+            txn = Txn()
+            self.add_delete(txn, record, utcnow())
+            await self.store.run(txn)
+
+        await retry_on_race(attempt, "NodePool")
+
+    def add_delete(self, txn: Txn, record: NodePoolRecord, now: Any) -> None:
+        """Everything that removing one nodepool writes; shared with the cluster cascade."""
+        names = self.names
+        txn.expect_field(names.record("nodepool", record.id), "rv", record.rv, RV_CHANGED)
+        txn.delete(names.record("nodepool", record.id))
+        txn.delete(names.controller_reports("nodepool", record.id))
+        txn.move_in_indexes(record.index_keys(names), set(), record.seq, record.id)
+        txn.hdel(names.nodepool_names(record.cluster_id), record.name)
+        txn.zrem(names.cluster_nodepools(record.cluster_id), record.id)
+        txn.zrem(names.reconcile_due, f"nodepool:{record.id}")
+        # Deletion is a change of desired state: it gets the next generation, so consumers that
+        # ignore generations they have already handled still act on it.
+        self._emit(txn, "nodepool.deleted", record, record.generation + 1, now)
+
+    # ---- internals -------------------------------------------------------------------------
+    async def _replace(
+        self, record: NodePoolRecord, body: NodePoolUpdate, if_match: str | None, dry_run: bool
+    ) -> NodePoolRecord:
+        if body.cluster_id is not None and body.cluster_id != record.cluster_id:
+            raise ValidationFailed.of("cluster_id", "cluster_id cannot be changed")
+        check_if_match(if_match, record.rv, "NodePool")
+        cluster = await self.store.get_cluster(record.cluster_id)
+        if cluster is None:
+            raise nodepool_not_found()
+        validate_nodepool_against_cluster(body.spec, cluster)
+        new_spec = body.spec.model_dump(mode="json", exclude_none=True)
+        spec_changed = new_spec != record.doc["spec"]
+        renamed = body.name != record.name
+        if not spec_changed and not renamed:
+            return record  # an identical PUT changes nothing, not even resource_version
+        now = utcnow()
+        generation = record.generation + 1 if spec_changed else record.generation
+        status = AggregatedStatus.model_validate(record.status)
+        if spec_changed:
+            reports = await self.store.controller_reports("nodepool", record.id)
+            status = aggregate(generation, stored_reports(reports), status, now)
+        doc = {
+            **record.doc,
+            "name": body.name,
+            "generation": generation,
+            "spec": new_spec,
+            "updated_at": iso(now),
+        }
+        updated = record.with_changes(
+            doc=doc,
+            rv=new_resource_version(),
+            generation=generation,
+            status=status.model_dump(mode="json"),
+            name=body.name,
+        )
+        names = self.names
+        txn = Txn()
+        txn.expect_field(names.record("nodepool", record.id), "rv", record.rv, RV_CHANGED)
+        if renamed:
+            txn.expect_field(names.nodepool_names(record.cluster_id), body.name, None, NAME_TAKEN)
+            txn.hdel(names.nodepool_names(record.cluster_id), record.name)
+            txn.hset(names.nodepool_names(record.cluster_id), {body.name: record.id})
+        txn.hset(names.record("nodepool", record.id), updated.to_hash())
+        txn.move_in_indexes(
+            record.index_keys(names), updated.index_keys(names), record.seq, record.id
+        )
+        if spec_changed:
+            self._schedule_reconcile(txn, record.id, status)
+            self._emit(txn, "nodepool.updated", updated, generation, now)
+        await self._run(txn, body.name, dry_run)
+        return updated
+
+    @staticmethod
+    def _target_cluster(body_cluster_id: str | None, path_cluster_id: str | None) -> str:
+        if path_cluster_id is not None:
+            if body_cluster_id is not None and body_cluster_id != path_cluster_id:
+                raise ValidationFailed.of(
+                    "cluster_id", "cluster_id in the body does not match the cluster in the path"
+                )
+            return path_cluster_id
+        if body_cluster_id is None:
+            raise ValidationFailed.of("cluster_id", "nodepool cluster_id is required")
+        return body_cluster_id
+
+    def _schedule_reconcile(self, txn: Txn, nodepool_id: str, status: AggregatedStatus) -> None:
+        """Due for a reconcile event if it has not converged by then."""
+        interval = (
+            self.settings.reconcile_ready_interval
+            if status.phase == "Ready"
+            else self.settings.reconcile_interval
+        )
+        due = utcnow().timestamp() + interval
+        txn.zadd(self.names.reconcile_due, due, f"nodepool:{nodepool_id}")
+
+    def _emit(
+        self, txn: Txn, event_type: Any, record: NodePoolRecord, generation: int, now: Any
+    ) -> None:
+        event = build_event(
+            event_type,
+            cluster_id=record.cluster_id,
+            nodepool_id=record.id,
+            generation=generation,
+            platform=record.platform,
+            resource=record.view(),
+            moment=now,
+        )
+        append_event(txn, self.names, event)
+
+    async def _run(self, txn: Txn, name: str, dry_run: bool) -> None:
+        try:
+            await self.store.run(txn, dry_run=dry_run)
+        except TxnFailed as failed:
+            if failed.code == NAME_TAKEN:
+                raise name_conflict(name, failed.actual) from failed
+            if failed.code == CLUSTER_GONE:
+                raise cluster_not_found() from failed
+            raise
+
+
+def request_validation_prefix() -> str:
+    return ""
+
+
+__all__ = ["NodePoolService", "field_errors"]

@@ -1,0 +1,132 @@
+"""Applying a controller's status report: the one code path for the queue and for HTTP.
+
+A report is stored per controller; the aggregate is recomputed with ``shared_models.aggregation``
+and written with the phase/health indexes in one guarded Redis transaction. Reports never move a
+controller's ``observed_generation`` backwards, and applying the same report twice writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import orjson
+
+from api_service.services.common import RV_CHANGED, new_resource_version, utcnow
+from api_service.services.nodepools import stored_reports
+from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
+from shared_models.aggregation import aggregate
+from shared_models.names import Kind
+from shared_models.settings import Settings
+from shared_models.status import AggregatedStatus, ControllerReport, Phase, StoredControllerStatus
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"  # the same report again: nothing written
+    STALE = "stale"  # older than what this controller already reported
+    FUTURE_GENERATION = "future_generation"  # a generation the resource has not reached
+    NOT_FOUND = "not_found"  # unknown or deleted resource
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    outcome: Outcome
+    generation: int = 0
+    stored_generation: int = 0  # the controller's observed_generation already stored
+
+
+MAX_ATTEMPTS = 50
+
+
+class StatusService:
+    def __init__(self, store: RedisStore, settings: Settings) -> None:
+        self.store = store
+        self.names = store.names
+        self.settings = settings
+
+    async def apply(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
+        """Apply one report; retried when another write to the same resource got there first."""
+        report = ControllerReport.model_validate(report.model_dump(include=_REPORT_FIELDS))
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return await self._attempt(kind, resource_id, report)
+            except TxnFailed as failed:
+                if failed.code not in (RV_CHANGED, "gone"):
+                    raise
+        raise TxnFailed(RV_CHANGED, "too many concurrent writes")
+
+    async def _attempt(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
+        record: NodePoolRecord | ClusterRecord | None
+        if kind == "nodepool":
+            record = await self.store.get_nodepool(resource_id)
+        else:
+            record = await self.store.get_cluster(resource_id)
+        if record is None:
+            return ApplyResult(Outcome.NOT_FOUND)
+        raw_reports = await self.store.controller_reports(kind, resource_id)
+        reports = {r.controller_name: r for r in stored_reports(raw_reports)}
+        previous = reports.get(report.controller_name)
+        verdict = _judge(record.generation, previous, report)
+        if verdict is not None:
+            return verdict
+        now = utcnow()
+        stored = StoredControllerStatus(**report.model_dump(), updated_at=now)
+        reports[report.controller_name] = stored
+        old_status = AggregatedStatus.model_validate(record.status)
+        new_status = aggregate(record.generation, list(reports.values()), old_status, now)
+        updated = record.with_changes(
+            rv=new_resource_version(), status=new_status.model_dump(mode="json")
+        )
+        txn = Txn()
+        record_key = self.names.record(kind, resource_id)
+        txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
+        txn.hset(
+            self.names.controller_reports(kind, resource_id),
+            {report.controller_name: orjson.dumps(stored.model_dump(mode="json")).decode()},
+        )
+        txn.hset(
+            record_key,
+            {
+                "rv": updated.rv,
+                "status": orjson.dumps(updated.status).decode(),
+                "phase": updated.phase,
+                "health": updated.health,
+            },
+        )
+        txn.move_in_indexes(
+            record.index_keys(self.names), updated.index_keys(self.names), record.seq, resource_id
+        )
+        if kind == "nodepool" and old_status.phase != new_status.phase:
+            self._reschedule(txn, resource_id, new_status.phase)
+        await self.store.run(txn)
+        return ApplyResult(Outcome.APPLIED, record.generation, report.observed_generation)
+
+    def _reschedule(self, txn: Txn, nodepool_id: str, phase: Phase) -> None:
+        """Ready resources are re-checked rarely; the others soon."""
+        interval = (
+            self.settings.reconcile_ready_interval
+            if phase == Phase.READY
+            else self.settings.reconcile_interval
+        )
+        txn.zadd(
+            self.names.reconcile_due, utcnow().timestamp() + interval, f"nodepool:{nodepool_id}"
+        )
+
+
+_REPORT_FIELDS = set(ControllerReport.model_fields)
+
+
+def _judge(
+    generation: int, previous: StoredControllerStatus | None, report: ControllerReport
+) -> ApplyResult | None:
+    """The outcome when the report must not be written, or None when it must."""
+    if report.observed_generation > generation:
+        return ApplyResult(Outcome.FUTURE_GENERATION, generation)
+    if previous is None:
+        return None
+    if report.observed_generation < previous.observed_generation:
+        return ApplyResult(Outcome.STALE, generation, previous.observed_generation)
+    if ControllerReport.model_validate(previous.model_dump(include=_REPORT_FIELDS)) == report:
+        return ApplyResult(Outcome.UNCHANGED, generation, previous.observed_generation)
+    return None

@@ -1,0 +1,71 @@
+"""Turning pydantic errors into field errors, and the rules that need the parent cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from api_service.errors import ValidationFailed
+from api_service.store import ClusterRecord
+from shared_models.errors import FieldError
+from shared_models.specs import ClusterSpec, NodePoolSpec, zone_region_problem
+
+_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
+    """('spec', 'platform', 'gcp', 'zones', 2) -> 'spec.platform.gcp.zones[2]'."""
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def _describe(error: dict[str, Any], path: str, resource: str) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return f"{resource} {path} is required" if "." not in path else f"{path} is required"
+    if kind == "extra_forbidden":
+        return f"{path}: unknown field"
+    message = str(error["msg"])
+    for prefix in _PREFIXES:
+        message = message.removeprefix(prefix)
+    return f"{path}: {message}" if path else message
+
+
+def field_errors(
+    exc: ValidationError | Iterable[dict[str, Any]], prefix: str = "", resource: str = "nodepool"
+) -> list[FieldError]:
+    errors = exc.errors() if isinstance(exc, ValidationError) else exc
+    result = []
+    for error in errors:
+        path = field_path(error["loc"], prefix)
+        described = _describe(dict(error), path, resource)
+        result.append(FieldError(field=path or "body", message=described))
+    return result
+
+
+def validate_nodepool_against_cluster(spec: NodePoolSpec, cluster: ClusterRecord) -> None:
+    """Rules that depend on the parent: same platform, zones inside the cluster's region."""
+    platform = spec.platform.type
+    if platform != cluster.platform:
+        raise ValidationFailed.of(
+            "spec.platform.type",
+            f"spec.platform.type '{platform}' does not match the cluster's platform "
+            f"'{cluster.platform}'",
+        )
+    region = ClusterSpec.model_validate(cluster.doc["spec"]).platform.region
+    zones_field = "zones" if platform == "gcp" else "availabilityZones"
+    problems = []
+    for i, zone in enumerate(spec.platform.zones):
+        problem = zone_region_problem(platform, region, zone)
+        if problem is not None:
+            path = f"spec.platform.{platform}.{zones_field}[{i}]"
+            problems.append(FieldError(field=path, message=f"{path}: {problem}"))
+    if problems:
+        raise ValidationFailed(problems)

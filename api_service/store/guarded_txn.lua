@@ -1,0 +1,59 @@
+-- One atomic, guarded write: every check must hold, then every op runs. Nothing runs otherwise.
+--
+-- ARGV[1] is JSON: {"checks": [...], "ops": [...]}; "k" fields are 1-based indexes into KEYS.
+-- Checks:
+--   {"c": "hget",  "k": i, "f": field, "v": value|null, "fail": code}   HGET must equal v (null: absent)
+--   {"c": "hgetne","k": i, "f": field, "fail": code}                    field must be present
+--   {"c": "zcard", "k": i, "v": n, "fail": code}                        ZCARD must equal n
+-- Ops: hset {kv}, hdel {f}, del, zadd {s, m}, zrem {m}, xadd {kv}, set {v, px?}
+-- Returns {"ok"} or {"fail", code, actual value of the failed check}.
+local plan = cjson.decode(ARGV[1])
+
+local function absent(v) return v == nil or v == cjson.null end
+
+for _, chk in ipairs(plan.checks or {}) do
+  local key = KEYS[chk.k]
+  local actual
+  local ok
+  if chk.c == "hget" then
+    actual = redis.call("HGET", key, chk.f)
+    if absent(chk.v) then ok = (actual == false) else ok = (actual == chk.v) end
+  elseif chk.c == "hgetne" then
+    actual = redis.call("HGET", key, chk.f)
+    ok = (actual ~= false)
+  elseif chk.c == "zcard" then
+    actual = redis.call("ZCARD", key)
+    ok = (actual == tonumber(chk.v))
+  else
+    return redis.error_reply("unknown check " .. tostring(chk.c))
+  end
+  if not ok then
+    if actual == false then actual = "" end
+    return {"fail", chk.fail, tostring(actual)}
+  end
+end
+
+-- A dry run answers as if it had written: every check ran, nothing changes.
+if plan.dry then return {"ok"} end
+
+for _, op in ipairs(plan.ops or {}) do
+  local key = KEYS[op.k]
+  if op.o == "hset" then
+    redis.call("HSET", key, unpack(op.kv))
+  elseif op.o == "hdel" then
+    redis.call("HDEL", key, unpack(op.f))
+  elseif op.o == "del" then
+    redis.call("DEL", key)
+  elseif op.o == "zadd" then
+    redis.call("ZADD", key, op.s, op.m)
+  elseif op.o == "zrem" then
+    redis.call("ZREM", key, op.m)
+  elseif op.o == "xadd" then
+    redis.call("XADD", key, "*", unpack(op.kv))
+  elseif op.o == "set" then
+    if op.px then redis.call("SET", key, op.v, "PX", op.px) else redis.call("SET", key, op.v) end
+  else
+    return redis.error_reply("unknown op " .. tostring(op.o))
+  end
+end
+return {"ok"}

@@ -1,0 +1,153 @@
+"""How a resource is laid out in Redis, and which index entries it owns.
+
+A resource is one hash:
+  doc      JSON of the resource without its versions and status (id, name, spec, timestamps...)
+  rv       resource_version: changes on every write, spec or status (the ETag)
+  gen      generation: changes only when the spec changes
+  status   JSON of the aggregated status
+  owner, name, platform, phase, health (and cluster_id for nodepools): the index dimensions
+  seq      the creation-ordered score used by every index it is in
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from itertools import product
+from typing import Any
+
+import orjson
+
+from shared_models.names import ANY, Names
+
+RECORD_FIELDS = (
+    "doc",
+    "rv",
+    "gen",
+    "status",
+    "owner",
+    "name",
+    "platform",
+    "phase",
+    "health",
+    "cluster_id",
+    "seq",
+)
+
+
+@dataclass(frozen=True)
+class _Record:
+    id: str
+    doc: dict[str, Any]
+    rv: str
+    generation: int
+    status: dict[str, Any]
+    owner: str
+    name: str
+    platform: str
+    seq: float
+
+    @property
+    def phase(self) -> str:
+        return str(self.status["phase"])
+
+    @property
+    def health(self) -> str:
+        return str(self.status["health"])
+
+    def _common_fields(self) -> dict[str, str]:
+        return {
+            "doc": orjson.dumps(self.doc).decode(),
+            "rv": self.rv,
+            "gen": str(self.generation),
+            "status": orjson.dumps(self.status).decode(),
+            "owner": self.owner,
+            "name": self.name,
+            "platform": self.platform,
+            "phase": self.phase,
+            "health": self.health,
+            "seq": repr(self.seq),
+        }
+
+
+@dataclass(frozen=True)
+class NodePoolRecord(_Record):
+    cluster_id: str
+
+    def to_hash(self) -> dict[str, str]:
+        return {**self._common_fields(), "cluster_id": self.cluster_id}
+
+    def index_keys(self, names: Names) -> set[str]:
+        """Every (cluster, phase, health) filter combination this nodepool must be listed under."""
+        return {
+            names.nodepool_index(self.owner, cluster, phase, health)
+            for cluster, phase, health in product(
+                (self.cluster_id, ANY), (self.phase, ANY), (self.health, ANY)
+            )
+        }
+
+    def view(self) -> dict[str, Any]:
+        """The resource as the API returns it."""
+        return _view(self)
+
+    def with_changes(self, **changes: Any) -> NodePoolRecord:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_hash(cls, resource_id: str, raw: dict[str, Any]) -> NodePoolRecord:
+        return cls(cluster_id=raw["cluster_id"], **_common_from_hash(resource_id, raw))
+
+
+@dataclass(frozen=True)
+class ClusterRecord(_Record):
+    def to_hash(self) -> dict[str, str]:
+        return self._common_fields()
+
+    def index_keys(self, names: Names) -> set[str]:
+        """Every (platform, phase) filter combination this cluster must be listed under."""
+        return {
+            names.cluster_index(self.owner, platform, phase)
+            for platform, phase in product((self.platform, ANY), (self.phase, ANY))
+        }
+
+    def view(self) -> dict[str, Any]:
+        return _view(self)
+
+    def with_changes(self, **changes: Any) -> ClusterRecord:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_hash(cls, resource_id: str, raw: dict[str, Any]) -> ClusterRecord:
+        return cls(**_common_from_hash(resource_id, raw))
+
+
+def _common_from_hash(resource_id: str, raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": resource_id,
+        "doc": orjson.loads(raw["doc"]),
+        "rv": raw["rv"],
+        "generation": int(raw["gen"]),
+        "status": orjson.loads(raw["status"]),
+        "owner": raw["owner"],
+        "name": raw["name"],
+        "platform": raw["platform"],
+        "seq": float(raw["seq"]),
+    }
+
+
+def _view(record: _Record) -> dict[str, Any]:
+    return assemble_view(record.doc, record.rv, record.status)
+
+
+# The order of fields in responses, as the user guide shows them.
+_VIEW_HEAD = ("id", "name", "cluster_id", "generation")
+_VIEW_TAIL = ("created_at", "updated_at", "created_by")
+
+
+def assemble_view(doc: dict[str, Any], rv: str, status: Any) -> dict[str, Any]:
+    view: dict[str, Any] = {k: doc[k] for k in _VIEW_HEAD if k in doc}
+    view["resource_version"] = rv
+    view["spec"] = doc["spec"]
+    view["status"] = status
+    for key in _VIEW_TAIL:
+        view[key] = doc[key]
+    return view

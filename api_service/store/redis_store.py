@@ -1,0 +1,118 @@
+"""Reads and atomic writes against Redis. No business rules here: services decide, this stores."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any, Literal
+
+import orjson
+from redis.asyncio import Redis
+
+from api_service.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord, assemble_view
+from api_service.store.txn import Txn
+from shared_models.names import Kind, Names
+
+
+class TxnFailed(Exception):
+    """A check of a guarded transaction did not hold; nothing was written."""
+
+    def __init__(self, code: str, actual: str) -> None:
+        super().__init__(f"{code} (found {actual!r})")
+        self.code = code
+        self.actual = actual
+
+
+def _lua(name: str) -> str:
+    return files("api_service.store").joinpath(name).read_text(encoding="utf-8")
+
+
+def connect_redis(url: str) -> Redis:
+    """A client that fails fast when Redis is gone and reconnects by itself when it returns."""
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=15,
+        max_connections=256,
+    )
+
+
+class RedisStore:
+    def __init__(self, redis: Redis, names: Names) -> None:
+        self.redis = redis
+        self.names = names
+        self._txn_script = redis.register_script(_lua("guarded_txn.lua"))
+        self._page_script = redis.register_script(_lua("list_page.lua"))
+
+    async def run(self, txn: Txn, dry_run: bool = False) -> None:
+        """Apply a guarded transaction atomically, or raise TxnFailed without writing anything.
+
+        With ``dry_run`` every check still runs against live data, and nothing is written.
+        """
+        if not txn.ops and not txn.checks:
+            return
+        reply = await self._txn_script(keys=txn.keys, args=[txn.payload(dry_run)])
+        if reply[0] != "ok":
+            raise TxnFailed(str(reply[1]), str(reply[2]))
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    # ---- records ---------------------------------------------------------------------------
+    async def _record_hash(self, kind: Kind, resource_id: str) -> dict[str, Any] | None:
+        values = await self.redis.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
+        if values[0] is None:
+            return None
+        return dict(zip(RECORD_FIELDS, values, strict=True))
+
+    async def get_nodepool(self, nodepool_id: str) -> NodePoolRecord | None:
+        raw = await self._record_hash("nodepool", nodepool_id)
+        return None if raw is None else NodePoolRecord.from_hash(nodepool_id, raw)
+
+    async def get_cluster(self, cluster_id: str) -> ClusterRecord | None:
+        raw = await self._record_hash("cluster", cluster_id)
+        return None if raw is None else ClusterRecord.from_hash(cluster_id, raw)
+
+    async def get_nodepools(self, ids: list[str]) -> list[NodePoolRecord]:
+        """Records of the ids that still exist, in the order given."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for nodepool_id in ids:
+                pipe.hmget(self.names.record("nodepool", nodepool_id), RECORD_FIELDS)
+            rows = await pipe.execute()
+        return [
+            NodePoolRecord.from_hash(nodepool_id, dict(zip(RECORD_FIELDS, row, strict=True)))
+            for nodepool_id, row in zip(ids, rows, strict=True)
+            if row[0] is not None
+        ]
+
+    async def controller_reports(self, kind: Kind, resource_id: str) -> dict[str, str]:
+        """controller name -> its last report (JSON), for one resource."""
+        reports = await self.redis.hgetall(self.names.controller_reports(kind, resource_id))
+        return {str(k): str(v) for k, v in reports.items()}
+
+    async def cluster_nodepool_ids(self, cluster_id: str) -> list[str]:
+        ids = await self.redis.zrange(self.names.cluster_nodepools(cluster_id), 0, -1)
+        return [str(i) for i in ids]
+
+    async def lookup_name(self, names_key: str, name: str) -> str | None:
+        found = await self.redis.hget(names_key, name)
+        return None if found is None else str(found)
+
+    # ---- lists -----------------------------------------------------------------------------
+    async def list_page(
+        self, kind: Literal["cluster", "nodepool"], index_key: str, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(total in the index, the resources of one page), in creation order, one round trip."""
+        prefix = self.names.record(kind, "")
+        reply = await self._page_script(
+            keys=[index_key], args=[offset, limit, prefix, "doc", "rv", "status"]
+        )
+        total = int(reply[0])
+        items = []
+        for i in range(1, len(reply), 4):
+            doc, rv, status = reply[i + 1], reply[i + 2], reply[i + 3]
+            if doc is None:  # deleted between ZRANGE and HMGET cannot happen in one script
+                continue
+            items.append(assemble_view(orjson.loads(doc), rv, orjson.loads(status)))
+        return total, items

@@ -1,0 +1,46 @@
+"""The one error envelope every HTTP error uses: ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorCode(StrEnum):
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. spec.nodeCount")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: ErrorCode
+    message: str
+    details: str = Field(
+        default="", description="Human-readable detail; for validation, each offending field"
+    )
+    fields: list[FieldError] | None = Field(
+        default=None, description="Validation errors only: one entry per offending field"
+    )
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+def envelope(
+    code: ErrorCode, message: str, details: str = "", fields: list[FieldError] | None = None
+) -> dict[str, Any]:
+    body = ErrorBody(code=code, message=message, details=details, fields=fields)
+    return {"error": body.model_dump(mode="json", exclude_none=True)}

@@ -1,0 +1,96 @@
+"""Names of every Redis key, exchange and queue, all under one namespace.
+
+Several stacks (or test runs) share one Redis and one broker by using different namespaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["cluster", "nodepool"]
+
+# Wildcard used in index keys for "any value of this filter".
+ANY = "*"
+
+
+@dataclass(frozen=True)
+class Names:
+    namespace: str
+
+    # ---- RabbitMQ -------------------------------------------------------------------------
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def status_exchange(self) -> str:
+        return f"{self.namespace}.status"
+
+    @property
+    def status_queue(self) -> str:
+        return f"{self.namespace}.status.ingest"
+
+    @property
+    def status_dead_exchange(self) -> str:
+        return f"{self.namespace}.status.dlx"
+
+    @property
+    def status_dead_queue(self) -> str:
+        return f"{self.namespace}.status.dead"
+
+    def controller_queue(self, controller_name: str) -> str:
+        return f"{self.namespace}.controller.{controller_name}"
+
+    # ---- Redis: records -------------------------------------------------------------------
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    def record(self, kind: Kind, resource_id: str) -> str:
+        """Hash holding one resource: its document, versions, owner and aggregated status."""
+        return self._key(kind, resource_id)
+
+    def controller_reports(self, kind: Kind, resource_id: str) -> str:
+        """Hash controller_name -> that controller's last report (JSON)."""
+        return self._key(kind, resource_id, "controllers")
+
+    # ---- Redis: indexes -------------------------------------------------------------------
+    def cluster_names(self, owner: str) -> str:
+        """Hash cluster name -> id, per owner (names are unique per owner)."""
+        return self._key("names", "cluster", owner)
+
+    def nodepool_names(self, cluster_id: str) -> str:
+        """Hash nodepool name -> id, per cluster (names are unique per cluster)."""
+        return self._key("names", "nodepool", cluster_id)
+
+    def cluster_index(self, owner: str, platform: str, phase: str) -> str:
+        """Sorted set of cluster ids by creation time; ANY stands for an unfiltered dimension."""
+        return self._key("idx", "cluster", owner, platform, phase)
+
+    def nodepool_index(self, owner: str, cluster_id: str, phase: str, health: str) -> str:
+        """Sorted set of nodepool ids by creation time; ANY stands for an unfiltered dimension."""
+        return self._key("idx", "nodepool", owner, cluster_id, phase, health)
+
+    def cluster_nodepools(self, cluster_id: str) -> str:
+        """Sorted set of the nodepool ids of one cluster, whoever owns them."""
+        return self._key("cluster", cluster_id, "nodepools")
+
+    def idempotency(self, owner: str, key: str) -> str:
+        return self._key("idem", owner, key)
+
+    # ---- Redis: events and coordination ---------------------------------------------------
+    @property
+    def outbox(self) -> str:
+        """Stream of events committed with their change and not yet confirmed by the broker."""
+        return self._key("outbox")
+
+    @property
+    def reconcile_due(self) -> str:
+        """Sorted set '<kind>:<id>' -> unix time at which it is next due for reconciliation."""
+        return self._key("reconcile", "due")
+
+    def lock(self, name: str) -> str:
+        return self._key("lock", name)
+
+    def metric(self, name: str) -> str:
+        return self._key("metric", name)

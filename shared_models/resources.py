@@ -1,0 +1,95 @@
+"""Resources as the API returns them, and the bodies it accepts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import UUID4, BaseModel, ConfigDict, Field
+
+from shared_models.specs import ClusterSpec, Name, NodePoolSpec
+from shared_models.status import AggregatedStatus, StoredControllerStatus
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ClusterCreate(_Body):
+    # A client may choose the id (a UUID), e.g. to create a cluster it already refers to.
+    id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
+    name: Name
+    spec: ClusterSpec
+
+
+class ClusterUpdate(_Body):
+    """PUT body: replaces name and spec."""
+
+    name: Name
+    spec: ClusterSpec
+
+
+class NodePoolCreate(_Body):
+    name: Name
+    cluster_id: Annotated[str, Field(max_length=64)] | None = None
+    spec: NodePoolSpec
+
+
+class NodePoolUpdate(_Body):
+    """PUT body: replaces name and spec. ``cluster_id`` may be repeated but never changed."""
+
+    name: Name
+    cluster_id: Annotated[str, Field(max_length=64)] | None = None
+    spec: NodePoolSpec
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID4 | str
+    name: str
+    generation: int
+    resource_version: str
+    status: AggregatedStatus
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+
+
+class Cluster(_Resource):
+    spec: ClusterSpec
+
+
+class NodePool(_Resource):
+    cluster_id: str
+    spec: NodePoolSpec
+
+
+class ClusterList(BaseModel):
+    clusters: list[Cluster]
+    total: int
+    limit: int
+    offset: int
+
+
+class NodePoolList(BaseModel):
+    nodepools: list[NodePool]
+    total: int
+    limit: int
+    offset: int
+
+
+class NodePoolStatusView(BaseModel):
+    nodepool_id: str
+    generation: int
+    status: AggregatedStatus
+    controller_status: list[StoredControllerStatus]
+
+
+class ClusterStatusView(BaseModel):
+    cluster_id: str
+    generation: int
+    status: AggregatedStatus
+    controller_status: list[StoredControllerStatus]

@@ -1,0 +1,67 @@
+"""Service configuration, read from the environment (prefix ``CLS_``)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared_models.names import Names
+
+
+class Settings(BaseSettings):
+    """Every knob of the three services. Unset variables take the defaults of DESIGN.md."""
+
+    model_config = SettingsConfigDict(env_prefix="CLS_", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://localhost:6379/0"
+    amqp_url: str = "amqp://guest:guest@localhost:5672/"
+    namespace: str = Field(default="cls", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    auth_disabled: bool = False
+    # "name=token,name=token": the controllers allowed to write status.
+    controller_tokens: str = ""
+    # Outbox relay and periodic reconciliation.
+    relay_batch_size: int = Field(default=200, ge=1, le=10_000)
+    reconcile_interval: float = Field(default=30.0, gt=0)
+    reconcile_ready_interval: float = Field(default=300.0, gt=0)
+    reconcile_batch_size: int = Field(default=500, ge=1, le=10_000)
+    leader_lock_ttl: float = Field(default=10.0, gt=0)
+    # Status ingester.
+    ingest_prefetch: int = Field(default=64, ge=1, le=10_000)
+    ingest_delivery_limit: int = Field(default=5, ge=1, le=1000)
+    # Simulated controllers.
+    stub_controllers: str = ""
+    stub_delay_ms: int = Field(default=500, ge=0)
+    stub_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Requests.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    log_level: str = "INFO"
+
+    @field_validator("controller_tokens")
+    @classmethod
+    def _tokens_well_formed(cls, value: str) -> str:
+        parse_controller_tokens(value)
+        return value
+
+    @cached_property
+    def names(self) -> Names:
+        return Names(self.namespace)
+
+    @cached_property
+    def controller_token_map(self) -> dict[str, str]:
+        """token -> controller name."""
+        return parse_controller_tokens(self.controller_tokens)
+
+
+def parse_controller_tokens(raw: str) -> dict[str, str]:
+    """Parse ``name=token,name=token`` into ``{token: name}``."""
+    tokens: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, token = item.partition("=")
+        if not sep or not name.strip() or not token.strip():
+            raise ValueError("CLS_CONTROLLER_TOKENS must look like 'name=token,name=token'")
+        tokens[token.strip()] = name.strip()
+    return tokens

@@ -1,0 +1,395 @@
+"""Table-driven tests of the status aggregation rule (DESIGN.md, "Status aggregation")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared_models.aggregation import MAX_MESSAGE_LENGTH, aggregate
+from shared_models.status import (
+    AggregatedStatus,
+    Condition,
+    ConditionStatus,
+    ControllerReport,
+    Health,
+    Phase,
+    StoredControllerStatus,
+)
+
+GEN = 4
+T1 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+T2 = datetime(2024, 1, 1, 12, 5, tzinfo=UTC)
+T3 = datetime(2024, 1, 1, 12, 10, tzinfo=UTC)
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def report(
+    name: str,
+    generation: int = GEN,
+    *,
+    true: tuple[str, ...] = (),
+    false: tuple[str, ...] = (),
+    unknown: tuple[str, ...] = (),
+    error: str | None = None,
+    message: str = "",
+) -> ControllerReport:
+    """A report with conditions of each status; only the "True" ones carry ``message``."""
+    conditions = [_condition(t, "True", message) for t in true]
+    conditions += [_condition(t, "False", "") for t in false]
+    conditions += [_condition(t, "Unknown", "") for t in unknown]
+    return ControllerReport(
+        controller_name=name,
+        observed_generation=generation,
+        conditions=conditions,
+        last_error=error,
+    )
+
+
+def _condition(type_: str, status: ConditionStatus, message: str) -> Condition:
+    return Condition(type=type_, status=status, message=message)
+
+
+def ready(name: str, generation: int = GEN) -> ControllerReport:
+    return report(name, generation, true=("Ready",))
+
+
+def waiting(name: str, generation: int = GEN) -> ControllerReport:
+    return report(name, generation, false=("Ready",))
+
+
+def failed(name: str, generation: int = GEN, error: str = "boom") -> ControllerReport:
+    return report(name, generation, error=error)
+
+
+def condition_status(status: AggregatedStatus, type_: str) -> ConditionStatus:
+    return next(c.status for c in status.conditions if c.type == type_)
+
+
+# ---- the table --------------------------------------------------------------------------------
+
+P, H = Phase, Health
+TABLE = [
+    # id, reports, generation, phase, reason, health, Ready, Available
+    ("no-reports", [], GEN, P.PENDING, "NoControllers", H.UNKNOWN, "False", "False"),
+    (
+        "only-older-generation-ready",
+        [ready("a", GEN - 1)],
+        GEN,
+        P.PROGRESSING,
+        "NewGenerationPending",
+        H.UNKNOWN,
+        "False",
+        "True",
+    ),
+    (
+        "only-older-generation-waiting",
+        [waiting("a", GEN - 1)],
+        GEN,
+        P.PROGRESSING,
+        "NewGenerationPending",
+        H.UNKNOWN,
+        "False",
+        "False",
+    ),
+    (
+        "all-ready",
+        [ready("a"), ready("b")],
+        GEN,
+        P.READY,
+        "AllControllersReady",
+        H.HEALTHY,
+        "True",
+        "True",
+    ),
+    (
+        "all-ready-via-available",
+        [report("a", true=("Available",)), ready("b")],
+        GEN,
+        P.READY,
+        "AllControllersReady",
+        H.HEALTHY,
+        "True",
+        "True",
+    ),
+    (
+        "false-failure-conditions-are-not-errors",
+        [
+            report("a", true=("Ready",), false=("Failed", "Degraded")),
+            report("b", true=("Ready",), error=""),
+        ],
+        GEN,
+        P.READY,
+        "AllControllersReady",
+        H.HEALTHY,
+        "True",
+        "True",
+    ),
+    (
+        "partial-progress",
+        [ready("a"), waiting("b")],
+        GEN,
+        P.PROGRESSING,
+        "PartialProgress",
+        H.UNKNOWN,
+        "False",
+        "True",
+    ),
+    (
+        "unknown-ready-is-not-ready",
+        [ready("a"), report("b", unknown=("Ready", "Failed"))],
+        GEN,
+        P.PROGRESSING,
+        "PartialProgress",
+        H.UNKNOWN,
+        "False",
+        "True",
+    ),
+    (
+        "some-ready-some-failed",
+        [ready("a"), failed("b")],
+        GEN,
+        P.PROGRESSING,
+        "ControllersWithErrors",
+        H.DEGRADED,
+        "False",
+        "True",
+    ),
+    (
+        "all-ready-but-one-degraded",
+        [ready("a"), report("b", true=("Ready", "Degraded"))],
+        GEN,
+        P.PROGRESSING,
+        "ControllersWithErrors",
+        H.DEGRADED,
+        "False",
+        "True",
+    ),
+    (
+        "only-ready-controller-has-error",
+        [report("a", true=("Ready",), error="flaky"), waiting("b")],
+        GEN,
+        P.PROGRESSING,
+        "ControllersWithErrors",
+        H.DEGRADED,
+        "False",
+        "False",
+    ),
+    (
+        "none-ready-last-error",
+        [failed("a"), waiting("b")],
+        GEN,
+        P.FAILED,
+        "ControllersFailed",
+        H.UNHEALTHY,
+        "False",
+        "False",
+    ),
+    (
+        "none-ready-failed-condition",
+        [report("a", true=("Failed",))],
+        GEN,
+        P.FAILED,
+        "ControllersFailed",
+        H.UNHEALTHY,
+        "False",
+        "False",
+    ),
+    (
+        "none-ready-degraded-condition",
+        [report("a", true=("Degraded",))],
+        GEN,
+        P.FAILED,
+        "ControllersFailed",
+        H.UNHEALTHY,
+        "False",
+        "False",
+    ),
+    (
+        "none-ready-none-failed",
+        [waiting("a"), report("b")],
+        GEN,
+        P.PROGRESSING,
+        "ControllersProgressing",
+        H.UNKNOWN,
+        "False",
+        "False",
+    ),
+    (
+        "older-generation-still-serves",
+        [waiting("a"), ready("b", GEN - 1)],
+        GEN,
+        P.PROGRESSING,
+        "ControllersProgressing",
+        H.UNKNOWN,
+        "False",
+        "True",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("reports", "generation", "phase", "reason", "health", "ready_status", "available_status"),
+    [pytest.param(*row[1:], id=row[0]) for row in TABLE],
+)
+def test_aggregate_table(
+    reports: list[ControllerReport],
+    generation: int,
+    phase: Phase,
+    reason: str,
+    health: Health,
+    ready_status: ConditionStatus,
+    available_status: ConditionStatus,
+) -> None:
+    status = aggregate(generation, reports, None, T1)
+
+    assert (status.phase, status.reason, status.health) == (phase, reason, health)
+    assert [c.type for c in status.conditions] == ["Ready", "Available"]
+    assert condition_status(status, "Ready") == ready_status
+    assert condition_status(status, "Available") == available_status
+    assert status.message
+    assert len(status.message) <= MAX_MESSAGE_LENGTH
+
+
+def test_table_covers_every_phase_health_and_reason() -> None:
+    assert {row[3] for row in TABLE} == set(Phase)
+    assert {row[5] for row in TABLE} == set(Health)
+    assert {row[4] for row in TABLE} == {
+        "NoControllers",
+        "NewGenerationPending",
+        "AllControllersReady",
+        "PartialProgress",
+        "ControllersWithErrors",
+        "ControllersFailed",
+        "ControllersProgressing",
+    }
+
+
+# ---- conditions and timestamps ----------------------------------------------------------------
+
+
+def test_ready_condition_carries_aggregate_reason_and_message() -> None:
+    status = aggregate(GEN, [ready("a"), waiting("b")], None, T1)
+
+    ready_condition = status.conditions[0]
+    assert (ready_condition.reason, ready_condition.message) == (status.reason, status.message)
+    assert status.message == "1 of 2 controllers ready at generation 4"
+
+
+def test_available_condition_reason_follows_status() -> None:
+    serving = aggregate(GEN, [ready("a")], None, T1).conditions[1]
+    none = aggregate(GEN, [waiting("a")], None, T1).conditions[1]
+
+    assert (serving.status, serving.reason) == ("True", "ControllersAvailable")
+    assert (none.status, none.reason) == ("False", "NoneAvailable")
+
+
+def test_first_aggregate_uses_now_for_every_timestamp() -> None:
+    status = aggregate(GEN, [ready("a")], None, T1)
+
+    assert status.lastUpdateTime == T1
+    assert [c.lastTransitionTime for c in status.conditions] == [T1, T1]
+
+
+def test_transition_time_kept_while_status_unchanged() -> None:
+    first = aggregate(GEN, [ready("a"), waiting("b"), waiting("c")], None, T1)
+    second = aggregate(GEN, [ready("a"), ready("b"), waiting("c")], first, T2)
+
+    # The message changed ("2 of 3"), so the aggregate was updated, but no condition flipped.
+    assert second.message != first.message
+    assert second.lastUpdateTime == T2
+    assert [c.lastTransitionTime for c in second.conditions] == [T1, T1]
+
+
+def test_transition_time_changes_on_flip() -> None:
+    first = aggregate(GEN, [ready("a"), waiting("b")], None, T1)
+    second = aggregate(GEN, [ready("a"), ready("b")], first, T2)
+    third = aggregate(GEN, [failed("a"), failed("b")], second, T3)
+
+    assert [c.lastTransitionTime for c in second.conditions] == [T2, T1]  # Ready flipped
+    assert [c.lastTransitionTime for c in third.conditions] == [T3, T3]  # both flipped
+
+
+@pytest.mark.parametrize(
+    ("reports", "generation"), [pytest.param(row[1], row[2], id=row[0]) for row in TABLE]
+)
+def test_recomputing_same_inputs_is_idempotent(
+    reports: list[ControllerReport], generation: int
+) -> None:
+    first = aggregate(generation, reports, None, T1)
+    again = aggregate(generation, reports, first, T2)
+
+    assert again == first
+    assert again.lastUpdateTime == T1
+
+
+def test_input_order_does_not_matter() -> None:
+    reports = [failed("c", error="three"), ready("a"), failed("b", error="two"), waiting("d")]
+
+    assert aggregate(GEN, reports, None, T1) == aggregate(GEN, reports[::-1], None, T1)
+
+
+# ---- generations ------------------------------------------------------------------------------
+
+
+def test_older_generation_reports_ignored_for_phase() -> None:
+    # "a" failed at an older generation and has not reported on the current one yet.
+    status = aggregate(GEN, [failed("a", GEN - 1), ready("b")], None, T1)
+
+    assert (status.phase, status.reason, status.health) == (
+        Phase.READY,
+        "AllControllersReady",
+        Health.HEALTHY,
+    )
+    assert status.message == "1 of 1 controller ready at generation 4"
+
+
+@pytest.mark.parametrize(
+    ("reports", "expected"),
+    [
+        pytest.param([], 0, id="no-reports"),
+        pytest.param([ready("a", 2), ready("b", 3)], 3, id="highest-older-generation"),
+        pytest.param([ready("a", 3), waiting("b", GEN)], GEN, id="current-generation"),
+    ],
+)
+def test_observed_generation(reports: list[ControllerReport], expected: int) -> None:
+    assert aggregate(GEN, reports, None, T1).observedGeneration == expected
+
+
+def test_stored_controller_status_is_accepted() -> None:
+    stored = StoredControllerStatus(
+        controller_name="a",
+        observed_generation=GEN,
+        conditions=[_condition("Ready", "True", "")],
+        updated_at=T1,
+    )
+
+    assert aggregate(GEN, [stored], None, T2).phase is Phase.READY
+
+
+# ---- messages ---------------------------------------------------------------------------------
+
+
+def test_message_names_failing_controller_and_last_error() -> None:
+    status = aggregate(GEN, [failed("b", error="quota\nexceeded"), failed("a")], None, T1)
+
+    assert status.message == (
+        "0 of 2 controllers ready at generation 4; failing: a: boom; b: quota exceeded"
+    )
+
+
+def test_message_uses_failing_condition_message_without_last_error() -> None:
+    reports = [ready("a"), report("b", true=("Ready", "Degraded"), message="disk pressure")]
+
+    assert aggregate(GEN, reports, None, T1).message.endswith("failing: b: disk pressure")
+
+
+def test_message_is_truncated() -> None:
+    reports = [failed(f"c{i:02d}", error="x" * 4096) for i in range(20)]
+
+    message = aggregate(GEN, reports, None, T1).message
+    assert len(message) == MAX_MESSAGE_LENGTH
+    assert message.endswith("…")
+    assert "c00: " in message and "c01: " in message

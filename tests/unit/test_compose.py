@@ -1,0 +1,181 @@
+"""docker-compose.yml and the Dockerfile agree with the code (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared_models.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+PACKAGES = {"api_service", "status_ingester", "reconciler_stub"}
+CLS_VAR = re.compile(r"^CLS_[A-Z0-9_]+$")
+
+
+def load_compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def services() -> dict[str, dict[str, Any]]:
+    found = load_compose().get("services")
+    assert isinstance(found, dict) and found, "compose file defines no services"
+    return found
+
+
+def project_services() -> dict[str, dict[str, Any]]:
+    """Services that run the image built from this repository's Dockerfile."""
+    all_services = services()
+    built_images = {s.get("image") for s in all_services.values() if "build" in s} - {None}
+    return {
+        name: svc
+        for name, svc in all_services.items()
+        if "build" in svc or svc.get("image") in built_images
+    }
+
+
+def command_argv(service: dict[str, Any]) -> list[str]:
+    command = service.get("command")
+    if isinstance(command, str):
+        return shlex.split(command)
+    assert isinstance(command, list), f"no command: {service}"
+    return [str(part) for part in command]
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    assert isinstance(env, dict)
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def dockerfile_env_names() -> set[str]:
+    """Variable names set by ENV instructions (``ENV A=1 B=2`` and ``ENV A 1`` forms)."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    names: set[str] = set()
+    for line in text.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) != 2 or parts[0].upper() != "ENV":
+            continue
+        tokens = shlex.split(parts[1])
+        if "=" in tokens[0]:
+            names.update(token.split("=", 1)[0] for token in tokens)
+        else:
+            names.add(tokens[0])
+    return names
+
+
+def settings_env_names() -> set[str]:
+    return {f"CLS_{field.upper()}" for field in Settings.model_fields}
+
+
+def test_compose_file_parses_with_services() -> None:
+    assert {"redis", "rabbitmq", "api", "ingester", "reconciler-stub"} <= set(services())
+
+
+def test_project_services_run_python_m_of_a_package_with_a_main_module() -> None:
+    project = project_services()
+    assert project, "no service builds or uses the project image"
+    for name, service in project.items():
+        argv = command_argv(service)
+        assert len(argv) == 3 and argv[:2] == ["python", "-m"], f"{name}: {argv}"
+        package = argv[2]
+        assert package in PACKAGES, f"{name}: unknown package {package}"
+        assert (ROOT / package / "__main__.py").is_file(), f"{name}: {package}/__main__.py missing"
+
+
+def test_each_package_has_exactly_one_compose_service() -> None:
+    packages = sorted(command_argv(s)[2] for s in project_services().values())
+    assert packages == sorted(PACKAGES)
+
+
+def test_compose_cls_variables_are_settings_fields() -> None:
+    known = settings_env_names()
+    for name, service in services().items():
+        for var in environment(service):
+            if var.startswith("CLS_"):
+                assert var in known, f"{name}: {var} is not a Settings field"
+
+
+def test_dockerfile_cls_variables_are_settings_fields() -> None:
+    unknown = {v for v in dockerfile_env_names() if v.startswith("CLS_")} - settings_env_names()
+    assert not unknown, f"Dockerfile sets unknown CLS_ variables: {sorted(unknown)}"
+
+
+def test_cls_variable_names_are_well_formed() -> None:
+    for name, service in services().items():
+        for var in environment(service):
+            if var.upper().startswith("CLS_"):
+                assert CLS_VAR.match(var), f"{name}: {var}"
+
+
+def test_compose_settings_values_validate() -> None:
+    for name, service in project_services().items():
+        values = {
+            var.removeprefix("CLS_").lower(): value
+            for var, value in environment(service).items()
+            if var.startswith("CLS_")
+        }
+        Settings.model_validate(values)  # raises on e.g. a malformed CLS_CONTROLLER_TOKENS
+        assert values, f"{name} sets no CLS_ variables"
+
+
+def test_depends_on_waits_for_a_healthcheck() -> None:
+    all_services = services()
+    for name, service in all_services.items():
+        depends = service.get("depends_on") or {}
+        assert isinstance(depends, dict), f"{name}: depends_on must use the long form"
+        for target, spec in depends.items():
+            assert target in all_services, f"{name} depends on unknown service {target}"
+            assert spec.get("condition") in {"service_healthy", "service_started"}, (
+                f"{name} -> {target}: {spec}"
+            )
+            assert "healthcheck" in all_services[target], f"{target} has no healthcheck"
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES - {"api_service"}))
+def test_workers_wait_for_a_healthy_api(package: str) -> None:
+    for service in project_services().values():
+        if command_argv(service)[2] == package:
+            assert service["depends_on"]["api"]["condition"] == "service_healthy"
+
+
+def test_redis_has_append_only_file_on() -> None:
+    argv = command_argv(services()["redis"])
+    assert "--appendonly" in argv
+    assert argv[argv.index("--appendonly") + 1] == "yes"
+
+
+def test_redis_keeps_its_data_in_a_volume() -> None:
+    volumes = [str(v) for v in services()["redis"].get("volumes", [])]
+    assert any(v.endswith(":/data") for v in volumes), volumes
+
+
+def test_controller_tokens_cover_the_three_stub_controllers() -> None:
+    api_env = environment(services()["api"])
+    settings = Settings.model_validate(
+        {"controller_tokens": api_env.get("CLS_CONTROLLER_TOKENS", "")}
+    )
+    assert set(settings.controller_token_map.values()) == {
+        "gcp-nodepool-controller",
+        "aws-nodepool-controller",
+        "azure-nodepool-controller",
+    }
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    users = [
+        line.split(None, 1)[1].strip()
+        for line in DOCKERFILE.read_text().splitlines()
+        if line.strip().upper().startswith("USER ")
+    ]
+    assert users and users[-1] not in {"root", "0"}
