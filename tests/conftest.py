@@ -14,9 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from redis.asyncio import Redis
 
 from api_service.app import create_app
+from shared_models import amqp as amqp_topology
+from shared_models.names import Names
 from shared_models.settings import Settings
 
 REDIS_URL = os.environ.get("CLS_REDIS_URL", "redis://localhost:6379/0")
@@ -70,6 +73,39 @@ async def redis(namespace: str) -> AsyncIterator[Redis]:
     yield client
     await delete_namespace(client, namespace)
     await client.aclose()
+
+
+STUB_CONTROLLERS = (
+    "gcp-nodepool-controller",
+    "aws-nodepool-controller",
+    "azure-nodepool-controller",
+    "gcp-cluster-controller",
+    "aws-cluster-controller",
+    "azure-cluster-controller",
+)
+
+
+async def delete_amqp_namespace(channel: AbstractChannel, names: Names) -> None:
+    """Remove the queues and exchanges a test namespace may have declared."""
+    queues = [names.status_queue, names.status_dead_queue]
+    queues += [names.controller_queue(c) for c in STUB_CONTROLLERS]
+    for queue in queues:
+        await channel.queue_delete(queue, if_unused=False, if_empty=False)
+    for exchange in (names.events_exchange, names.status_exchange, names.status_dead_exchange):
+        await channel.exchange_delete(exchange)
+
+
+@pytest.fixture
+async def amqp(namespace: str) -> AsyncIterator[AbstractRobustConnection]:
+    """A robust connection to the real broker; the namespace's topology is removed after."""
+    try:
+        connection = await amqp_topology.connect(AMQP_URL)
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"RabbitMQ at {AMQP_URL} is not answering ({exc}); run `make services`")
+    yield connection
+    channel = await connection.channel()
+    await delete_amqp_namespace(channel, Names(namespace))
+    await connection.close()
 
 
 @pytest.fixture
