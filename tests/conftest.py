@@ -100,7 +100,7 @@ async def amqp(namespace: str) -> AsyncIterator[AbstractRobustConnection]:
     """A robust connection to the real broker; the namespace's topology is removed after."""
     try:
         connection = await amqp_topology.connect(AMQP_URL)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"RabbitMQ at {AMQP_URL} is not answering ({exc}); run `make services`")
     yield connection
     channel = await connection.channel()
