@@ -1,4 +1,8 @@
-"""Dependencies for routes, as ``Annotated`` aliases: ``owner: Owner``, ``svc: NodePools``..."""
+"""Dependencies for routes, as ``Annotated`` aliases: ``owner: Owner``, ``svc: NodePools``...
+
+Every dependency is ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency
+in a worker thread, and those thread hand-offs (several per request) cost more than the request.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ class AppState:
     readiness_probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
 
-def app_state(request: Request) -> AppState:
+async def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.cls
     return state
 
@@ -41,19 +45,19 @@ def app_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(app_state)]
 
 
-def _settings(state: State) -> Settings:
+async def _settings(state: State) -> Settings:
     return state.settings
 
 
-def _clusters(state: State) -> ClusterService:
+async def _clusters(state: State) -> ClusterService:
     return state.clusters
 
 
-def _nodepools(state: State) -> NodePoolService:
+async def _nodepools(state: State) -> NodePoolService:
     return state.nodepools
 
 
-def _status(state: State) -> StatusService:
+async def _status(state: State) -> StatusService:
     return state.status
 
 
@@ -74,11 +78,13 @@ IfMatch = Annotated[
 ]
 
 
-def _owner(settings: SettingsDep, email: EmailHeader = None, auth: AuthHeader = None) -> str:
+async def _owner(settings: SettingsDep, email: EmailHeader = None, auth: AuthHeader = None) -> str:
     return resolve_user(settings, email, auth)
 
 
-def _controller(settings: SettingsDep, auth: AuthHeader = None, email: EmailHeader = None) -> str:
+async def _controller(
+    settings: SettingsDep, auth: AuthHeader = None, email: EmailHeader = None
+) -> str:
     return resolve_controller(settings, auth, email)
 
 
@@ -93,15 +99,17 @@ def resource_id(raw: str, what: str) -> str:
     return raw.lower()
 
 
-def _nodepool_id(nodepool_id: Annotated[str, Path(alias="id", max_length=200)]) -> str:
+async def _nodepool_id(nodepool_id: Annotated[str, Path(alias="id", max_length=200)]) -> str:
     return resource_id(nodepool_id, "id")
 
 
-def _cluster_id(cluster_id: Annotated[str, Path(alias="id", max_length=200)]) -> str:
+async def _cluster_id(cluster_id: Annotated[str, Path(alias="id", max_length=200)]) -> str:
     return resource_id(cluster_id, "id")
 
 
-def _parent_cluster_id(cluster_id: Annotated[str, Path(alias="clusterId", max_length=200)]) -> str:
+async def _parent_cluster_id(
+    cluster_id: Annotated[str, Path(alias="clusterId", max_length=200)],
+) -> str:
     return resource_id(cluster_id, "clusterId")
 
 
