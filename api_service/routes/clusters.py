@@ -7,9 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 
 from api_service.deps import ClusterId, Clusters, Controller, IfMatch, Owner, StatusDep
-from api_service.errors import NotFound
 from api_service.json_response import OrjsonResponse
-from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter, apply_report_over_http
+from api_service.routes.nodepools import (
+    DryRun,
+    Limit,
+    Offset,
+    PhaseFilter,
+    apply_report_over_http,
+    status_response,
+)
 from api_service.routes.responses import ERRORS, resource_response
 from shared_models.resources import (
     Cluster,
@@ -92,10 +98,6 @@ async def put_status(
     report: Annotated[ControllerReport, Body()],
     controller: Controller,
     status: StatusDep,
-    svc: Clusters,
 ) -> OrjsonResponse:
-    await apply_report_over_http(status, "cluster", cluster_id, report, controller)
-    record = await svc.store.get_cluster(cluster_id)
-    if record is None:
-        raise NotFound("Cluster not found")
-    return OrjsonResponse(await svc.status_view(record.owner, cluster_id))
+    result = await apply_report_over_http(status, "cluster", cluster_id, report, controller)
+    return status_response("cluster_id", cluster_id, result)

@@ -19,7 +19,8 @@ from api_service.deps import (
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.responses import ERRORS, resource_response
-from api_service.services.status import Outcome
+from api_service.services.common import status_document
+from api_service.services.status import ApplyResult, Outcome
 from shared_models.resources import (
     NodePool,
     NodePoolCreate,
@@ -169,18 +170,24 @@ async def put_status(
     report: Annotated[ControllerReport, Body()],
     controller: Controller,
     status: StatusDep,
-    svc: NodePools,
 ) -> OrjsonResponse:
-    await apply_report_over_http(status, "nodepool", nodepool_id, report, controller)
-    record = await svc.store.get_nodepool(nodepool_id)
-    if record is None:
-        raise NotFound("NodePool not found")
-    return OrjsonResponse(await svc.status_view(record.owner, nodepool_id))
+    result = await apply_report_over_http(status, "nodepool", nodepool_id, report, controller)
+    return status_response("nodepool_id", nodepool_id, result)
+
+
+def status_response(id_field: str, resource_id: str, result: ApplyResult) -> OrjsonResponse:
+    """The status document as the report left it (no second read: the apply path has it)."""
+    assert result.record is not None  # every outcome without a record raised already
+    return OrjsonResponse(
+        status_document(
+            id_field, resource_id, result.record.generation, result.record.status, result.reports
+        )
+    )
 
 
 async def apply_report_over_http(
     status: StatusDep, kind: Any, resource_id: str, report: ControllerReport, controller: str
-) -> None:
+) -> ApplyResult:
     """The HTTP face of the one apply path: outcomes become status codes."""
     if report.controller_name != controller:
         raise Forbidden(
@@ -204,6 +211,7 @@ async def apply_report_over_http(
     }
     if result.outcome in errors:
         raise errors[result.outcome]
+    return result
 
 
 async def read_merge_patch(request: Request) -> Any:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from api_service.errors import Conflict, NotFound, ValidationFailed
 from api_service.services.common import (
     RV_CHANGED,
@@ -18,6 +16,7 @@ from api_service.services.common import (
     new_id,
     new_resource_version,
     retry_on_race,
+    status_document,
     utcnow,
 )
 from api_service.services.nodepools import NodePoolService
@@ -60,12 +59,7 @@ class ClusterService:
     async def status_view(self, owner: str, cluster_id: str) -> dict[str, Any]:
         record = await self.get(owner, cluster_id)
         reports = await self.store.controller_reports("cluster", cluster_id)
-        return {
-            "cluster_id": cluster_id,
-            "generation": record.generation,
-            "status": record.status,
-            "controller_status": [orjson.loads(reports[name]) for name in sorted(reports)],
-        }
+        return status_document("cluster_id", cluster_id, record.generation, record.status, reports)
 
     async def create(self, owner: str, body: ClusterCreate, dry_run: bool) -> ClusterRecord:
         now = utcnow()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from api_service.errors import Conflict, NotFound, ValidationFailed
@@ -18,6 +17,7 @@ from api_service.services.common import (
     new_id,
     new_resource_version,
     retry_on_race,
+    status_document,
     utcnow,
 )
 from api_service.services.merge_patch import merge_patch
@@ -87,12 +87,9 @@ class NodePoolService:
     async def status_view(self, owner: str, nodepool_id: str) -> dict[str, Any]:
         record = await self.get(owner, nodepool_id)
         reports = await self.store.controller_reports("nodepool", nodepool_id)
-        return {
-            "nodepool_id": nodepool_id,
-            "generation": record.generation,
-            "status": record.status,
-            "controller_status": [orjson.loads(reports[name]) for name in sorted(reports)],
-        }
+        return status_document(
+            "nodepool_id", nodepool_id, record.generation, record.status, reports
+        )
 
     # ---- writes ----------------------------------------------------------------------------
     async def create(

@@ -7,7 +7,7 @@ controller's ``observed_generation`` backwards, and applying the same report twi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import orjson
@@ -34,6 +34,10 @@ class ApplyResult:
     outcome: Outcome
     generation: int = 0
     stored_generation: int = 0  # the controller's observed_generation already stored
+    # The resource and its reports (controller -> JSON) as they are once the report is handled,
+    # so that callers answer without reading them again (APPLIED and UNCHANGED only).
+    record: NodePoolRecord | ClusterRecord | None = None
+    reports: dict[str, str] = field(default_factory=dict)
 
 
 MAX_ATTEMPTS = 50
@@ -57,19 +61,14 @@ class StatusService:
         raise TxnFailed(RV_CHANGED, "too many concurrent writes")
 
     async def _attempt(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
-        record: NodePoolRecord | ClusterRecord | None
-        if kind == "nodepool":
-            record = await self.store.get_nodepool(resource_id)
-        else:
-            record = await self.store.get_cluster(resource_id)
+        record, raw_reports = await self.store.record_with_reports(kind, resource_id)
         if record is None:
             return ApplyResult(Outcome.NOT_FOUND)
-        raw_reports = await self.store.controller_reports(kind, resource_id)
         reports = {r.controller_name: r for r in stored_reports(raw_reports)}
         previous = reports.get(report.controller_name)
         verdict = _judge(record.generation, previous, report)
         if verdict is not None:
-            return verdict
+            return replace(verdict, record=record, reports=raw_reports)
         now = utcnow()
         stored = StoredControllerStatus(**report.model_dump(), updated_at=now)
         reports[report.controller_name] = stored
@@ -78,12 +77,12 @@ class StatusService:
         updated = record.with_changes(
             rv=new_resource_version(), status=new_status.model_dump(mode="json")
         )
+        stored_json = orjson.dumps(stored.model_dump(mode="json")).decode()
         txn = Txn()
         record_key = self.names.record(kind, resource_id)
         txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
         txn.hset(
-            self.names.controller_reports(kind, resource_id),
-            {report.controller_name: orjson.dumps(stored.model_dump(mode="json")).decode()},
+            self.names.controller_reports(kind, resource_id), {report.controller_name: stored_json}
         )
         txn.hset(
             record_key,
@@ -100,7 +99,13 @@ class StatusService:
         if kind == "nodepool" and old_status.phase != new_status.phase:
             self._reschedule(txn, resource_id, new_status.phase)
         await self.store.run(txn)
-        return ApplyResult(Outcome.APPLIED, record.generation, report.observed_generation)
+        return ApplyResult(
+            Outcome.APPLIED,
+            record.generation,
+            report.observed_generation,
+            updated,
+            {**raw_reports, report.controller_name: stored_json},
+        )
 
     def _reschedule(self, txn: Txn, nodepool_id: str, phase: Phase) -> None:
         """Ready resources are re-checked rarely; the others soon."""

@@ -86,6 +86,20 @@ class RedisStore:
             if row[0] is not None
         ]
 
+    async def record_with_reports(
+        self, kind: Kind, resource_id: str
+    ) -> tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]]:
+        """A resource and its controllers' reports, read in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
+            pipe.hgetall(self.names.controller_reports(kind, resource_id))
+            values, reports = await pipe.execute()
+        if values[0] is None:
+            return None, {}
+        raw = dict(zip(RECORD_FIELDS, values, strict=True))
+        factory = NodePoolRecord if kind == "nodepool" else ClusterRecord
+        return factory.from_hash(resource_id, raw), {str(k): str(v) for k, v in reports.items()}
+
     async def controller_reports(self, kind: Kind, resource_id: str) -> dict[str, str]:
         """controller name -> its last report (JSON), for one resource."""
         reports = await self.redis.hgetall(self.names.controller_reports(kind, resource_id))
