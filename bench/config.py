@@ -32,6 +32,12 @@ class BenchConfig:
         return None if self.quick else RESULTS_PATH
 
 
+def _concurrencies(default: tuple[int, ...]) -> tuple[int, ...]:
+    """BENCH_CONNS=16 (or 1,64) measures fewer concurrencies, e.g. while profiling."""
+    raw = os.environ.get("BENCH_CONNS", "")
+    return tuple(int(x) for x in raw.split(",") if x) or default
+
+
 def load_config() -> BenchConfig:
     quick = os.environ.get("BENCH_QUICK", "") not in ("", "0", "false", "no")
     defaults = Settings()
@@ -39,10 +45,10 @@ def load_config() -> BenchConfig:
     if quick:
         return BenchConfig(
             quick=True,
-            rounds=1,
-            seconds=1,
+            rounds=int(os.environ.get("BENCH_ROUNDS", "1")),
+            seconds=int(os.environ.get("BENCH_SECONDS", "1")),
             warmup_seconds=0,
-            concurrencies=(1, 16),
+            concurrencies=_concurrencies((1, 16)),
             list_sizes=(100, 1_000),
             e2e_batch=20,
             ingest_reports=200,
@@ -52,9 +58,9 @@ def load_config() -> BenchConfig:
     return BenchConfig(
         quick=False,
         rounds=int(os.environ.get("BENCH_ROUNDS", "5")),
-        seconds=int(os.environ.get("BENCH_SECONDS", "4")),
+        seconds=int(os.environ.get("BENCH_SECONDS", "3")),
         warmup_seconds=1,
-        concurrencies=(1, 16, 64),
+        concurrencies=_concurrencies((1, 16, 64)),
         list_sizes=(1_000, 10_000, 100_000),
         e2e_batch=1_000,
         ingest_reports=5_000,
