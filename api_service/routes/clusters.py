@@ -16,7 +16,12 @@ from api_service.routes.nodepools import (
     apply_report_over_http,
     status_response,
 )
-from api_service.routes.responses import ERRORS, resource_response
+from api_service.routes.responses import (
+    ERRORS,
+    page_response,
+    resource_response,
+    stored_resource_response,
+)
 from shared_models.resources import (
     Cluster,
     ClusterCreate,
@@ -46,7 +51,7 @@ async def list_clusters(
     offset: Offset = 0,
     platform: Annotated[Platform | None, Query(description="Filter by platform")] = None,
     phase: PhaseFilter = None,
-) -> OrjsonResponse:
+) -> Response:
     total, items = await svc.list(
         owner,
         platform=platform,
@@ -54,12 +59,12 @@ async def list_clusters(
         limit=limit,
         offset=offset,
     )
-    return OrjsonResponse({"clusters": items, "total": total, "limit": limit, "offset": offset})
+    return page_response("clusters", total, items, limit, offset)
 
 
 @router.get("/clusters/{id}", response_model=Cluster)
-async def get(cluster_id: ClusterId, owner: Owner, svc: Clusters) -> OrjsonResponse:
-    return resource_response((await svc.get(owner, cluster_id)).view())
+async def get(cluster_id: ClusterId, owner: Owner, svc: Clusters) -> Response:
+    return stored_resource_response(*await svc.get_view(owner, cluster_id))
 
 
 @router.put("/clusters/{id}", response_model=Cluster)

@@ -18,7 +18,12 @@ from api_service.deps import (
 )
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.routes.responses import ERRORS, resource_response
+from api_service.routes.responses import (
+    ERRORS,
+    page_response,
+    resource_response,
+    stored_resource_response,
+)
 from api_service.services.common import status_document
 from api_service.services.status import ApplyResult, Outcome
 from shared_models.resources import (
@@ -70,7 +75,7 @@ async def list_in_cluster(
     offset: Offset = 0,
     phase: PhaseFilter = None,
     health: HealthFilter = None,
-) -> OrjsonResponse:
+) -> Response:
     await svc.owned_cluster(owner, cluster_id)
     return await _page(svc, owner, cluster_id, phase, health, limit, offset)
 
@@ -84,7 +89,7 @@ async def list_all(
     phase: PhaseFilter = None,
     health: HealthFilter = None,
     cluster_id: Annotated[str | None, Query(max_length=64)] = None,
-) -> OrjsonResponse:
+) -> Response:
     return await _page(svc, owner, cluster_id, phase, health, limit, offset)
 
 
@@ -96,7 +101,7 @@ async def _page(
     health: Health | None,
     limit: int,
     offset: int,
-) -> OrjsonResponse:
+) -> Response:
     total, items = await svc.list(
         owner,
         cluster_id=cluster_id.lower() if cluster_id else None,
@@ -105,13 +110,12 @@ async def _page(
         limit=limit,
         offset=offset,
     )
-    return OrjsonResponse({"nodepools": items, "total": total, "limit": limit, "offset": offset})
+    return page_response("nodepools", total, items, limit, offset)
 
 
 @router.get("/nodepools/{id}", response_model=NodePool)
-async def get(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> OrjsonResponse:
-    record = await svc.get(owner, nodepool_id)
-    return resource_response(record.view())
+async def get(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> Response:
+    return stored_resource_response(*await svc.get_view(owner, nodepool_id))
 
 
 @router.put("/nodepools/{id}", response_model=NodePool)

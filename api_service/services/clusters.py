@@ -50,9 +50,17 @@ class ClusterService:
             raise cluster_not_found()
         return record
 
+    async def get_view(self, owner: str, cluster_id: str) -> tuple[str, str]:
+        """(resource_version, the cluster as JSON) for a GET: no parsing, no re-serialising."""
+        found = await self.store.get_view("cluster", cluster_id)
+        if found is None or found[0] != owner:
+            raise cluster_not_found()
+        return found[1], found[2]
+
     async def list(
         self, owner: str, *, platform: str | None, phase: str | None, limit: int, offset: int
-    ) -> tuple[int, list[dict[str, Any]]]:
+    ) -> tuple[int, list[str]]:
+        """(total, the page's clusters as JSON documents)."""
         index = self.names.cluster_index(owner, platform or ANY, phase or ANY)
         return await self.store.list_page("cluster", index, offset, limit)
 

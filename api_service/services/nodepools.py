@@ -65,6 +65,13 @@ class NodePoolService:
             raise nodepool_not_found()
         return record
 
+    async def get_view(self, owner: str, nodepool_id: str) -> tuple[str, str]:
+        """(resource_version, the nodepool as JSON) for a GET: no parsing, no re-serialising."""
+        found = await self.store.get_view("nodepool", nodepool_id)
+        if found is None or found[0] != owner:
+            raise nodepool_not_found()
+        return found[1], found[2]
+
     async def owned_cluster(self, owner: str, cluster_id: str) -> ClusterRecord:
         cluster = await self.store.get_cluster(cluster_id)
         if cluster is None or cluster.owner != owner:
@@ -80,7 +87,8 @@ class NodePoolService:
         health: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[int, list[dict[str, Any]]]:
+    ) -> tuple[int, list[str]]:
+        """(total, the page's nodepools as JSON documents)."""
         index = self.names.nodepool_index(owner, cluster_id or ANY, phase or ANY, health or ANY)
         return await self.store.list_page("nodepool", index, offset, limit)
 

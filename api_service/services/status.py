@@ -91,6 +91,7 @@ class StatusService:
                 "status": orjson.dumps(updated.status).decode(),
                 "phase": updated.phase,
                 "health": updated.health,
+                **updated.view_fields(),
             },
         )
         txn.move_in_indexes(
