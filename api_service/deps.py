@@ -7,11 +7,13 @@ in a worker thread, and those thread hand-offs (several per request) cost more t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from api_service.auth import resolve_controller, resolve_user
 from api_service.errors import ValidationFailed
@@ -45,20 +47,25 @@ async def app_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(app_state)]
 
 
-async def _settings(state: State) -> Settings:
-    return state.settings
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.cls
+    return state
 
 
-async def _clusters(state: State) -> ClusterService:
-    return state.clusters
+async def _settings(request: Request) -> Settings:
+    return _state(request).settings
 
 
-async def _nodepools(state: State) -> NodePoolService:
-    return state.nodepools
+async def _clusters(request: Request) -> ClusterService:
+    return _state(request).clusters
 
 
-async def _status(state: State) -> StatusService:
-    return state.status
+async def _nodepools(request: Request) -> NodePoolService:
+    return _state(request).nodepools
+
+
+async def _status(request: Request) -> StatusService:
+    return _state(request).status
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -66,30 +73,74 @@ Clusters = Annotated[ClusterService, Depends(_clusters)]
 NodePools = Annotated[NodePoolService, Depends(_nodepools)]
 StatusDep = Annotated[StatusService, Depends(_status)]
 
-EmailHeader = Annotated[
-    str | None, Header(alias="X-User-Email", description="The caller's email (set by the gateway)")
-]
-AuthHeader = Annotated[
-    str | None, Header(alias="Authorization", description="Controllers: Bearer <token>")
-]
 IfMatch = Annotated[
     str | None,
     Header(alias="If-Match", description="Write only if resource_version (ETag) still matches"),
 ]
 
 
-async def _owner(settings: SettingsDep, email: EmailHeader = None, auth: AuthHeader = None) -> str:
-    return resolve_user(settings, email, auth)
+# The identity headers are read from the request itself: declared as Header parameters, FastAPI
+# validates each one on every request, which cost more than serving a GET from Redis. These
+# entries document them in OpenAPI instead (see ``document_identity_headers``).
+_EMAIL_DOC = {
+    "name": "X-User-Email",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The caller's email (set by the gateway)",
+}
+_AUTH_DOC = {
+    "name": "Authorization",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Controllers: Bearer <token>",
+}
 
 
-async def _controller(
-    settings: SettingsDep, auth: AuthHeader = None, email: EmailHeader = None
-) -> str:
-    return resolve_controller(settings, auth, email)
+async def _owner(request: Request) -> str:
+    headers = request.headers
+    return resolve_user(
+        _state(request).settings, headers.get("x-user-email"), headers.get("authorization")
+    )
+
+
+async def _controller(request: Request) -> str:
+    headers = request.headers
+    return resolve_controller(
+        _state(request).settings, headers.get("authorization"), headers.get("x-user-email")
+    )
 
 
 Owner = Annotated[str, Depends(_owner)]
 Controller = Annotated[str, Depends(_controller)]
+
+_IDENTITY_DOCS: dict[Callable[..., Any], list[dict[str, Any]]] = {
+    _owner: [_EMAIL_DOC, _AUTH_DOC],
+    _controller: [_AUTH_DOC, _EMAIL_DOC],
+}
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+def document_identity_headers(router: APIRouter) -> None:
+    """Add the identity headers that a route's dependencies read to its OpenAPI parameters."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        extra = dict(route.openapi_extra or {})
+        params = list(extra.get("parameters", []))
+        for call in _calls(route.dependant):
+            for doc in _IDENTITY_DOCS.get(call, []) if call else []:
+                if all(p.get("name") != doc["name"] for p in params):
+                    params.append(doc)
+        if params:
+            extra["parameters"] = params
+            route.openapi_extra = extra
 
 
 def resource_id(raw: str, what: str) -> str:
