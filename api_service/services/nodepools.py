@@ -151,8 +151,8 @@ class NodePoolService:
         dry_run: bool,
     ) -> NodePoolRecord:
         async def attempt() -> NodePoolRecord:
-            record = await self.get(owner, nodepool_id)
-            return await self._replace(record, body, if_match, dry_run)
+            record, reports = await self._owned_with_reports(owner, nodepool_id)
+            return await self._replace(record, reports, body, if_match, dry_run)
 
         return await retry_on_race(attempt, "NodePool")
 
@@ -168,14 +168,14 @@ class NodePoolService:
             raise ValidationFailed.of("body", "a merge patch must be a JSON object")
 
         async def attempt() -> NodePoolRecord:
-            record = await self.get(owner, nodepool_id)
+            record, reports = await self._owned_with_reports(owner, nodepool_id)
             current = {"name": record.name, "spec": record.doc["spec"]}
             merged = merge_patch(current, patch)
             try:
                 body = NodePoolUpdate.model_validate(merged)
             except ValidationError as exc:
                 raise ValidationFailed(field_errors(exc, prefix="")) from exc
-            return await self._replace(record, body, if_match, dry_run)
+            return await self._replace(record, reports, body, if_match, dry_run)
 
         return await retry_on_race(attempt, "NodePool")
 
@@ -204,8 +204,22 @@ class NodePoolService:
         self._emit(txn, "nodepool.deleted", record, record.generation + 1, now)
 
     # ---- internals -------------------------------------------------------------------------
+    async def _owned_with_reports(
+        self, owner: str, nodepool_id: str
+    ) -> tuple[NodePoolRecord, dict[str, str]]:
+        """The nodepool and its controllers' reports (for a new aggregate), one round trip."""
+        record, reports = await self.store.record_with_reports("nodepool", nodepool_id)
+        if not isinstance(record, NodePoolRecord) or record.owner != owner:
+            raise nodepool_not_found()
+        return record, reports
+
     async def _replace(
-        self, record: NodePoolRecord, body: NodePoolUpdate, if_match: str | None, dry_run: bool
+        self,
+        record: NodePoolRecord,
+        reports: dict[str, str],
+        body: NodePoolUpdate,
+        if_match: str | None,
+        dry_run: bool,
     ) -> NodePoolRecord:
         if body.cluster_id is not None and body.cluster_id != record.cluster_id:
             raise ValidationFailed.of("cluster_id", "cluster_id cannot be changed")
@@ -223,7 +237,6 @@ class NodePoolService:
         generation = record.generation + 1 if spec_changed else record.generation
         status = AggregatedStatus.model_validate(record.status)
         if spec_changed:
-            reports = await self.store.controller_reports("nodepool", record.id)
             status = aggregate(generation, stored_reports(reports), status, now)
         doc = {
             **record.doc,
