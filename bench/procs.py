@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -43,7 +44,14 @@ def rss_mb(pid: int) -> float:
 class Server:
     """``python -m <module>`` with CLS_ settings in the environment; stopped on exit."""
 
-    def __init__(self, module: str, env: dict[str, str], log_dir: Path, health_path: str) -> None:
+    def __init__(
+        self,
+        module: str,
+        env: dict[str, str],
+        log_dir: Path,
+        health_path: str | None = "/health",
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
         self.module = module
         self.port = free_port()
         self.env = {
@@ -56,6 +64,7 @@ class Server:
         }
         self.log_path = log_dir / f"{module}-{self.port}.log"
         self.health_path = health_path
+        self.ready = ready  # for processes without HTTP: answers whether the process is ready
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,13 +107,20 @@ class Server:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.module} exited:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.url + self.health_path, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+            if self._is_ready():
+                return
+            time.sleep(0.05)
         raise RuntimeError(f"{self.module} not healthy within {timeout}s:\n{self.log_tail()}")
+
+    def _is_ready(self) -> bool:
+        if self.ready is not None and not self.ready():
+            return False
+        if self.health_path is None:
+            return True
+        try:
+            return httpx.get(self.url + self.health_path, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
@@ -115,8 +131,20 @@ class Server:
 def api_server(namespace: str, log_dir: Path, **settings: str) -> Server:
     """The API as deployed: ``python -m api_service`` (extra CLS_ settings by lower-case name)."""
     env = {"CLS_NAMESPACE": namespace, **{f"CLS_{k.upper()}": v for k, v in settings.items()}}
-    return Server("api_service", env, log_dir, "/health")
+    return Server("api_service", env, log_dir)
 
 
 def baseline_server(namespace: str, log_dir: Path) -> Server:
-    return Server("bench.baseline_app", {"CLS_NAMESPACE": namespace}, log_dir, "/health")
+    return Server("bench.baseline_app", {"CLS_NAMESPACE": namespace}, log_dir)
+
+
+def worker(
+    module: str,
+    namespace: str,
+    log_dir: Path,
+    ready: Callable[[], bool] | None = None,
+    **settings: str,
+) -> Server:
+    """A process without HTTP (ingester, stub, baseline consumer); ``ready`` tells when it runs."""
+    env = {"CLS_NAMESPACE": namespace, **{f"CLS_{k.upper()}": v for k, v in settings.items()}}
+    return Server(module, env, log_dir, health_path=None, ready=ready)

@@ -1,0 +1,70 @@
+"""What the benchmarks do on the broker: publish reports, watch queues, receive events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from shared_models import amqp
+from shared_models.names import Names
+
+
+async def publish_reports(
+    channel: AbstractChannel, names: Names, reports: list[dict[str, Any]], batch: int = 500
+) -> None:
+    """Publish with confirms, ``batch`` in flight at a time, in the order given."""
+    exchange = await amqp.declare_status_exchange(channel, names)
+    for start in range(0, len(reports), batch):
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    amqp.report_message(r), routing_key=amqp.status_routing_key(r), mandatory=True
+                )
+                for r in reports[start : start + batch]
+            )
+        )
+
+
+async def ready_count(channel: AbstractChannel, queue: str) -> int:
+    declared = await channel.declare_queue(queue, passive=True)
+    result = declared.declaration_result
+    return int(result.message_count or 0)
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], within: float, what: str, every: float = 0.02
+) -> float:
+    """Poll ``check`` until it holds; the monotonic time it was first seen holding."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return time.monotonic()
+        await asyncio.sleep(every)
+    raise TimeoutError(f"{what}: not within {within:.0f} s")
+
+
+class EventTap:
+    """A private queue bound to every event of a namespace, noting when each one arrives."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[tuple[str, int], float] = {}  # (resource id, generation) -> time
+        self.count = 0
+
+    async def start(self, connection: AbstractRobustConnection, names: Names) -> None:
+        channel = await connection.channel()
+        exchange = await amqp.declare_events_exchange(channel, names)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._on_event, no_ack=True)
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        now = time.monotonic()
+        body = orjson.loads(message.body)
+        self.count += 1
+        resource = str(body.get("nodepool_id") or body.get("cluster_id"))
+        self.arrivals.setdefault((resource, int(body["generation"])), now)
