@@ -18,7 +18,7 @@ from bench.baseline_app import doc_key
 from bench.context import RunContext
 from bench.load.driver import run_load
 from bench.load.plan import LoadPlan, LoadResult
-from bench.procs import CONTROLLER_TOKENS, Server, api_server, baseline_server
+from bench.procs import CONTROLLER_TOKENS, Server, api_server, baseline_server, cpu_seconds
 from bench.report import Figure
 from bench.stats import interleaved, median, paired_ratio
 
@@ -135,11 +135,27 @@ def endpoints(fx: Fixture) -> list[Endpoint]:
     ]
 
 
-def _describe(results: list[LoadResult]) -> str:
-    rps = median([r.rps for r in results])
-    p50 = median([r.p50_ms for r in results])
-    p99 = median([r.p99_ms for r in results])
-    return f"{rps:,.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+@dataclass(frozen=True)
+class Sample:
+    """One load round, and the CPU the server spent per request during it."""
+
+    load: LoadResult
+    cpu_ms: float
+
+
+def _sample(server: Server, plan: LoadPlan, conns: int, seconds: int) -> Sample:
+    before = cpu_seconds(server.pid)
+    load = run_load(server.url, plan, conns, seconds)
+    spent = cpu_seconds(server.pid) - before
+    return Sample(load, 1e3 * spent / max(load.requests, 1))
+
+
+def _describe(samples: list[Sample]) -> str:
+    rps = median([s.load.rps for s in samples])
+    p50 = median([s.load.p50_ms for s in samples])
+    p99 = median([s.load.p99_ms for s in samples])
+    cpu = median([s.cpu_ms for s in samples])
+    return f"{rps:,.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, {cpu:.2f} ms CPU/req"
 
 
 def measure(ctx: RunContext, api: Server, base: Server, endpoint: Endpoint) -> None:
@@ -152,14 +168,16 @@ def measure(ctx: RunContext, api: Server, base: Server, endpoint: Endpoint) -> N
 
         def round_of(
             server: Server, plan: Callable[[int], LoadPlan], conns: int = concurrency
-        ) -> Callable[[int], LoadResult]:
-            return lambda _i: run_load(server.url, plan(next(starts)), conns, cfg.seconds)
+        ) -> Callable[[int], Sample]:
+            return lambda _i: _sample(server, plan(next(starts)), conns, cfg.seconds)
 
         subject, baseline = interleaved(
             cfg.rounds, round_of(api, endpoint.api), round_of(base, endpoint.baseline)
         )
-        ratio = paired_ratio([r.rps for r in subject], [r.rps for r in baseline])
-        errors = sum(r.errors for r in subject) + sum(r.errors for r in baseline)
+        ratio = paired_ratio([s.load.rps for s in subject], [s.load.rps for s in baseline])
+        # Work per request, steadier than throughput when other jobs share the 2 cores.
+        cpu_ratio = paired_ratio([s.cpu_ms for s in baseline], [s.cpu_ms for s in subject])
+        errors = sum(s.load.errors for s in subject + baseline)
         ctx.add(
             Figure(
                 SECTION,
@@ -169,7 +187,8 @@ def measure(ctx: RunContext, api: Server, base: Server, endpoint: Endpoint) -> N
                 ratio,
                 f">= {endpoint.target}x",
                 ratio >= endpoint.target,
-                f"{errors} failed requests" if errors else "",
+                f"CPU/req ratio {cpu_ratio:.2f}x"
+                + (f"; {errors} failed requests" if errors else ""),
             )
         )
 
