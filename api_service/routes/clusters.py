@@ -8,11 +8,11 @@ from fastapi import APIRouter, Body, Query, Response
 
 from api_service.deps import ClusterId, Clusters, Controller, IfMatch, Owner, StatusDep
 from api_service.json_response import OrjsonResponse
+from api_service.routes.filters import PhaseFilter, choice
 from api_service.routes.nodepools import (
     DryRun,
     Limit,
     Offset,
-    PhaseFilter,
     apply_report_over_http,
     status_response,
 )
@@ -30,7 +30,7 @@ from shared_models.resources import (
     ClusterUpdate,
 )
 from shared_models.specs import Platform
-from shared_models.status import ControllerReport
+from shared_models.status import ControllerReport, Phase
 
 router = APIRouter(tags=["clusters"], responses=ERRORS)
 
@@ -55,7 +55,7 @@ async def list_clusters(
     total, items = await svc.list(
         owner,
         platform=platform,
-        phase=phase.value if phase else None,
+        phase=choice(phase, Phase, "status"),
         limit=limit,
         offset=offset,
     )

@@ -18,6 +18,7 @@ from api_service.deps import (
 )
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
+from api_service.routes.filters import HealthFilter, PhaseFilter, choice
 from api_service.routes.responses import (
     ERRORS,
     page_response,
@@ -40,8 +41,6 @@ router = APIRouter(tags=["nodepools"], responses=ERRORS)
 DryRun = Annotated[bool, Query(alias="dryRun", description="Validate everything, write nothing")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip")]
-PhaseFilter = Annotated[Phase | None, Query(alias="status", description="Filter by phase")]
-HealthFilter = Annotated[Health | None, Query(description="Filter by health")]
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -97,16 +96,16 @@ async def _page(
     svc: NodePools,
     owner: str,
     cluster_id: str | None,
-    phase: Phase | None,
-    health: Health | None,
+    phase: str | None,
+    health: str | None,
     limit: int,
     offset: int,
 ) -> Response:
     total, items = await svc.list(
         owner,
         cluster_id=cluster_id.lower() if cluster_id else None,
-        phase=phase.value if phase else None,
-        health=health.value if health else None,
+        phase=choice(phase, Phase, "status"),
+        health=choice(health, Health, "health"),
         limit=limit,
         offset=offset,
     )
