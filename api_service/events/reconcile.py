@@ -6,8 +6,10 @@ makes the resource due after ``reconcile_interval``; the status path moves it to
 leader takes the members already due, oldest first and at most ``reconcile_batch_size`` (a
 range read of the sorted set, never a scan), and for each one commits, in one guarded
 transaction, a reconcile event carrying the resource at its current generation and its next due
-time. If the resource changed in the meantime the transaction fails and the resource is left to
-the write that changed it (which rescheduled it). Members whose resource is gone are removed.
+time. The transaction requires the resource unchanged and the member still due: if a write
+changed or rescheduled it meanwhile, that write wins and nothing is committed, and two loops that
+both found a member due (say, during a leader hand-over) commit one reconcile between them.
+Members whose resource is gone are removed.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from api_service.events.leader import Leadership
 from api_service.events.stopping import Stopped, pause, unless_stopped
-from api_service.services.common import RV_CHANGED, append_event, build_event, utcnow
+from api_service.services.common import RV_CHANGED, append_event, build_event
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn
 from shared_models.events import Event, EventType
 from shared_models.names import Kind
@@ -31,6 +34,7 @@ log = logging.getLogger("api_service.events.reconcile")
 
 KINDS: tuple[Kind, ...] = ("nodepool", "cluster")
 STILL_EXISTS = "still_exists"
+RESCHEDULED = "rescheduled"
 MAX_TICK = 1.0
 
 Record = NodePoolRecord | ClusterRecord
@@ -91,13 +95,16 @@ class ReconcileLoop:
             self.names.reconcile_due, "-inf", now, start=0, num=self.settings.reconcile_batch_size
         )
         members = [str(member) for member in due]
-        emitted = await self._handle(members, now) if members and self.lease.is_leader else 0
+        emitted = await self.handle(members, now) if members and self.lease.is_leader else 0
         # Every tick, even an idle one, so that it shows which replica runs the loop.
         log.debug("reconcile tick: %d due, %d reconcile events committed", len(members), emitted)
         return len(members) if self.lease.is_leader else 0
 
-    async def _handle(self, members: list[str], now: float) -> int:
-        """Reconcile or forget each member, each in its own transaction; returns events made."""
+    async def handle(self, members: list[str], now: float) -> int:
+        """Reconcile or forget members found due at ``now``, each in its own transaction.
+
+        Returns the number of reconcile events committed.
+        """
         records = await self._records(members)
         txns = [
             self._reconcile(member, records[member], now)
@@ -109,7 +116,7 @@ class ReconcileLoop:
         for member, failed in zip(members, await self.store.run_each(txns), strict=True):
             if failed is None:
                 emitted += member in records
-            elif failed.code not in (RV_CHANGED, STILL_EXISTS):
+            elif failed.code not in (RV_CHANGED, STILL_EXISTS, RESCHEDULED):
                 log.error("reconcile of %s failed: %s", member, failed)
         self.published += emitted
         return emitted
@@ -134,8 +141,10 @@ class ReconcileLoop:
         kind: Kind = "nodepool" if isinstance(record, NodePoolRecord) else "cluster"
         txn = Txn()
         txn.expect_field(self.names.record(kind, record.id), "rv", record.rv, RV_CHANGED)
+        # Still due: a write (or another replica's tick) that rescheduled it since we looked wins.
+        txn.expect_score_at_most(self.names.reconcile_due, member, now, RESCHEDULED)
         txn.zadd(self.names.reconcile_due, now + interval, member)
-        append_event(txn, self.names, reconcile_event(record))
+        append_event(txn, self.names, reconcile_event(record, now))
         return txn
 
     def _forget(self, member: str) -> Txn:
@@ -151,8 +160,12 @@ class ReconcileLoop:
         return txn
 
 
-def reconcile_event(record: Record) -> Event:
-    """``<kind>.reconcile``: the resource as it is, at its current generation."""
+def reconcile_event(record: Record, now: float) -> Event:
+    """``<kind>.reconcile``: the resource as it is, at its current generation.
+
+    Stamped with the tick's clock, the one its next due time is computed from, so consecutive
+    reconcile events of a resource are never closer than the interval.
+    """
     if isinstance(record, NodePoolRecord):
         event_type: EventType = "nodepool.reconcile"
         cluster_id, nodepool_id = record.cluster_id, record.id
@@ -165,5 +178,5 @@ def reconcile_event(record: Record) -> Event:
         generation=record.generation,
         platform=record.platform,
         resource=record.view(),
-        moment=utcnow(),
+        moment=datetime.fromtimestamp(now, UTC),
     )
