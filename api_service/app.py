@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api_service.body_limit import BodyLimitMiddleware
 from api_service.deps import AppState, document_identity_headers
 from api_service.error_handlers import install_error_handlers
+from api_service.events import EventPipeline
 from api_service.json_response import OrjsonResponse
 from api_service.routes import clusters, health, nodepools
 from api_service.services.clusters import ClusterService
@@ -44,10 +45,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(settings)
         app.state.cls = state
+        events = EventPipeline(settings, state.store)
+        state.readiness_probes["rabbitmq"] = events.broker_connected
+        events.start()
         log.info("api ready: namespace=%s redis=%s", settings.namespace, settings.redis_url)
         try:
             yield
         finally:
+            await events.stop()
             await state.store.redis.aclose()
 
     app = FastAPI(
