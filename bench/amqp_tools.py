@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from shared_models import amqp
@@ -53,7 +54,18 @@ class EventTap:
 
     def __init__(self) -> None:
         self.arrivals: dict[tuple[str, int], float] = {}  # (resource id, generation) -> time
-        self.count = 0
+        self.times: list[float] = []  # every arrival, in order
+        self.sample = b""  # the first body seen
+
+    @property
+    def count(self) -> int:
+        return len(self.times)
+
+    def rate(self) -> float:
+        """Events per second from the first arrival to the last."""
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / max(self.times[-1] - self.times[0], 1e-6)
 
     async def start(self, connection: AbstractRobustConnection, names: Names) -> None:
         channel = await connection.channel()
@@ -65,6 +77,29 @@ class EventTap:
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
         now = time.monotonic()
         body = orjson.loads(message.body)
-        self.count += 1
+        self.times.append(now)
+        self.sample = self.sample or message.body
         resource = str(body.get("nodepool_id") or body.get("cluster_id"))
         self.arrivals.setdefault((resource, int(body["generation"])), now)
+
+
+async def publish_copies(
+    connection: AbstractRobustConnection, names: Names, body: bytes, count: int, batch: int
+) -> None:
+    """The bare publisher: ``count`` persistent copies of ``body``, ``batch`` confirms in flight."""
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await amqp.declare_events_exchange(channel, names)
+    for start in range(0, count, batch):
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    Message(
+                        body,
+                        content_type="application/json",
+                        delivery_mode=DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key="nodepool.created.gcp",
+                )
+                for _ in range(min(batch, count - start))
+            )
+        )

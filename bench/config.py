@@ -22,7 +22,8 @@ class BenchConfig:
     list_sizes: tuple[int, ...]  # nodepools stored for the listing-growth scenario
     e2e_batch: int  # nodepools created at once for the end-to-end batch figure
     ingest_reports: int  # reports pushed through the queue per ingestion round
-    event_writes: int  # API writes whose events are timed per events round
+    event_backlog: int  # events waiting in the outbox when the relay starts
+    event_lag_writes: int  # API writes whose events are timed, one after the other
     redis_url: str
     amqp_url: str
 
@@ -52,7 +53,8 @@ def load_config() -> BenchConfig:
             list_sizes=(100, 1_000),
             e2e_batch=20,
             ingest_reports=200,
-            event_writes=30,
+            event_backlog=200,
+            event_lag_writes=20,
             **common,
         )
     return BenchConfig(
@@ -64,6 +66,7 @@ def load_config() -> BenchConfig:
         list_sizes=(1_000, 10_000, 100_000),
         e2e_batch=1_000,
         ingest_reports=5_000,
-        event_writes=500,
+        event_backlog=5_000,
+        event_lag_writes=200,
         **common,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 
 from redis.asyncio import Redis
 
@@ -66,26 +65,16 @@ def redis_bytes_per_nodepool(
     )
 
 
-async def _drain(settings: Settings, patience: float) -> str:
-    """Wait for a relay to empty the outbox; without one, trim it (nobody would read it)."""
+async def _trim(settings: Settings) -> int:
     redis = Redis.from_url(settings.redis_url)
     try:
-        outbox = settings.names.outbox
-        last, last_change = await redis.xlen(outbox), time.monotonic()
-        while last > 0:
-            await asyncio.sleep(0.5)
-            now_len = await redis.xlen(outbox)
-            if now_len < last:
-                last, last_change = now_len, time.monotonic()
-            elif time.monotonic() - last_change > patience:
-                await redis.xtrim(outbox, maxlen=0)
-                return f"trimmed {now_len:,} outbox entries nothing was relaying"
-        return "outbox drained by the relay"
+        return int(await redis.xtrim(settings.names.outbox, maxlen=0))
     finally:
         await redis.aclose()
 
 
 def drain_outbox(settings: Settings, ctx: RunContext) -> None:
-    """The seeded creates' events must not weigh on the listing or the memory figures."""
-    outcome = asyncio.run(_drain(settings, patience=3.0))
-    print(f"  {outcome}", flush=True)
+    """Drop the seeded creates' events: nobody consumes them here, and relaying them would load
+    the API while its listing is measured (the relay's own rate is the events scenario's)."""
+    trimmed = asyncio.run(_trim(settings))
+    print(f"  trimmed {trimmed:,} seeded events from the outbox", flush=True)

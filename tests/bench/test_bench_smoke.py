@@ -41,7 +41,13 @@ def test_quick_bench_prints_every_section_and_leaves_results_md_alone(tmp_path: 
     before = _digest(RESULTS)
     done = _run_quick(tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for heading in ("### HTTP", "### Listing", "### Memory", "| figure | measured | baseline"):
+    for heading in (
+        "### HTTP",
+        "### Listing",
+        "### Memory",
+        "### Events",
+        "| figure | measured | baseline",
+    ):
         assert heading in done.stdout, done.stdout[-3000:]
     assert "targets met:" in done.stdout
     assert _digest(RESULTS) == before, "a quick run must not rewrite bench/RESULTS.md"
