@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -16,8 +15,7 @@ from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
 from api_service.store import RedisStore
 from shared_models.settings import Settings
-
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+from shared_models.validators import is_uuid
 
 
 @dataclass
@@ -88,7 +86,7 @@ Controller = Annotated[str, Depends(_controller)]
 
 def resource_id(raw: str, what: str) -> str:
     """Path ids are UUIDs; anything else is a 400 naming the parameter."""
-    if not _UUID.match(raw):
+    if not is_uuid(raw):
         raise ValidationFailed.of(what, f"{what}: {raw[:80]!r} is not a UUID")
     return raw.lower()
 

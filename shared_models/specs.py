@@ -298,7 +298,7 @@ class Networking(StrictModel):
 
 
 def _dns_name(value: str) -> str:
-    if not DNS1123_SUBDOMAIN.match(value):
+    if not DNS1123_SUBDOMAIN.fullmatch(value):
         raise ValueError(f"{value!r} is not a DNS name such as 'example.com'")
     return value
 
@@ -316,8 +316,8 @@ class ClusterSpec(StrictModel):
 
 def zone_region_problem(platform: Platform, cluster_region: str, zone: str) -> str | None:
     """Why a nodepool zone cannot belong to its cluster's region, or None when it can."""
-    if platform == "gcp" and not re.match(rf"^{re.escape(cluster_region)}-[a-z]$", zone):
+    if platform == "gcp" and not re.fullmatch(rf"{re.escape(cluster_region)}-[a-z]", zone):
         return f"zone {zone!r} is not in the cluster's region {cluster_region!r}"
-    if platform == "aws" and not re.match(rf"^{re.escape(cluster_region)}[a-z]$", zone):
+    if platform == "aws" and not re.fullmatch(rf"{re.escape(cluster_region)}[a-z]", zone):
         return f"availability zone {zone!r} is not in the cluster's region {cluster_region!r}"
     return None
