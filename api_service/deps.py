@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from api_service.auth import resolve_controller, resolve_user
 from api_service.errors import ValidationFailed
@@ -106,3 +106,17 @@ def _parent_cluster_id(cluster_id: Annotated[str, Path(alias="clusterId", max_le
 NodePoolId = Annotated[str, Depends(_nodepool_id)]
 ClusterId = Annotated[str, Depends(_cluster_id)]
 ParentClusterId = Annotated[str, Depends(_parent_cluster_id)]
+
+
+def _cluster_filter(
+    cluster_id: Annotated[
+        str | None,
+        Query(max_length=200, description="Only the nodepools of this cluster (UUID)"),
+    ] = None,
+) -> str | None:
+    # Validated like a path id: a non-UUID would silently match nothing (or, for '*', the
+    # wildcard of the index keys, i.e. every cluster).
+    return None if cluster_id is None else resource_id(cluster_id, "cluster_id")
+
+
+ClusterFilter = Annotated[str | None, Depends(_cluster_filter)]

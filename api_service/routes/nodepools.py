@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from api_service.deps import (
+    ClusterFilter,
     Controller,
     IfMatch,
     NodePoolId,
@@ -78,11 +79,11 @@ async def list_in_cluster(
 async def list_all(
     owner: Owner,
     svc: NodePools,
+    cluster_id: ClusterFilter,
     limit: Limit = 50,
     offset: Offset = 0,
     phase: PhaseFilter = None,
     health: HealthFilter = None,
-    cluster_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:
     return await _page(svc, owner, cluster_id, phase, health, limit, offset)
 
@@ -98,7 +99,7 @@ async def _page(
 ) -> OrjsonResponse:
     total, items = await svc.list(
         owner,
-        cluster_id=cluster_id.lower() if cluster_id else None,
+        cluster_id=cluster_id,
         phase=phase.value if phase else None,
         health=health.value if health else None,
         limit=limit,
