@@ -26,8 +26,16 @@ def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
     return path
 
 
+# pydantic's error types for "this is not an object" (a JSON array, string or number).
+_NOT_AN_OBJECT = {"model_type", "model_attributes_type", "dict_type"}
+
+
 def _describe(error: dict[str, Any], path: str, resource: str) -> str:
     kind = error["type"]
+    if not path and kind == "missing":
+        return "request body is required: a JSON object"
+    if not path and kind in _NOT_AN_OBJECT:
+        return "request body must be a JSON object"
     if kind == "missing":
         return f"{resource} {path} is required" if "." not in path else f"{path} is required"
     if kind == "extra_forbidden":
