@@ -43,9 +43,9 @@ MERGE_PATCH = "application/merge-patch+json"
 
 @router.post("/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool)
 async def create_in_cluster(
+    owner: Owner,
     cluster_id: ParentClusterId,
     body: NodePoolCreate,
-    owner: Owner,
     svc: NodePools,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
@@ -55,7 +55,7 @@ async def create_in_cluster(
 
 @router.post("/nodepools", status_code=201, response_model=NodePool)
 async def create(
-    body: NodePoolCreate, owner: Owner, svc: NodePools, dry_run: DryRun = False
+    owner: Owner, body: NodePoolCreate, svc: NodePools, dry_run: DryRun = False
 ) -> OrjsonResponse:
     record = await svc.create(owner, body, None, dry_run)
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
@@ -63,8 +63,8 @@ async def create(
 
 @router.get("/clusters/{clusterId}/nodepools", response_model=NodePoolList)
 async def list_in_cluster(
-    cluster_id: ParentClusterId,
     owner: Owner,
+    cluster_id: ParentClusterId,
     svc: NodePools,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -109,16 +109,16 @@ async def _page(
 
 
 @router.get("/nodepools/{id}", response_model=NodePool)
-async def get(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> OrjsonResponse:
+async def get(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> OrjsonResponse:
     record = await svc.get(owner, nodepool_id)
     return resource_response(record.view())
 
 
 @router.put("/nodepools/{id}", response_model=NodePool)
 async def replace(
+    owner: Owner,
     nodepool_id: NodePoolId,
     body: NodePoolUpdate,
-    owner: Owner,
     svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -139,9 +139,9 @@ async def replace(
     },
 )
 async def patch(
+    owner: Owner,
     nodepool_id: NodePoolId,
     request: Request,
-    owner: Owner,
     svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -153,14 +153,14 @@ async def patch(
 
 @router.delete("/nodepools/{id}", status_code=204, response_class=Response)
 async def delete(
-    nodepool_id: NodePoolId, owner: Owner, svc: NodePools, if_match: IfMatch = None
+    owner: Owner, nodepool_id: NodePoolId, svc: NodePools, if_match: IfMatch = None
 ) -> Response:
     await svc.delete(owner, nodepool_id, if_match)
     return Response(status_code=204)
 
 
 @router.get("/nodepools/{id}/status", response_model=NodePoolStatusView)
-async def get_status(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> OrjsonResponse:
+async def get_status(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> OrjsonResponse:
     return OrjsonResponse(await svc.status_view(owner, nodepool_id))
 
 
