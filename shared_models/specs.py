@@ -25,6 +25,7 @@ from shared_models.validators import (
     check_label_key,
     check_label_value,
     check_unique,
+    rule_error,
 )
 
 Platform = Literal["gcp", "aws", "azure"]
@@ -143,10 +144,13 @@ class _PlatformChoice(StrictModel):
         if present != [self.type]:
             others = [p for p in present if p != self.type]
             if self.type not in present:
-                raise ValueError(f"platform.{self.type} is required when type is '{self.type}'")
-            raise ValueError(
+                raise rule_error(
+                    self.type, f"platform.{self.type} is required when type is '{self.type}'"
+                )
+            raise rule_error(
+                others[0],
                 f"only platform.{self.type} may be given when type is '{self.type}' "
-                f"(found {', '.join(others)})"
+                f"(found {', '.join(others)})",
             )
         return self
 
@@ -188,10 +192,13 @@ class Autoscaling(StrictModel):
         if not self.enabled:
             return self
         if self.minNodes is None or self.maxNodes is None:
-            raise ValueError("minNodes and maxNodes are required when autoscaling is enabled")
+            missing = "minNodes" if self.minNodes is None else "maxNodes"
+            raise rule_error(
+                missing, "minNodes and maxNodes are required when autoscaling is enabled"
+            )
         if self.minNodes > self.maxNodes:
-            raise ValueError(
-                f"minNodes ({self.minNodes}) must not exceed maxNodes ({self.maxNodes})"
+            raise rule_error(
+                "minNodes", f"minNodes ({self.minNodes}) must not exceed maxNodes ({self.maxNodes})"
             )
         return self
 
@@ -207,9 +214,10 @@ class NodePoolSpec(StrictModel):
         if auto is None or not auto.enabled or auto.minNodes is None or auto.maxNodes is None:
             return self
         if not auto.minNodes <= self.nodeCount <= auto.maxNodes:
-            raise ValueError(
+            raise rule_error(
+                "nodeCount",
                 f"nodeCount ({self.nodeCount}) must be between autoscaling.minNodes "
-                f"({auto.minNodes}) and autoscaling.maxNodes ({auto.maxNodes})"
+                f"({auto.minNodes}) and autoscaling.maxNodes ({auto.maxNodes})",
             )
         return self
 
@@ -238,7 +246,7 @@ class GCPClusterPlatform(StrictModel):
     @model_validator(mode="after")
     def _zone_in_region(self) -> Self:
         if self.zone is not None and not self.zone.startswith(self.region + "-"):
-            raise ValueError(f"zone {self.zone!r} is not in region {self.region!r}")
+            raise rule_error("zone", f"zone {self.zone!r} is not in region {self.region!r}")
         return self
 
 
@@ -293,7 +301,7 @@ class Networking(StrictModel):
         for i, (name_a, net_a) in enumerate(nets):
             for name_b, net_b in nets[i + 1 :]:
                 if net_a.version == net_b.version and net_a.overlaps(net_b):
-                    raise ValueError(f"{name_a} and {name_b} overlap")
+                    raise rule_error(name_b, f"{name_a} and {name_b} overlap")
         return self
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from pydantic_core import PydanticCustomError
+
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -70,3 +72,12 @@ def normalise_email(value: str) -> str | None:
 def is_uuid(value: str) -> bool:
     """A resource id in the 8-4-4-4-12 hex form (any version, any case)."""
     return UUID.fullmatch(value) is not None
+
+
+def rule_error(field: str, message: str) -> PydanticCustomError:
+    """A failed cross-field rule, raised by a model validator, that names the offending field.
+
+    pydantic locates a model validator's error at the model itself ("spec"); the ``field`` in
+    the context lets the API report "spec.nodeCount" instead.
+    """
+    return PydanticCustomError("rule", "{message}", {"message": message, "field": field})

@@ -52,7 +52,11 @@ def field_errors(
     errors = exc.errors() if isinstance(exc, ValidationError) else exc
     result = []
     for error in errors:
-        path = field_path(error["loc"], prefix)
+        loc = tuple(error["loc"])
+        rule_field = (error.get("ctx") or {}).get("field") if error["type"] == "rule" else None
+        if rule_field:
+            loc = (*loc, rule_field)  # a cross-field rule names the field it blames
+        path = field_path(loc, prefix)
         described = _describe(dict(error), path, resource)
         result.append(FieldError(field=path or "body", message=described))
     return result
