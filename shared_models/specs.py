@@ -43,21 +43,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-Name = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
-]
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MACHINE_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+ZONE_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+RELEASE_PATTERN = r"^\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$"
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 MachineType = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    str, StringConstraints(min_length=1, max_length=64, pattern=MACHINE_TYPE_PATTERN)
 ]
 LabelKey = Annotated[str, StringConstraints(max_length=317), AfterValidator(check_label_key)]
 LabelValue = Annotated[str, StringConstraints(max_length=63), AfterValidator(check_label_value)]
 Duration = Annotated[str, StringConstraints(max_length=16), AfterValidator(check_duration)]
 DiskSize = Annotated[int, Field(ge=10, le=65536)]
-Zone = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
-]
+Zone = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ZONE_PATTERN)]
 
 
 def _unique_zones(values: list[str]) -> list[str]:
@@ -274,7 +274,7 @@ class ClusterPlatform(_PlatformChoice):
 
 
 class Release(StrictModel):
-    version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$")]
+    version: Annotated[str, StringConstraints(pattern=RELEASE_PATTERN)]
     channel: Literal["stable", "fast", "candidate", "eus"] | None = None
 
 
@@ -320,6 +320,22 @@ class ClusterSpec(StrictModel):
     release: Release | None = None
     networking: Networking | None = None
     dns: DNS | None = None
+
+
+# What each pattern means, in words: a 400 says this rather than quoting the regex.
+PATTERN_HINTS = {
+    NAME_PATTERN: "must be a DNS-1123 label: lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit",
+    MACHINE_TYPE_PATTERN: "must be letters, digits, '.', '_' or '-', "
+    "starting with a letter or digit",
+    ZONE_PATTERN: "must be lowercase letters, digits and '-'",
+    RELEASE_PATTERN: "must be a version such as '1.30' or '1.30.2'",
+    GCP_PROJECT_ID: "must be a GCP project id: 6-30 lowercase letters, digits or '-', "
+    "starting with a letter",
+    GCP_REGION: "must be a GCP region such as 'us-central1'",
+    AWS_REGION: "must be an AWS region such as 'us-west-2'",
+    AZURE_LOCATION: "must be an Azure location such as 'eastus'",
+}
 
 
 def zone_region_problem(platform: Platform, cluster_region: str, zone: str) -> str | None:

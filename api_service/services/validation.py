@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from api_service.errors import ValidationFailed
 from api_service.store import ClusterRecord
 from shared_models.errors import FieldError
-from shared_models.specs import ClusterSpec, NodePoolSpec, zone_region_problem
+from shared_models.specs import PATTERN_HINTS, ClusterSpec, NodePoolSpec, zone_region_problem
 
 _PREFIXES = ("Value error, ", "Assertion failed, ")
 
@@ -40,6 +40,9 @@ def _describe(error: dict[str, Any], path: str, resource: str) -> str:
         return f"{resource} {path} is required" if "." not in path else f"{path} is required"
     if kind == "extra_forbidden":
         return f"{path}: unknown field"
+    hint = PATTERN_HINTS.get(str((error.get("ctx") or {}).get("pattern")))
+    if kind == "string_pattern_mismatch" and hint is not None:
+        return f"{path}: {str(error.get('input'))[:80]!r} {hint}"
     message = str(error["msg"])
     for prefix in _PREFIXES:
         message = message.removeprefix(prefix)
