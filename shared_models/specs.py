@@ -189,14 +189,17 @@ class Autoscaling(StrictModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
-        if not self.enabled:
-            return self
-        if self.minNodes is None or self.maxNodes is None:
+        if self.enabled and (self.minNodes is None or self.maxNodes is None):
             missing = "minNodes" if self.minNodes is None else "maxNodes"
             raise rule_error(
                 missing, "minNodes and maxNodes are required when autoscaling is enabled"
             )
-        if self.minNodes > self.maxNodes:
+        # Checked even while disabled: bounds kept for later must still make sense.
+        if (
+            self.minNodes is not None
+            and self.maxNodes is not None
+            and self.minNodes > self.maxNodes
+        ):
             raise rule_error(
                 "minNodes", f"minNodes ({self.minNodes}) must not exceed maxNodes ({self.maxNodes})"
             )
