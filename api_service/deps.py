@@ -91,15 +91,23 @@ def resource_id(raw: str, what: str) -> str:
     return raw.lower()
 
 
-def _nodepool_id(nodepool_id: Annotated[str, Path(alias="id", max_length=200)]) -> str:
+def _nodepool_id(
+    nodepool_id: Annotated[str, Path(alias="id", max_length=200, description="NodePool id (UUID)")],
+) -> str:
     return resource_id(nodepool_id, "id")
 
 
-def _cluster_id(cluster_id: Annotated[str, Path(alias="id", max_length=200)]) -> str:
+def _cluster_id(
+    cluster_id: Annotated[str, Path(alias="id", max_length=200, description="Cluster id (UUID)")],
+) -> str:
     return resource_id(cluster_id, "id")
 
 
-def _parent_cluster_id(cluster_id: Annotated[str, Path(alias="clusterId", max_length=200)]) -> str:
+def _parent_cluster_id(
+    cluster_id: Annotated[
+        str, Path(alias="clusterId", max_length=200, description="Cluster id (UUID)")
+    ],
+) -> str:
     return resource_id(cluster_id, "clusterId")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import UUID4, AfterValidator, BaseModel, ConfigDict, Field
 
@@ -54,6 +54,22 @@ class NodePoolUpdate(_Body):
     name: Name
     cluster_id: ResourceId | None = None
     spec: NodePoolSpec
+
+
+class NodePoolPatch(_Body):
+    """PATCH body (application/merge-patch+json, RFC 7386): only the members to change.
+
+    Documentation only: the patch is merged into {name, spec} and the result is validated as a
+    NodePoolUpdate, so every rule of PUT applies. A member set to null is removed.
+    """
+
+    name: Name | None = None
+    cluster_id: ResourceId | None = Field(
+        default=None, description="May be repeated, never changed"
+    )
+    spec: dict[str, Any] | None = Field(
+        default=None, description="Members of NodePoolSpec to merge; null removes a member"
+    )
 
 
 class _Resource(BaseModel):

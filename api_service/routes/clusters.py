@@ -10,7 +10,7 @@ from api_service.deps import ClusterId, Clusters, Controller, IfMatch, Owner, St
 from api_service.errors import NotFound
 from api_service.json_response import OrjsonResponse
 from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter, apply_report_over_http
-from api_service.routes.responses import ERRORS, resource_response
+from api_service.routes.responses import CREATED, ERRORS, WITH_ETAG, resource_response
 from shared_models.resources import (
     Cluster,
     ClusterCreate,
@@ -24,7 +24,7 @@ from shared_models.status import ControllerReport
 router = APIRouter(tags=["clusters"], responses=ERRORS)
 
 
-@router.post("/clusters", status_code=201, response_model=Cluster)
+@router.post("/clusters", status_code=201, response_model=Cluster, responses=CREATED)
 async def create(
     owner: Owner, body: ClusterCreate, svc: Clusters, dry_run: DryRun = False
 ) -> OrjsonResponse:
@@ -51,12 +51,12 @@ async def list_clusters(
     return OrjsonResponse({"clusters": items, "total": total, "limit": limit, "offset": offset})
 
 
-@router.get("/clusters/{id}", response_model=Cluster)
+@router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
 async def get(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> OrjsonResponse:
     return resource_response((await svc.get(owner, cluster_id)).view())
 
 
-@router.put("/clusters/{id}", response_model=Cluster)
+@router.put("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
 async def replace(
     owner: Owner,
     cluster_id: ClusterId,

@@ -19,12 +19,13 @@ from api_service.deps import (
 )
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.routes.responses import ERRORS, resource_response
+from api_service.routes.responses import CREATED, ERRORS, WITH_ETAG, resource_response
 from api_service.services.status import Outcome
 from shared_models.resources import (
     NodePool,
     NodePoolCreate,
     NodePoolList,
+    NodePoolPatch,
     NodePoolStatusView,
     NodePoolUpdate,
 )
@@ -41,7 +42,9 @@ HealthFilter = Annotated[Health | None, Query(description="Filter by health")]
 MERGE_PATCH = "application/merge-patch+json"
 
 
-@router.post("/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool)
+@router.post(
+    "/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool, responses=CREATED
+)
 async def create_in_cluster(
     owner: Owner,
     cluster_id: ParentClusterId,
@@ -53,7 +56,7 @@ async def create_in_cluster(
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 
-@router.post("/nodepools", status_code=201, response_model=NodePool)
+@router.post("/nodepools", status_code=201, response_model=NodePool, responses=CREATED)
 async def create(
     owner: Owner, body: NodePoolCreate, svc: NodePools, dry_run: DryRun = False
 ) -> OrjsonResponse:
@@ -108,13 +111,13 @@ async def _page(
     return OrjsonResponse({"nodepools": items, "total": total, "limit": limit, "offset": offset})
 
 
-@router.get("/nodepools/{id}", response_model=NodePool)
+@router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
 async def get(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> OrjsonResponse:
     record = await svc.get(owner, nodepool_id)
     return resource_response(record.view())
 
 
-@router.put("/nodepools/{id}", response_model=NodePool)
+@router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
 async def replace(
     owner: Owner,
     nodepool_id: NodePoolId,
@@ -130,10 +133,14 @@ async def replace(
 @router.patch(
     "/nodepools/{id}",
     response_model=NodePool,
+    responses=WITH_ETAG,
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {MERGE_PATCH: {"schema": {"type": "object"}}},
+            "content": {
+                MERGE_PATCH: {"schema": NodePoolPatch.model_json_schema()},
+                "application/json": {"schema": NodePoolPatch.model_json_schema()},
+            },
             "description": "JSON merge patch (RFC 7386) over {name, spec}",
         }
     },
