@@ -72,7 +72,7 @@ Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
 
 class Taint(StrictModel):
     key: LabelKey
-    value: LabelValue = ""
+    value: LabelValue | None = None  # Kubernetes: a taint may have no value
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
