@@ -92,21 +92,19 @@ def resource_id(raw: str, what: str) -> str:
 
 
 def _nodepool_id(
-    nodepool_id: Annotated[str, Path(alias="id", max_length=200, description="NodePool id (UUID)")],
+    nodepool_id: Annotated[str, Path(alias="id", description="NodePool id (UUID)")],
 ) -> str:
     return resource_id(nodepool_id, "id")
 
 
 def _cluster_id(
-    cluster_id: Annotated[str, Path(alias="id", max_length=200, description="Cluster id (UUID)")],
+    cluster_id: Annotated[str, Path(alias="id", description="Cluster id (UUID)")],
 ) -> str:
     return resource_id(cluster_id, "id")
 
 
 def _parent_cluster_id(
-    cluster_id: Annotated[
-        str, Path(alias="clusterId", max_length=200, description="Cluster id (UUID)")
-    ],
+    cluster_id: Annotated[str, Path(alias="clusterId", description="Cluster id (UUID)")],
 ) -> str:
     return resource_id(cluster_id, "clusterId")
 
@@ -119,7 +117,7 @@ ParentClusterId = Annotated[str, Depends(_parent_cluster_id)]
 def _cluster_filter(
     cluster_id: Annotated[
         str | None,
-        Query(max_length=200, description="Only the nodepools of this cluster (UUID)"),
+        Query(description="Only the nodepools of this cluster (UUID)"),
     ] = None,
 ) -> str | None:
     # Validated like a path id: a non-UUID would silently match nothing (or, for '*', the
