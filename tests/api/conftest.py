@@ -4,18 +4,20 @@ check every error test uses, and the app over a Redis of the test's own (Private
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from api_service.app import create_app
 from shared_models.settings import Settings
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
-from tests.support.redis_server import PrivateRedis
+from tests.support.redis_server import PrivateRedis, free_port
+from tests.support.services import ServiceProcess, wait_http_ok
 
 API = "/api/v1"
 JSON = {"Content-Type": "application/json"}
@@ -170,3 +172,25 @@ async def private_client(private_redis: PrivateRedis) -> AsyncIterator[Redis]:
     client = Redis.from_url(private_redis.url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def running_api(
+    settings: Settings, redis: Redis, amqp: AbstractRobustConnection, tmp_path: Path
+) -> Iterator[str]:
+    """``python -m api_service`` as a process, on a free port, in this test's namespace."""
+    port = free_port()
+    env = {
+        "CLS_NAMESPACE": settings.namespace,
+        "CLS_REDIS_URL": settings.redis_url,
+        "CLS_AMQP_URL": settings.amqp_url,
+        "CLS_CONTROLLER_TOKENS": settings.controller_tokens,
+        "CLS_HOST": "127.0.0.1",
+        "CLS_PORT": str(port),
+    }
+    service = ServiceProcess("api_service", env, tmp_path).start()
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/health", service=service)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        service.stop()

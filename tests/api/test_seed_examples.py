@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import shlex
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from aio_pika.abc import AbstractRobustConnection
-from redis.asyncio import Redis
 
-from shared_models.settings import Settings
 from tests.api.conftest import API, SEED_CLUSTER_ID, assert_error, create_cluster
 from tests.conftest import USER, controller_headers, gcp_cluster_body
-from tests.support.redis_server import free_port
-from tests.support.services import ServiceProcess, wait_http_ok
 
 SEED_NODEPOOL_ID = "123e4567-e89b-12d3-a456-426614174000"
 RESOURCE_FIELDS = {
@@ -515,28 +509,6 @@ async def test_duplicate_name_answers_the_guides_409_naming_the_existing_id(
 
 
 # ---- the whole guide against the real service (what `make run` starts) ---------------------
-
-
-@pytest.fixture
-def running_api(
-    settings: Settings, redis: Redis, amqp: AbstractRobustConnection, tmp_path: Path
-) -> Any:
-    """``python -m api_service`` as a process, on a free port, in this test's namespace."""
-    port = free_port()
-    env = {
-        "CLS_NAMESPACE": settings.namespace,
-        "CLS_REDIS_URL": settings.redis_url,
-        "CLS_AMQP_URL": settings.amqp_url,
-        "CLS_CONTROLLER_TOKENS": settings.controller_tokens,
-        "CLS_HOST": "127.0.0.1",
-        "CLS_PORT": str(port),
-    }
-    service = ServiceProcess("api_service", env, tmp_path).start()
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/health", service=service)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        service.stop()
 
 
 async def test_guide_workflow_works_against_the_running_service(running_api: str) -> None:
