@@ -3,6 +3,7 @@ check every error test uses, and the app over a Redis of the test's own (Private
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -194,3 +195,35 @@ def running_api(
         yield f"http://127.0.0.1:{port}"
     finally:
         service.stop()
+
+
+@contextlib.asynccontextmanager
+async def recorded_commands(client: Redis) -> AsyncIterator[list[tuple[str, str]]]:
+    """Every command the Redis server runs meanwhile, as (origin, command) pairs; origin is
+    'lua' for commands a script ran."""
+    seen: list[tuple[str, str]] = []
+    monitor = client.monitor()
+    async with monitor as feed:
+
+        async def collect() -> None:
+            while True:
+                info = await feed.next_command()
+                seen.append((info["client_type"], info["command"]))
+
+        task = asyncio.create_task(collect())
+        await client.ping()  # MONITOR is on once a command can be seen
+        try:
+            yield seen
+        finally:
+            await client.echo("end-of-recording")
+            for _ in range(100):
+                if any("end-of-recording" in command for _, command in seen):
+                    break
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def verbs(seen: list[tuple[str, str]]) -> list[str]:
+    return [command.split()[0].upper() for _, command in seen]

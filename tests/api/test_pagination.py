@@ -4,7 +4,6 @@ cost of a page (index reads only, proportional to the page, never a keyspace sca
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import httpx
@@ -16,7 +15,9 @@ from tests.api.conftest import (
     aws_cluster_body,
     create_cluster,
     create_nodepool,
+    recorded_commands,
     update_body,
+    verbs,
 )
 from tests.conftest import USER, controller_headers, gcp_cluster_body
 
@@ -218,38 +219,6 @@ async def test_cluster_list_envelope(api: httpx.AsyncClient, cluster: dict[str, 
 
 
 # ---- the cost of a page ------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def recorded_commands(client: Redis) -> Any:
-    """Every command the Redis server runs meanwhile, as (origin, command) pairs; origin is
-    'lua' for commands a script ran."""
-    seen: list[tuple[str, str]] = []
-    monitor = client.monitor()
-    async with monitor as feed:
-
-        async def collect() -> None:
-            while True:
-                info = await feed.next_command()
-                seen.append((info["client_type"], info["command"]))
-
-        task = asyncio.create_task(collect())
-        await client.ping()  # MONITOR is on once a command can be seen
-        try:
-            yield seen
-        finally:
-            await client.echo("end-of-recording")
-            for _ in range(100):
-                if any("end-of-recording" in command for _, command in seen):
-                    break
-                await asyncio.sleep(0.02)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-def verbs(seen: list[tuple[str, str]]) -> list[str]:
-    return [command.split()[0].upper() for _, command in seen]
 
 
 async def test_a_filtered_page_reads_the_index_and_only_the_page(
