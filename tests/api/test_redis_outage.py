@@ -5,6 +5,8 @@ every request answers 503 UNAVAILABLE in the envelope meanwhile, /ready says not
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,6 +62,8 @@ REQUESTS: dict[str, Request] = {
 # An unreachable Redis must fail fast, not hang the request.
 FAIL_FAST_SECONDS = 3.0
 RECOVERY_SECONDS = 15.0
+# A server that accepts but never answers costs the client's socket timeout (5 s), no more.
+FROZEN_SECONDS = 8.0
 
 
 @pytest.fixture
@@ -147,3 +151,20 @@ async def test_requests_in_flight_when_redis_dies_get_503_not_a_hang(
     assert {r.status_code for r in responses} <= {200, 503}
     for response in (r for r in responses if r.status_code == 503):
         assert_error(response, 503, "UNAVAILABLE")
+
+
+async def test_a_frozen_redis_gives_503_after_the_socket_timeout_not_a_hang(
+    private_api: httpx.AsyncClient, private_redis: PrivateRedis, before_outage: dict[str, Any]
+) -> None:
+    url = f"{API}/nodepools/{before_outage['id']}"
+    assert private_redis.process is not None
+    pid = private_redis.process.pid
+    os.kill(pid, signal.SIGSTOP)  # accepts connections, answers nothing
+    try:
+        started = time.monotonic()
+        response = await private_api.get(url, headers=USER)
+        assert time.monotonic() - started < FROZEN_SECONDS
+        assert_error(response, 503, "UNAVAILABLE")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await wait_until_served(private_api, url)
