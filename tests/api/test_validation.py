@@ -100,6 +100,12 @@ GCP_NODEPOOL_REJECTS: list[tuple[str, str, Any, str]] = [
     ("minNodes negative", f"{AUTO}.minNodes", -1, f"{AUTO}.minNodes"),
     ("maxNodes over 1000", f"{AUTO}.maxNodes", 1001, f"{AUTO}.maxNodes"),
     ("minNodes above maxNodes", f"{AUTO}.minNodes", 11, f"{AUTO}.minNodes"),
+    (
+        "minNodes above maxNodes while disabled",
+        AUTO,
+        {"enabled": False, "minNodes": 5, "maxNodes": 1},
+        f"{AUTO}.minNodes",
+    ),
     ("enabled without minNodes", f"{AUTO}.minNodes", DELETE, f"{AUTO}.minNodes"),
     ("enabled without maxNodes", f"{AUTO}.maxNodes", DELETE, f"{AUTO}.maxNodes"),
     ("enabled missing", f"{AUTO}.enabled", DELETE, f"{AUTO}.enabled"),
