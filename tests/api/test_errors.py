@@ -351,17 +351,15 @@ ID_ROUTES: list[tuple[str, str, str]] = [
 
 
 @pytest.mark.parametrize(
-    "bad", BAD_IDS, ids=["short", "word", "long", "cut", "space", "newline", "huge"]
-)
-@pytest.mark.parametrize(
     ("method", "path", "field"), ID_ROUTES, ids=[f"{m} {p}" for m, p, _ in ID_ROUTES]
 )
 async def test_malformed_path_id_is_400_naming_it(
-    api: httpx.AsyncClient, method: str, path: str, field: str, bad: str
+    api: httpx.AsyncClient, method: str, path: str, field: str
 ) -> None:
     headers = {**USER, **MERGE_PATCH} if method == "PATCH" else USER
-    response = await api.request(method, API + path.format(bad=bad), json={}, headers=headers)
-    assert error_fields(response) == {field}
+    for bad in BAD_IDS:
+        response = await api.request(method, API + path.format(bad=bad), json={}, headers=headers)
+        assert error_fields(response) == {field}, bad
 
 
 async def test_path_id_in_capitals_names_the_same_nodepool(
