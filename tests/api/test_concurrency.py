@@ -64,7 +64,9 @@ async def test_if_match_race_between_patch_put_and_delete(
     )
     winners = [r for r in responses if r.status_code in (200, 204)]
     assert len(winners) == 1, [r.status_code for r in responses]
-    assert sorted(r.status_code for r in responses if r not in winners) == [409, 409]
+    losers = {r.status_code for r in responses if r not in winners}
+    # A loser that re-reads after a winning DELETE finds nothing: 404 rather than 409.
+    assert losers <= ({404, 409} if winners[0].status_code == 204 else {409}), losers
 
 
 async def test_unconditional_merge_patches_never_lose_each_other(
