@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from api_service.deps import (
+    ClusterFilter,
     Controller,
     IfMatch,
     NodePoolId,
@@ -18,12 +19,13 @@ from api_service.deps import (
 )
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.routes.responses import ERRORS, resource_response
+from api_service.routes.responses import CREATED, ERRORS, WITH_ETAG, resource_response
 from api_service.services.status import Outcome
 from shared_models.resources import (
     NodePool,
     NodePoolCreate,
     NodePoolList,
+    NodePoolPatch,
     NodePoolStatusView,
     NodePoolUpdate,
 )
@@ -40,11 +42,13 @@ HealthFilter = Annotated[Health | None, Query(description="Filter by health")]
 MERGE_PATCH = "application/merge-patch+json"
 
 
-@router.post("/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool)
+@router.post(
+    "/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool, responses=CREATED
+)
 async def create_in_cluster(
+    owner: Owner,
     cluster_id: ParentClusterId,
     body: NodePoolCreate,
-    owner: Owner,
     svc: NodePools,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
@@ -52,9 +56,9 @@ async def create_in_cluster(
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 
-@router.post("/nodepools", status_code=201, response_model=NodePool)
+@router.post("/nodepools", status_code=201, response_model=NodePool, responses=CREATED)
 async def create(
-    body: NodePoolCreate, owner: Owner, svc: NodePools, dry_run: DryRun = False
+    owner: Owner, body: NodePoolCreate, svc: NodePools, dry_run: DryRun = False
 ) -> OrjsonResponse:
     record = await svc.create(owner, body, None, dry_run)
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
@@ -62,8 +66,8 @@ async def create(
 
 @router.get("/clusters/{clusterId}/nodepools", response_model=NodePoolList)
 async def list_in_cluster(
-    cluster_id: ParentClusterId,
     owner: Owner,
+    cluster_id: ParentClusterId,
     svc: NodePools,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -78,11 +82,11 @@ async def list_in_cluster(
 async def list_all(
     owner: Owner,
     svc: NodePools,
+    cluster_id: ClusterFilter,
     limit: Limit = 50,
     offset: Offset = 0,
     phase: PhaseFilter = None,
     health: HealthFilter = None,
-    cluster_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:
     return await _page(svc, owner, cluster_id, phase, health, limit, offset)
 
@@ -98,7 +102,7 @@ async def _page(
 ) -> OrjsonResponse:
     total, items = await svc.list(
         owner,
-        cluster_id=cluster_id.lower() if cluster_id else None,
+        cluster_id=cluster_id,
         phase=phase.value if phase else None,
         health=health.value if health else None,
         limit=limit,
@@ -107,17 +111,17 @@ async def _page(
     return OrjsonResponse({"nodepools": items, "total": total, "limit": limit, "offset": offset})
 
 
-@router.get("/nodepools/{id}", response_model=NodePool)
-async def get(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> OrjsonResponse:
+@router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
+async def get(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> OrjsonResponse:
     record = await svc.get(owner, nodepool_id)
     return resource_response(record.view())
 
 
-@router.put("/nodepools/{id}", response_model=NodePool)
+@router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
 async def replace(
+    owner: Owner,
     nodepool_id: NodePoolId,
     body: NodePoolUpdate,
-    owner: Owner,
     svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -129,18 +133,22 @@ async def replace(
 @router.patch(
     "/nodepools/{id}",
     response_model=NodePool,
+    responses=WITH_ETAG,
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {MERGE_PATCH: {"schema": {"type": "object"}}},
+            "content": {
+                MERGE_PATCH: {"schema": NodePoolPatch.model_json_schema()},
+                "application/json": {"schema": NodePoolPatch.model_json_schema()},
+            },
             "description": "JSON merge patch (RFC 7386) over {name, spec}",
         }
     },
 )
 async def patch(
+    owner: Owner,
     nodepool_id: NodePoolId,
     request: Request,
-    owner: Owner,
     svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -152,14 +160,14 @@ async def patch(
 
 @router.delete("/nodepools/{id}", status_code=204, response_class=Response)
 async def delete(
-    nodepool_id: NodePoolId, owner: Owner, svc: NodePools, if_match: IfMatch = None
+    owner: Owner, nodepool_id: NodePoolId, svc: NodePools, if_match: IfMatch = None
 ) -> Response:
     await svc.delete(owner, nodepool_id, if_match)
     return Response(status_code=204)
 
 
 @router.get("/nodepools/{id}/status", response_model=NodePoolStatusView)
-async def get_status(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> OrjsonResponse:
+async def get_status(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> OrjsonResponse:
     return OrjsonResponse(await svc.status_view(owner, nodepool_id))
 
 
