@@ -8,16 +8,18 @@ from fastapi import APIRouter, Body, Query, Response
 
 from api_service.deps import ClusterId, Clusters, Controller, IfMatch, Owner, StatusDep
 from api_service.json_response import OrjsonResponse
-from api_service.routes.filters import PhaseFilter, choice
 from api_service.routes.nodepools import (
     DryRun,
     Limit,
     Offset,
+    PhaseFilter,
     apply_report_over_http,
     status_response,
 )
 from api_service.routes.responses import (
+    CREATED,
     ERRORS,
+    WITH_ETAG,
     page_response,
     resource_response,
     stored_resource_response,
@@ -30,14 +32,14 @@ from shared_models.resources import (
     ClusterUpdate,
 )
 from shared_models.specs import Platform
-from shared_models.status import ControllerReport, Phase
+from shared_models.status import ControllerReport
 
 router = APIRouter(tags=["clusters"], responses=ERRORS)
 
 
-@router.post("/clusters", status_code=201, response_model=Cluster)
+@router.post("/clusters", status_code=201, response_model=Cluster, responses=CREATED)
 async def create(
-    body: ClusterCreate, owner: Owner, svc: Clusters, dry_run: DryRun = False
+    owner: Owner, body: ClusterCreate, svc: Clusters, dry_run: DryRun = False
 ) -> OrjsonResponse:
     record = await svc.create(owner, body, dry_run)
     return resource_response(record.view(), 201, f"/api/v1/clusters/{record.id}")
@@ -55,23 +57,23 @@ async def list_clusters(
     total, items = await svc.list(
         owner,
         platform=platform,
-        phase=choice(phase, Phase, "status"),
+        phase=phase.value if phase else None,
         limit=limit,
         offset=offset,
     )
     return page_response("clusters", total, items, limit, offset)
 
 
-@router.get("/clusters/{id}", response_model=Cluster)
-async def get(cluster_id: ClusterId, owner: Owner, svc: Clusters) -> Response:
+@router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
+async def get(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> Response:
     return stored_resource_response(*await svc.get_view(owner, cluster_id))
 
 
-@router.put("/clusters/{id}", response_model=Cluster)
+@router.put("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
 async def replace(
+    owner: Owner,
     cluster_id: ClusterId,
     body: ClusterUpdate,
-    owner: Owner,
     svc: Clusters,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -82,8 +84,8 @@ async def replace(
 
 @router.delete("/clusters/{id}", status_code=204, response_class=Response)
 async def delete(
-    cluster_id: ClusterId,
     owner: Owner,
+    cluster_id: ClusterId,
     svc: Clusters,
     if_match: IfMatch = None,
     force: Annotated[bool, Query(description="Also delete the cluster's nodepools")] = False,
@@ -93,7 +95,7 @@ async def delete(
 
 
 @router.get("/clusters/{id}/status", response_model=ClusterStatusView)
-async def get_status(cluster_id: ClusterId, owner: Owner, svc: Clusters) -> OrjsonResponse:
+async def get_status(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> OrjsonResponse:
     return OrjsonResponse(await svc.status_view(owner, cluster_id))
 
 

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from api_service.deps import (
+    ClusterFilter,
     Controller,
     IfMatch,
     NodePoolId,
@@ -18,9 +19,10 @@ from api_service.deps import (
 )
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.routes.filters import HealthFilter, PhaseFilter, choice
 from api_service.routes.responses import (
+    CREATED,
     ERRORS,
+    WITH_ETAG,
     page_response,
     resource_response,
     stored_resource_response,
@@ -31,6 +33,7 @@ from shared_models.resources import (
     NodePool,
     NodePoolCreate,
     NodePoolList,
+    NodePoolPatch,
     NodePoolStatusView,
     NodePoolUpdate,
 )
@@ -41,15 +44,19 @@ router = APIRouter(tags=["nodepools"], responses=ERRORS)
 DryRun = Annotated[bool, Query(alias="dryRun", description="Validate everything, write nothing")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip")]
+PhaseFilter = Annotated[Phase | None, Query(alias="status", description="Filter by phase")]
+HealthFilter = Annotated[Health | None, Query(description="Filter by health")]
 
 MERGE_PATCH = "application/merge-patch+json"
 
 
-@router.post("/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool)
+@router.post(
+    "/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool, responses=CREATED
+)
 async def create_in_cluster(
+    owner: Owner,
     cluster_id: ParentClusterId,
     body: NodePoolCreate,
-    owner: Owner,
     svc: NodePools,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
@@ -57,9 +64,9 @@ async def create_in_cluster(
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 
-@router.post("/nodepools", status_code=201, response_model=NodePool)
+@router.post("/nodepools", status_code=201, response_model=NodePool, responses=CREATED)
 async def create(
-    body: NodePoolCreate, owner: Owner, svc: NodePools, dry_run: DryRun = False
+    owner: Owner, body: NodePoolCreate, svc: NodePools, dry_run: DryRun = False
 ) -> OrjsonResponse:
     record = await svc.create(owner, body, None, dry_run)
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
@@ -67,8 +74,8 @@ async def create(
 
 @router.get("/clusters/{clusterId}/nodepools", response_model=NodePoolList)
 async def list_in_cluster(
-    cluster_id: ParentClusterId,
     owner: Owner,
+    cluster_id: ParentClusterId,
     svc: NodePools,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -83,11 +90,11 @@ async def list_in_cluster(
 async def list_all(
     owner: Owner,
     svc: NodePools,
+    cluster_id: ClusterFilter,
     limit: Limit = 50,
     offset: Offset = 0,
     phase: PhaseFilter = None,
     health: HealthFilter = None,
-    cluster_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     return await _page(svc, owner, cluster_id, phase, health, limit, offset)
 
@@ -96,32 +103,32 @@ async def _page(
     svc: NodePools,
     owner: str,
     cluster_id: str | None,
-    phase: str | None,
-    health: str | None,
+    phase: Phase | None,
+    health: Health | None,
     limit: int,
     offset: int,
 ) -> Response:
     total, items = await svc.list(
         owner,
-        cluster_id=cluster_id.lower() if cluster_id else None,
-        phase=choice(phase, Phase, "status"),
-        health=choice(health, Health, "health"),
+        cluster_id=cluster_id,
+        phase=phase.value if phase else None,
+        health=health.value if health else None,
         limit=limit,
         offset=offset,
     )
     return page_response("nodepools", total, items, limit, offset)
 
 
-@router.get("/nodepools/{id}", response_model=NodePool)
-async def get(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> Response:
+@router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
+async def get(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> Response:
     return stored_resource_response(*await svc.get_view(owner, nodepool_id))
 
 
-@router.put("/nodepools/{id}", response_model=NodePool)
+@router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
 async def replace(
+    owner: Owner,
     nodepool_id: NodePoolId,
     body: NodePoolUpdate,
-    owner: Owner,
     svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -133,18 +140,22 @@ async def replace(
 @router.patch(
     "/nodepools/{id}",
     response_model=NodePool,
+    responses=WITH_ETAG,
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {MERGE_PATCH: {"schema": {"type": "object"}}},
+            "content": {
+                MERGE_PATCH: {"schema": NodePoolPatch.model_json_schema()},
+                "application/json": {"schema": NodePoolPatch.model_json_schema()},
+            },
             "description": "JSON merge patch (RFC 7386) over {name, spec}",
         }
     },
 )
 async def patch(
+    owner: Owner,
     nodepool_id: NodePoolId,
     request: Request,
-    owner: Owner,
     svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -156,14 +167,14 @@ async def patch(
 
 @router.delete("/nodepools/{id}", status_code=204, response_class=Response)
 async def delete(
-    nodepool_id: NodePoolId, owner: Owner, svc: NodePools, if_match: IfMatch = None
+    owner: Owner, nodepool_id: NodePoolId, svc: NodePools, if_match: IfMatch = None
 ) -> Response:
     await svc.delete(owner, nodepool_id, if_match)
     return Response(status_code=204)
 
 
 @router.get("/nodepools/{id}/status", response_model=NodePoolStatusView)
-async def get_status(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> OrjsonResponse:
+async def get_status(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> OrjsonResponse:
     return OrjsonResponse(await svc.status_view(owner, nodepool_id))
 
 
