@@ -38,7 +38,9 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, relay_events: bool = True) -> FastAPI:
+    """The API app. ``relay_events=False`` leaves committed events in the outbox (for tests that
+    inspect the outbox itself); a deployed API always relays."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -46,8 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = build_state(settings)
         app.state.cls = state
         events = EventPipeline(settings, state.store)
-        state.readiness_probes["rabbitmq"] = events.broker_connected
-        events.start()
+        if relay_events:
+            state.readiness_probes["rabbitmq"] = events.broker_connected
+            events.start()
         log.info("api ready: namespace=%s redis=%s", settings.namespace, settings.redis_url)
         try:
             yield
