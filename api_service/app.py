@@ -12,7 +12,7 @@ from api_service.body_limit import BodyLimitMiddleware
 from api_service.deps import AppState
 from api_service.error_handlers import install_error_handlers
 from api_service.json_response import OrjsonResponse
-from api_service.routes import clusters, health, nodepools
+from api_service.routes import clusters, health, nodepools, status
 from api_service.services.clusters import ClusterService
 from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
@@ -62,4 +62,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(clusters.router, prefix=API_PREFIX)
     app.include_router(nodepools.router, prefix=API_PREFIX)
+    app.include_router(status.router, prefix=API_PREFIX)
     return app
