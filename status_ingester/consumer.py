@@ -72,7 +72,7 @@ _BY_OUTCOME: dict[Outcome, tuple[Settle, Count]] = {
 @dataclass(frozen=True)
 class Delivery:
     message: AbstractIncomingMessage
-    decoded: Report | Poison
+    decoded: Report | Poison | Exception  # an exception: decoding itself failed
 
 
 class StatusIngester:
@@ -100,6 +100,7 @@ class StatusIngester:
         self._consumer_tag: ConsumerTag | None = None
         self._stopping = False
         self._broker_up = True
+        self._failing = False
 
     @property
     def in_hand(self) -> int:
@@ -243,8 +244,12 @@ class StatusIngester:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # No await before submit: callbacks start in delivery order, and so lanes get the
         # reports of one resource in that order.
-        decoded = decode(message, self.settings.max_body_bytes)
-        key = decoded.key if isinstance(decoded, Report) else f"poison:{message.delivery_tag}"
+        decoded: Report | Poison | Exception
+        try:
+            decoded = decode(message, self.settings.max_body_bytes)
+        except Exception as exc:  # a bug of ours, not a bad message: requeue, don't strand it
+            decoded = exc
+        key = decoded.key if isinstance(decoded, Report) else f"other:{message.delivery_tag}"
         self._lanes.submit(key, Delivery(message, decoded))
 
     async def _handle(self, delivery: Delivery) -> None:
@@ -254,13 +259,34 @@ class StatusIngester:
             await self._settle(message, Settle.DEAD, Count.DEAD_LETTERED)
             return
         try:
+            if isinstance(decoded, Exception):
+                raise decoded
             result = await self._apply(decoded, message)
         except Exception as exc:
-            log.warning("report %s failed (%r); requeued", message.message_id, exc)
+            self._failed(message, exc)
             await self._settle(message, Settle.REQUEUE, Count.REQUEUED)
             return
         if result is not None:
+            self._succeeded()
             await self._settle(message, *_BY_OUTCOME[result.outcome])
+
+    def _failed(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        # One line when reports start failing, not one per report of a poison storm.
+        if not self._failing:
+            log.warning(
+                "reports are failing; requeued until their delivery limit (first: %s: %r)",
+                message.message_id,
+                exc,
+                exc_info=exc,
+            )
+            self._failing = True
+        else:
+            log.debug("report %s failed (%r); requeued", message.message_id, exc)
+
+    def _succeeded(self) -> None:
+        if self._failing:
+            log.info("reports apply again")
+            self._failing = False
 
     async def _apply(self, report: Report, message: AbstractIncomingMessage) -> ApplyResult | None:
         """Apply, waiting through Redis outages; None when the delivery died meanwhile."""
