@@ -186,6 +186,24 @@ async def dead_letters(amqp: AbstractRobustConnection, names: Names) -> list[byt
     return bodies
 
 
+async def take_all(amqp: AbstractRobustConnection, names: Names, count: int) -> list[bool]:
+    """Consume (and ack) ``count`` messages of the status queue; their redelivered flags."""
+    channel = await amqp.channel()
+    await channel.set_qos(prefetch_count=500)
+    queue = await channel.declare_queue(names.status_queue, passive=True)
+    flags: list[bool] = []
+    try:
+        async with queue.iterator(timeout=10) as messages:
+            async for message in messages:
+                flags.append(bool(message.redelivered))
+                await message.ack()
+                if len(flags) == count:
+                    break
+    finally:
+        await channel.close()
+    return flags
+
+
 async def dead_letter_count(amqp: AbstractRobustConnection, names: Names) -> int:
     channel = await amqp.channel()
     try:
@@ -219,6 +237,16 @@ async def stored_steps(redis: Redis, names: Names, nodepool_ids: list[str]) -> d
         for controller, raw in row.items():
             steps[f"{nodepool_id}/{controller}"] = orjson.loads(raw)["metadata"]["step"]
     return steps
+
+
+async def steps_behind(
+    redis: Redis, names: Names, expected: dict[str, int]
+) -> dict[str, int | None]:
+    """The entries of ``expected`` ('<nodepool>/<controller>' -> step) that Redis does not
+    hold (yet), with the step it holds instead: empty once every last report is applied."""
+    pools = sorted({key.partition("/")[0] for key in expected})
+    found = await stored_steps(redis, names, pools)
+    return {key: found.get(key) for key, step in expected.items() if found.get(key) != step}
 
 
 # ---- the ingester -----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from tests.ingest.conftest import (
     eventually,
     nodepool_report,
     queue_counts,
-    stored_steps,
+    steps_behind,
 )
 from tests.support.redis_server import PrivateRedis
 
@@ -110,8 +110,8 @@ async def test_reports_in_hand_wait_through_redis_restarts(
 
         last = {f"{p}/{CONTROLLER}": steps[-1] for p in pools}
         await eventually(
-            lambda: stored_steps(redis, settings.names, pools),
-            lambda found, last=last: found == last,  # type: ignore[misc]
+            lambda last=last: steps_behind(redis, settings.names, last),  # type: ignore[misc]
+            lambda behind: not behind,
             within=30,
             what=f"outage {outage}: every nodepool at its last step",
         )
