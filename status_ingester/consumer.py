@@ -9,9 +9,9 @@ runs, and is acked only once that returned (Redis holds its effect). How each de
   reject without requeue, so the broker dead-letters it to ``<ns>.status.dead``;
 - an unexpected failure: nack with requeue; the queue's delivery limit dead-letters a report
   that keeps failing;
-- Redis away: nothing is settled. Consumption pauses (the consumer is cancelled, so no more
-  reports arrive), the reports in hand wait, and are applied and acked when Redis answers
-  again. Handing them back to the broker instead would count against their delivery limit.
+- Redis away: nothing is settled. The reports in hand wait and are applied and acked when
+  Redis answers again; meanwhile the full prefetch window stops the broker from sending more.
+  Handing them back to the broker instead would count against their delivery limit.
 
 Reports run concurrently up to the prefetch window, but those on one resource run one at a
 time in delivery order (see ``lanes``). A broker outage is handled by the robust connection:
@@ -50,6 +50,9 @@ log = logging.getLogger("status_ingester")
 DRAIN_TIMEOUT = 15.0
 REDIS_PROBE_INTERVAL = 0.5
 BROKER_RETRY_INTERVAL = 1.0
+DELIVERY_GRACE = 0.1
+SETTLE_TIMEOUT = 5.0
+CLOSE_TIMEOUT = 10.0
 
 
 class Settle(Enum):
@@ -115,11 +118,16 @@ class StatusIngester:
                 return
             self.counters.start()
             supervisor = asyncio.create_task(self._supervise(), name="ingest supervisor")
-            await stop.wait()
+            stopped = asyncio.create_task(stop.wait(), name="ingest stop")
+            await asyncio.wait({supervisor, stopped}, return_when=asyncio.FIRST_COMPLETED)
             supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+            stopped.cancel()
+            await asyncio.gather(supervisor, stopped, return_exceptions=True)
             await self._drain()
+            # The supervisor never returns: if it ended, it failed, and so must the process.
+            failure = None if supervisor.cancelled() else supervisor.exception()
+            if failure is not None:
+                raise RuntimeError("the ingest supervisor failed") from failure
         finally:
             await self._close()
 
@@ -151,14 +159,9 @@ class StatusIngester:
         """Stop new deliveries, then let the reports in hand finish (bounded)."""
         self._stopping = True
         await self._stop_consuming()
-        # Deliveries that reached the channel before CancelOk are handed to our callback by
-        # tasks already scheduled; let them run so that they are drained too.
-        for _ in range(5):
-            await asyncio.sleep(0)
-        in_hand = len(self._lanes)
-        log.info("draining: %d report(s) in hand", in_hand)
+        log.info("draining: %d report(s) in hand", len(self._lanes))
         try:
-            await asyncio.wait_for(self._lanes.wait_idle(), self.drain_timeout)
+            await asyncio.wait_for(self._finish_in_hand(), self.drain_timeout)
         except TimeoutError:
             abandoned = await self._lanes.cancel()
             log.warning(
@@ -166,6 +169,16 @@ class StatusIngester:
                 self.drain_timeout,
                 abandoned,
             )
+
+    async def _finish_in_hand(self) -> None:
+        while True:
+            await self._lanes.wait_idle()
+            # Deliveries that reached the channel before CancelOk reach our callback through
+            # tasks the client library has already scheduled, a few loop turns later: wait for
+            # any straggler before declaring the hand empty.
+            await asyncio.sleep(DELIVERY_GRACE)
+            if not self._lanes:
+                return
 
     async def _close(self) -> None:
         self._stopping = True
@@ -178,25 +191,37 @@ class StatusIngester:
     async def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                await connection.close()
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
+                await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
 
     # ---- consuming, paused while Redis is away ---------------------------------------------
     async def _supervise(self) -> None:
+        await self._wait_for_redis("before consuming")
+        self._redis_ok.set()
+        await self._start_consuming()
         while True:
-            if not await redis_answers(self.redis):
-                log.warning("redis unavailable: waiting for it before consuming")
-                await wait_for_redis(self.redis, self.redis_probe_interval)
-                log.info("redis answers again")
-            self._redis_failed.clear()
-            self._redis_ok.set()
-            await self._start_consuming()
             await self._redis_failed.wait()
+            # No cancel: the reports in hand are never acked while Redis is away, so the
+            # prefetch window stays full and the broker sends no more. (Cancelling instead makes
+            # a quorum queue hand back the deliveries in transit, each one a delivery attempt.)
             log.warning(
-                "redis unavailable: consumption paused, %d report(s) held unacked until it answers",
+                "redis unavailable: paused with %d report(s) held unacked until it answers",
                 len(self._lanes),
             )
-            await self._stop_consuming()
+            await self._wait_for_redis("to resume")
+            self._redis_failed.clear()
+            self._redis_ok.set()
+            log.info("redis answers again: resumed")
+
+    async def _wait_for_redis(self, why: str) -> None:
+        if not await redis_answers(self.redis):
+            log.warning("redis unavailable: waiting for it %s", why)
+            await wait_for_redis(self.redis, self.redis_probe_interval)
+
+    @property
+    def paused(self) -> bool:
+        """True while Redis is away and the reports in hand wait for it."""
+        return not self._redis_ok.is_set()
 
     def _redis_lost(self) -> None:
         self._redis_ok.clear()
@@ -305,19 +330,25 @@ class StatusIngester:
 
     async def _settle(self, message: AbstractIncomingMessage, settle: Settle, count: Count) -> None:
         try:
-            if settle is Settle.ACK:
-                await message.ack()
-            elif settle is Settle.DEAD:
-                await message.reject(requeue=False)
-            else:
-                await message.nack(requeue=True)
-        except CONNECTION_EXCEPTIONS as exc:
+            # Bounded: a settle written to a connection that died in the meantime may never
+            # complete, and a lane waiting on it would hold up its resource's reports forever.
+            await asyncio.wait_for(_settle_once(message, settle), SETTLE_TIMEOUT)
+        except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
             # The channel died after the work was done: the broker delivers the report again,
             # and applying it again changes nothing.
-            log.debug("could not %s %s: %s", settle.value, message.message_id, exc)
+            log.debug("could not %s %s: %r", settle.value, message.message_id, exc)
             if settle is Settle.DEAD:
                 return
         self.counters.add(count)
+
+
+async def _settle_once(message: AbstractIncomingMessage, settle: Settle) -> None:
+    if settle is Settle.ACK:
+        await message.ack()
+    elif settle is Settle.DEAD:
+        await message.reject(requeue=False)
+    else:
+        await message.nack(requeue=True)
 
 
 def _channel_open(message: AbstractIncomingMessage) -> bool:

@@ -186,24 +186,6 @@ async def dead_letters(amqp: AbstractRobustConnection, names: Names) -> list[byt
     return bodies
 
 
-async def take_all(amqp: AbstractRobustConnection, names: Names, count: int) -> list[bool]:
-    """Consume (and ack) ``count`` messages of the status queue; their redelivered flags."""
-    channel = await amqp.channel()
-    await channel.set_qos(prefetch_count=500)
-    queue = await channel.declare_queue(names.status_queue, passive=True)
-    flags: list[bool] = []
-    try:
-        async with queue.iterator(timeout=10) as messages:
-            async for message in messages:
-                flags.append(bool(message.redelivered))
-                await message.ack()
-                if len(flags) == count:
-                    break
-    finally:
-        await channel.close()
-    return flags
-
-
 async def dead_letter_count(amqp: AbstractRobustConnection, names: Names) -> int:
     channel = await amqp.channel()
     try:

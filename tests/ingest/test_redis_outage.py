@@ -71,9 +71,7 @@ async def redis(private_redis: PrivateRedis) -> AsyncIterator[Redis]:
 
 async def paused(ingester: StatusIngester) -> None:
     await eventually(
-        lambda: asyncio.sleep(0, ingester.consuming.is_set()),
-        lambda consuming: not consuming,
-        what="consumption paused",
+        lambda: asyncio.sleep(0, ingester.paused), lambda paused: paused, what="paused"
     )
 
 
