@@ -13,7 +13,7 @@ from api_service.deps import AppState
 from api_service.error_handlers import install_error_handlers
 from api_service.events import EventPipeline
 from api_service.json_response import OrjsonResponse
-from api_service.routes import clusters, health, nodepools
+from api_service.routes import clusters, health, nodepools, status
 from api_service.services.clusters import ClusterService
 from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
@@ -70,4 +70,5 @@ def create_app(settings: Settings | None = None, *, relay_events: bool = True) -
     app.include_router(health.router)
     app.include_router(clusters.router, prefix=API_PREFIX)
     app.include_router(nodepools.router, prefix=API_PREFIX)
+    app.include_router(status.router, prefix=API_PREFIX)
     return app
