@@ -24,6 +24,7 @@ from api_service.errors import ApiError, Conflict, Forbidden, NotFound, Validati
 from api_service.json_response import OrjsonResponse
 from api_service.routes.responses import ERRORS
 from api_service.services.status import InvalidReport, Outcome, parse_report
+from shared_models.errors import ErrorEnvelope
 from shared_models.names import Kind
 from shared_models.resources import ClusterStatusView, NodePoolStatusView
 from shared_models.status import ControllerReport
@@ -48,7 +49,10 @@ _REPORT_BODY: dict[str, Any] = {
     }
 }
 _WHO: dict[int | str, dict[str, Any]] = {
-    403: {"description": "A user, or a controller reporting as another (FORBIDDEN)"},
+    403: {
+        "model": ErrorEnvelope,
+        "description": "A user, or a controller reporting as another (FORBIDDEN)",
+    },
 }
 
 
