@@ -13,7 +13,7 @@ from api_service.deps import AppState, document_identity_headers
 from api_service.error_handlers import install_error_handlers
 from api_service.events import EventPipeline
 from api_service.json_response import OrjsonResponse
-from api_service.routes import clusters, health, nodepools
+from api_service.routes import clusters, health, nodepools, status
 from api_service.services.clusters import ClusterService
 from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
@@ -38,7 +38,9 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, relay_events: bool = True) -> FastAPI:
+    """The API app. ``relay_events=False`` leaves committed events in the outbox (for tests that
+    inspect the outbox itself); a deployed API always relays."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -46,8 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = build_state(settings)
         app.state.cls = state
         events = EventPipeline(settings, state.store)
-        state.readiness_probes["rabbitmq"] = events.broker_connected
-        events.start()
+        if relay_events:
+            state.readiness_probes["rabbitmq"] = events.broker_connected
+            events.start()
         log.info("api ready: namespace=%s redis=%s", settings.namespace, settings.redis_url)
         try:
             yield
@@ -64,9 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for router in (clusters.router, nodepools.router):
+    for router in (clusters.router, nodepools.router, status.router):
         document_identity_headers(router)
     app.include_router(health.router)
     app.include_router(clusters.router, prefix=API_PREFIX)
     app.include_router(nodepools.router, prefix=API_PREFIX)
+    app.include_router(status.router, prefix=API_PREFIX)
     return app

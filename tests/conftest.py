@@ -110,9 +110,11 @@ async def amqp(namespace: str) -> AsyncIterator[AbstractRobustConnection]:
 
 
 @asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def api_client(
+    settings: Settings, relay_events: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
     """An API app in-process with its lifespan (event relay and reconcile loop included)."""
-    app = create_app(settings)
+    app = create_app(settings, relay_events=relay_events)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from api_service.deps import ClusterId, Clusters, Controller, IfMatch, Owner, StatusDep
+from api_service.deps import ClusterId, Clusters, IfMatch, Owner
 from api_service.json_response import OrjsonResponse
-from api_service.routes.nodepools import (
-    DryRun,
-    Limit,
-    Offset,
-    PhaseFilter,
-    apply_report_over_http,
-    status_response,
-)
+from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter
 from api_service.routes.responses import (
     CREATED,
     ERRORS,
@@ -28,11 +21,9 @@ from shared_models.resources import (
     Cluster,
     ClusterCreate,
     ClusterList,
-    ClusterStatusView,
     ClusterUpdate,
 )
 from shared_models.specs import Platform
-from shared_models.status import ControllerReport
 
 router = APIRouter(tags=["clusters"], responses=ERRORS)
 
@@ -92,19 +83,3 @@ async def delete(
 ) -> Response:
     await svc.delete(owner, cluster_id, if_match, force)
     return Response(status_code=204)
-
-
-@router.get("/clusters/{id}/status", response_model=ClusterStatusView)
-async def get_status(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> OrjsonResponse:
-    return OrjsonResponse(await svc.status_view(owner, cluster_id))
-
-
-@router.put("/clusters/{id}/status", response_model=ClusterStatusView, tags=["status"])
-async def put_status(
-    cluster_id: ClusterId,
-    report: Annotated[ControllerReport, Body()],
-    controller: Controller,
-    status: StatusDep,
-) -> OrjsonResponse:
-    result = await apply_report_over_http(status, "cluster", cluster_id, report, controller)
-    return status_response("cluster_id", cluster_id, result)

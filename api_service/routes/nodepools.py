@@ -5,19 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api_service.deps import (
     ClusterFilter,
-    Controller,
     IfMatch,
     NodePoolId,
     NodePools,
     Owner,
     ParentClusterId,
-    StatusDep,
 )
-from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
+from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.responses import (
     CREATED,
@@ -27,17 +25,14 @@ from api_service.routes.responses import (
     resource_response,
     stored_resource_response,
 )
-from api_service.services.common import status_document
-from api_service.services.status import ApplyResult, Outcome
 from shared_models.resources import (
     NodePool,
     NodePoolCreate,
     NodePoolList,
     NodePoolPatch,
-    NodePoolStatusView,
     NodePoolUpdate,
 )
-from shared_models.status import ControllerReport, Health, Phase
+from shared_models.status import Health, Phase
 
 router = APIRouter(tags=["nodepools"], responses=ERRORS)
 
@@ -171,61 +166,6 @@ async def delete(
 ) -> Response:
     await svc.delete(owner, nodepool_id, if_match)
     return Response(status_code=204)
-
-
-@router.get("/nodepools/{id}/status", response_model=NodePoolStatusView)
-async def get_status(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> OrjsonResponse:
-    return OrjsonResponse(await svc.status_view(owner, nodepool_id))
-
-
-@router.put("/nodepools/{id}/status", response_model=NodePoolStatusView, tags=["status"])
-async def put_status(
-    nodepool_id: NodePoolId,
-    report: Annotated[ControllerReport, Body()],
-    controller: Controller,
-    status: StatusDep,
-) -> OrjsonResponse:
-    result = await apply_report_over_http(status, "nodepool", nodepool_id, report, controller)
-    return status_response("nodepool_id", nodepool_id, result)
-
-
-def status_response(id_field: str, resource_id: str, result: ApplyResult) -> OrjsonResponse:
-    """The status document as the report left it (no second read: the apply path has it)."""
-    assert result.record is not None  # every outcome without a record raised already
-    return OrjsonResponse(
-        status_document(
-            id_field, resource_id, result.record.generation, result.record.status, result.reports
-        )
-    )
-
-
-async def apply_report_over_http(
-    status: StatusDep, kind: Any, resource_id: str, report: ControllerReport, controller: str
-) -> ApplyResult:
-    """The HTTP face of the one apply path: outcomes become status codes."""
-    if report.controller_name != controller:
-        raise Forbidden(
-            "A controller may only report as itself",
-            f"the token belongs to '{controller}', the report names '{report.controller_name}'",
-        )
-    result = await status.apply(kind, resource_id, report)
-    what = "NodePool" if kind == "nodepool" else "Cluster"
-    errors: dict[Outcome, ApiError] = {
-        Outcome.NOT_FOUND: NotFound(f"{what} not found"),
-        Outcome.STALE: Conflict(
-            "Stale status report",
-            f"{report.controller_name} already reported observed_generation "
-            f"{result.stored_generation}; this report has {report.observed_generation}",
-        ),
-        Outcome.FUTURE_GENERATION: ValidationFailed.of(
-            "observed_generation",
-            f"observed_generation {report.observed_generation} is newer than the "
-            f"{what.lower()}'s generation {result.generation}",
-        ),
-    }
-    if result.outcome in errors:
-        raise errors[result.outcome]
-    return result
 
 
 async def read_merge_patch(request: Request) -> Any:

@@ -208,8 +208,8 @@ class NodePoolService:
         self, owner: str, nodepool_id: str
     ) -> tuple[NodePoolRecord, dict[str, str]]:
         """The nodepool and its controllers' reports (for a new aggregate), one round trip."""
-        record, reports = await self.store.record_with_reports("nodepool", nodepool_id)
-        if not isinstance(record, NodePoolRecord) or record.owner != owner:
+        record, reports = await self.store.get_nodepool_with_reports(nodepool_id)
+        if record is None or record.owner != owner:
             raise nodepool_not_found()
         return record, reports
 

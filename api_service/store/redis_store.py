@@ -108,6 +108,29 @@ class RedisStore:
             return None
         return record.owner, record.rv, orjson.dumps(record.view()).decode()
 
+    async def _record_with_reports(
+        self, kind: Kind, resource_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """A record and its controllers' reports as of one moment, in one round trip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
+            pipe.hgetall(self.names.controller_reports(kind, resource_id))
+            values, reports = await pipe.execute()
+        raw = None if values[0] is None else dict(zip(RECORD_FIELDS, values, strict=True))
+        return raw, {str(k): str(v) for k, v in reports.items()}
+
+    async def get_nodepool_with_reports(
+        self, nodepool_id: str
+    ) -> tuple[NodePoolRecord | None, dict[str, str]]:
+        raw, reports = await self._record_with_reports("nodepool", nodepool_id)
+        return (None if raw is None else NodePoolRecord.from_hash(nodepool_id, raw)), reports
+
+    async def get_cluster_with_reports(
+        self, cluster_id: str
+    ) -> tuple[ClusterRecord | None, dict[str, str]]:
+        raw, reports = await self._record_with_reports("cluster", cluster_id)
+        return (None if raw is None else ClusterRecord.from_hash(cluster_id, raw)), reports
+
     async def get_nodepools(self, ids: list[str]) -> list[NodePoolRecord]:
         """Records of the ids that still exist, in the order given."""
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -119,20 +142,6 @@ class RedisStore:
             for nodepool_id, row in zip(ids, rows, strict=True)
             if row[0] is not None
         ]
-
-    async def record_with_reports(
-        self, kind: Kind, resource_id: str
-    ) -> tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]]:
-        """A resource and its controllers' reports, read in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
-            pipe.hgetall(self.names.controller_reports(kind, resource_id))
-            values, reports = await pipe.execute()
-        if values[0] is None:
-            return None, {}
-        raw = dict(zip(RECORD_FIELDS, values, strict=True))
-        factory = NodePoolRecord if kind == "nodepool" else ClusterRecord
-        return factory.from_hash(resource_id, raw), {str(k): str(v) for k, v in reports.items()}
 
     async def get_records(
         self, kind: Kind, ids: list[str]

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from api_service.app import create_app
 from shared_models.settings import Settings
-from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.conftest import USER, api_client, gcp_cluster_body, seed_nodepool_body
 from tests.support.redis_server import PrivateRedis, free_port
 from tests.support.services import ServiceProcess, wait_http_ok
 
@@ -138,8 +138,9 @@ async def create_nodepool(
 async def serve(
     settings: Settings, raise_app_exceptions: bool = True
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process over ``settings`` (lifespan included)."""
-    app = create_app(settings)
+    """The app in-process over ``settings`` (lifespan included), without the event relay: these
+    tests are about the request path (the relay's own outages are tested in tests/events)."""
+    app = create_app(settings, relay_events=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
@@ -227,3 +228,11 @@ async def recorded_commands(client: Redis) -> AsyncIterator[list[tuple[str, str]
 
 def verbs(seen: list[tuple[str, str]]) -> list[str]:
     return [command.split()[0].upper() for _, command in seen]
+
+
+@pytest.fixture
+async def api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process without its event relay: these tests check what each write commits to
+    the outbox, so nothing may drain it. Publishing is tested in tests/events."""
+    async with api_client(settings, relay_events=False) as client:
+        yield client
