@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.exceptions import ChannelClosed
 
 from shared_models import amqp
 from shared_models.names import Names
@@ -103,3 +104,20 @@ async def publish_copies(
                 for _ in range(min(batch, count - start))
             )
         )
+
+
+def has_consumer(amqp_url: str, queue: str) -> Callable[[], bool]:
+    """A readiness check for a worker process: its queue exists and it consumes from it."""
+
+    async def check() -> bool:
+        connection = await amqp.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            declared = await channel.declare_queue(queue, passive=True)
+            return bool(declared.declaration_result.consumer_count)
+        except ChannelClosed:
+            return False
+        finally:
+            await connection.close()
+
+    return lambda: asyncio.run(check())

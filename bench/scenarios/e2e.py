@@ -10,11 +10,12 @@ from contextlib import ExitStack
 import httpx
 
 from bench import bodies
-from bench.amqp_tools import wait_for
+from bench.amqp_tools import has_consumer, wait_for
 from bench.context import RunContext
 from bench.procs import Server, api_server, rss_mb, worker
 from bench.report import Figure
 from bench.stats import median
+from shared_models.names import Names
 
 SECTION = "End to end (POST -> Ready; stub controllers with CLS_STUB_DELAY_MS=0)"
 SINGLE_TARGET_MS = 100.0
@@ -104,8 +105,16 @@ def run(ctx: RunContext) -> None:
     singles = 5 if ctx.config.quick else 20
     with ExitStack() as stack:
         api = stack.enter_context(api_server(namespace, ctx.log_dir))
-        ingester = stack.enter_context(worker("status_ingester", namespace, ctx.log_dir))
-        stack.enter_context(worker("reconciler_stub", namespace, ctx.log_dir, stub_delay_ms="0"))
+        names, url = Names(namespace), ctx.config.amqp_url
+        # Each worker counts as started once it consumes: events published before the
+        # controllers' queues exist would only come back with the next reconcile.
+        ingester = stack.enter_context(
+            worker("status_ingester", namespace, ctx.log_dir, has_consumer(url, names.status_queue))
+        )
+        stub_ready = has_consumer(url, names.controller_queue("gcp-nodepool-controller"))
+        stack.enter_context(
+            worker("reconciler_stub", namespace, ctx.log_dir, stub_ready, stub_delay_ms="0")
+        )
         asyncio.run(_measure(ctx, api, singles, ctx.config.e2e_batch))
         ctx.add(
             Figure(
