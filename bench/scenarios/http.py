@@ -193,7 +193,16 @@ def measure(ctx: RunContext, api: Server, base: Server, endpoint: Endpoint) -> N
         )
 
 
+NOTE = (
+    "HTTP: the API is `python -m api_service`, the baseline `python -m bench.baseline_app`, both "
+    "served with api_service's `uvicorn_options()` (one worker; uvloop and httptools; access log "
+    "at INFO). Rounds alternate API and baseline; a ratio is the median of the per-round "
+    "throughput ratios; CPU/req is the server process's user+system time per request."
+)
+
+
 def run(ctx: RunContext) -> None:
+    ctx.notes.append(NOTE)
     namespace = ctx.new_namespace("http")
     base_namespace = ctx.new_namespace("base")
     pool = 64 if ctx.config.quick else 256
