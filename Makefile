@@ -72,7 +72,8 @@ fmt: venv ## Format the code and apply ruff's safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: venv services ## Run the benchmarks (python -m bench)
+bench: venv services ## Run the benchmarks (python -m bench; BENCH_QUICK=1 for a smoke run)
+	@bash scripts/ensure_wrk.sh
 	$(BIN)/python -m bench
 
 clean: ## Remove caches and build artefacts (keeps the venv)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api_service.body_limit import BodyLimitMiddleware
-from api_service.deps import AppState
+from api_service.deps import AppState, document_identity_headers
 from api_service.error_handlers import install_error_handlers
 from api_service.events import EventPipeline
 from api_service.json_response import OrjsonResponse
@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None, *, relay_events: bool = True) -
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    for router in (clusters.router, nodepools.router, status.router):
+        document_identity_headers(router)
     app.include_router(health.router)
     app.include_router(clusters.router, prefix=API_PREFIX)
     app.include_router(nodepools.router, prefix=API_PREFIX)

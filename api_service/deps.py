@@ -1,12 +1,18 @@
-"""Dependencies for routes, as ``Annotated`` aliases: ``owner: Owner``, ``svc: NodePools``..."""
+"""Dependencies for routes, as ``Annotated`` aliases: ``owner: Owner``, ``svc: NodePools``...
+
+Every dependency is ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency
+in a worker thread, and those thread hand-offs (several per request) cost more than the request.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from api_service.auth import resolve_controller, resolve_user
 from api_service.errors import ValidationFailed
@@ -31,7 +37,7 @@ class AppState:
     readiness_probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
 
-def app_state(request: Request) -> AppState:
+async def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.cls
     return state
 
@@ -39,20 +45,25 @@ def app_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(app_state)]
 
 
-def _settings(state: State) -> Settings:
-    return state.settings
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.cls
+    return state
 
 
-def _clusters(state: State) -> ClusterService:
-    return state.clusters
+async def _settings(request: Request) -> Settings:
+    return _state(request).settings
 
 
-def _nodepools(state: State) -> NodePoolService:
-    return state.nodepools
+async def _clusters(request: Request) -> ClusterService:
+    return _state(request).clusters
 
 
-def _status(state: State) -> StatusService:
-    return state.status
+async def _nodepools(request: Request) -> NodePoolService:
+    return _state(request).nodepools
+
+
+async def _status(request: Request) -> StatusService:
+    return _state(request).status
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -60,28 +71,74 @@ Clusters = Annotated[ClusterService, Depends(_clusters)]
 NodePools = Annotated[NodePoolService, Depends(_nodepools)]
 StatusDep = Annotated[StatusService, Depends(_status)]
 
-EmailHeader = Annotated[
-    str | None, Header(alias="X-User-Email", description="The caller's email (set by the gateway)")
-]
-AuthHeader = Annotated[
-    str | None, Header(alias="Authorization", description="Controllers: Bearer <token>")
-]
 IfMatch = Annotated[
     str | None,
     Header(alias="If-Match", description="Write only if resource_version (ETag) still matches"),
 ]
 
 
-def _owner(settings: SettingsDep, email: EmailHeader = None, auth: AuthHeader = None) -> str:
-    return resolve_user(settings, email, auth)
+# The identity headers are read from the request itself: declared as Header parameters, FastAPI
+# validates each one on every request, which cost more than serving a GET from Redis. These
+# entries document them in OpenAPI instead (see ``document_identity_headers``).
+_EMAIL_DOC = {
+    "name": "X-User-Email",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The caller's email (set by the gateway)",
+}
+_AUTH_DOC = {
+    "name": "Authorization",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Controllers: Bearer <token>",
+}
 
 
-def _controller(settings: SettingsDep, auth: AuthHeader = None, email: EmailHeader = None) -> str:
-    return resolve_controller(settings, auth, email)
+async def _owner(request: Request) -> str:
+    headers = request.headers
+    return resolve_user(
+        _state(request).settings, headers.get("x-user-email"), headers.get("authorization")
+    )
+
+
+async def _controller(request: Request) -> str:
+    headers = request.headers
+    return resolve_controller(
+        _state(request).settings, headers.get("authorization"), headers.get("x-user-email")
+    )
 
 
 Owner = Annotated[str, Depends(_owner)]
 Controller = Annotated[str, Depends(_controller)]
+
+_IDENTITY_DOCS: dict[Callable[..., Any], list[dict[str, Any]]] = {
+    _owner: [_EMAIL_DOC, _AUTH_DOC],
+    _controller: [_AUTH_DOC, _EMAIL_DOC],
+}
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+def document_identity_headers(router: APIRouter) -> None:
+    """Add the identity headers that a route's dependencies read to its OpenAPI parameters."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        extra = dict(route.openapi_extra or {})
+        params = list(extra.get("parameters", []))
+        for call in _calls(route.dependant):
+            for doc in _IDENTITY_DOCS.get(call, []) if call else []:
+                if all(p.get("name") != doc["name"] for p in params):
+                    params.append(doc)
+        if params:
+            extra["parameters"] = params
+            route.openapi_extra = extra
 
 
 def resource_id(raw: str, what: str) -> str:
@@ -91,19 +148,19 @@ def resource_id(raw: str, what: str) -> str:
     return raw.lower()
 
 
-def _nodepool_id(
+async def _nodepool_id(
     nodepool_id: Annotated[str, Path(alias="id", description="NodePool id (UUID)")],
 ) -> str:
     return resource_id(nodepool_id, "id")
 
 
-def _cluster_id(
+async def _cluster_id(
     cluster_id: Annotated[str, Path(alias="id", description="Cluster id (UUID)")],
 ) -> str:
     return resource_id(cluster_id, "id")
 
 
-def _parent_cluster_id(
+async def _parent_cluster_id(
     cluster_id: Annotated[str, Path(alias="clusterId", description="Cluster id (UUID)")],
 ) -> str:
     return resource_id(cluster_id, "clusterId")
@@ -114,7 +171,7 @@ ClusterId = Annotated[str, Depends(_cluster_id)]
 ParentClusterId = Annotated[str, Depends(_parent_cluster_id)]
 
 
-def _cluster_filter(
+async def _cluster_filter(
     cluster_id: Annotated[
         str | None,
         Query(description="Only the nodepools of this cluster (UUID)"),

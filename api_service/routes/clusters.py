@@ -9,7 +9,14 @@ from fastapi import APIRouter, Query, Response
 from api_service.deps import ClusterId, Clusters, IfMatch, Owner
 from api_service.json_response import OrjsonResponse
 from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter
-from api_service.routes.responses import CREATED, ERRORS, WITH_ETAG, resource_response
+from api_service.routes.responses import (
+    CREATED,
+    ERRORS,
+    WITH_ETAG,
+    page_response,
+    resource_response,
+    stored_resource_response,
+)
 from shared_models.resources import (
     Cluster,
     ClusterCreate,
@@ -37,7 +44,7 @@ async def list_clusters(
     offset: Offset = 0,
     platform: Annotated[Platform | None, Query(description="Filter by platform")] = None,
     phase: PhaseFilter = None,
-) -> OrjsonResponse:
+) -> Response:
     total, items = await svc.list(
         owner,
         platform=platform,
@@ -45,12 +52,12 @@ async def list_clusters(
         limit=limit,
         offset=offset,
     )
-    return OrjsonResponse({"clusters": items, "total": total, "limit": limit, "offset": offset})
+    return page_response("clusters", total, items, limit, offset)
 
 
 @router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
-async def get(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> OrjsonResponse:
-    return resource_response((await svc.get(owner, cluster_id)).view())
+async def get(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> Response:
+    return stored_resource_response(*await svc.get_view(owner, cluster_id))
 
 
 @router.put("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)

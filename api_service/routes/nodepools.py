@@ -17,7 +17,14 @@ from api_service.deps import (
 )
 from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.routes.responses import CREATED, ERRORS, WITH_ETAG, resource_response
+from api_service.routes.responses import (
+    CREATED,
+    ERRORS,
+    WITH_ETAG,
+    page_response,
+    resource_response,
+    stored_resource_response,
+)
 from shared_models.resources import (
     NodePool,
     NodePoolCreate,
@@ -69,7 +76,7 @@ async def list_in_cluster(
     offset: Offset = 0,
     phase: PhaseFilter = None,
     health: HealthFilter = None,
-) -> OrjsonResponse:
+) -> Response:
     await svc.owned_cluster(owner, cluster_id)
     return await _page(svc, owner, cluster_id, phase, health, limit, offset)
 
@@ -83,7 +90,7 @@ async def list_all(
     offset: Offset = 0,
     phase: PhaseFilter = None,
     health: HealthFilter = None,
-) -> OrjsonResponse:
+) -> Response:
     return await _page(svc, owner, cluster_id, phase, health, limit, offset)
 
 
@@ -95,7 +102,7 @@ async def _page(
     health: Health | None,
     limit: int,
     offset: int,
-) -> OrjsonResponse:
+) -> Response:
     total, items = await svc.list(
         owner,
         cluster_id=cluster_id,
@@ -104,13 +111,12 @@ async def _page(
         limit=limit,
         offset=offset,
     )
-    return OrjsonResponse({"nodepools": items, "total": total, "limit": limit, "offset": offset})
+    return page_response("nodepools", total, items, limit, offset)
 
 
 @router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
-async def get(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> OrjsonResponse:
-    record = await svc.get(owner, nodepool_id)
-    return resource_response(record.view())
+async def get(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> Response:
+    return stored_resource_response(*await svc.get_view(owner, nodepool_id))
 
 
 @router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)

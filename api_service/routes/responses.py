@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from starlette.responses import Response
+
 from api_service.json_response import OrjsonResponse
 from api_service.services.common import etag
 from shared_models.errors import ErrorEnvelope
@@ -45,3 +48,14 @@ def resource_response(
     if location is not None:
         headers["Location"] = location
     return OrjsonResponse(view, status_code=status_code, headers=headers)
+
+
+def stored_resource_response(resource_version: str, body: str) -> Response:
+    """A resource whose JSON comes rendered from the store, sent as is."""
+    return Response(body, media_type="application/json", headers={"ETag": etag(resource_version)})
+
+
+def page_response(key: str, total: int, items: list[str], limit: int, offset: int) -> Response:
+    """A list page assembled from the items' stored JSON, without parsing any of them."""
+    tail = orjson.dumps({"total": total, "limit": limit, "offset": offset}).decode()[1:]
+    return Response(f'{{"{key}":[{",".join(items)}],{tail}', media_type="application/json")

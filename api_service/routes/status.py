@@ -23,7 +23,8 @@ from api_service.deps import (
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.responses import ERRORS
-from api_service.services.status import InvalidReport, Outcome, parse_report
+from api_service.services.common import status_document
+from api_service.services.status import ApplyResult, InvalidReport, Outcome, parse_report
 from shared_models.errors import ErrorEnvelope
 from shared_models.names import Kind
 from shared_models.resources import ClusterStatusView, NodePoolStatusView
@@ -74,14 +75,11 @@ async def put_nodepool_status(
     request: Request,
     controller: Controller,
     status: StatusDep,
-    svc: NodePools,
 ) -> OrjsonResponse:
-    await apply_report(status, "nodepool", nodepool_id, await read_report(request), controller)
+    report = await read_report(request)
+    result = await apply_report(status, "nodepool", nodepool_id, report, controller)
     # A controller may report on any owner's nodepool; answer with what that owner would see.
-    record = await svc.store.get_nodepool(nodepool_id)
-    if record is None:
-        raise NotFound("NodePool not found")
-    return OrjsonResponse(await svc.status_view(record.owner, nodepool_id))
+    return status_response("nodepool_id", nodepool_id, result)
 
 
 @router.get("/clusters/{id}/status", response_model=ClusterStatusView, tags=["clusters"])
@@ -100,13 +98,20 @@ async def put_cluster_status(
     request: Request,
     controller: Controller,
     status: StatusDep,
-    svc: Clusters,
 ) -> OrjsonResponse:
-    await apply_report(status, "cluster", cluster_id, await read_report(request), controller)
-    record = await svc.store.get_cluster(cluster_id)
-    if record is None:
-        raise NotFound("Cluster not found")
-    return OrjsonResponse(await svc.status_view(record.owner, cluster_id))
+    report = await read_report(request)
+    result = await apply_report(status, "cluster", cluster_id, report, controller)
+    return status_response("cluster_id", cluster_id, result)
+
+
+def status_response(id_field: str, resource_id: str, result: ApplyResult) -> OrjsonResponse:
+    """The status document as the report left it: the apply path read and wrote both the
+    resource and its reports, so nothing is read again."""
+    assert result.record is not None  # every outcome without a record raised already
+    record = result.record
+    return OrjsonResponse(
+        status_document(id_field, resource_id, record.generation, record.status, result.reports)
+    )
 
 
 async def read_report(request: Request) -> ControllerReport:
@@ -124,7 +129,7 @@ async def read_report(request: Request) -> ControllerReport:
 
 async def apply_report(
     status: StatusDep, kind: Kind, resource_id: str, report: ControllerReport, controller: str
-) -> None:
+) -> ApplyResult:
     if report.controller_name != controller:
         raise Forbidden(
             "A controller may only report as itself",
@@ -147,3 +152,4 @@ async def apply_report(
     }
     if result.outcome in errors:
         raise errors[result.outcome]
+    return result

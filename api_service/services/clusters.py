@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from api_service.errors import Conflict, NotFound, ValidationFailed
 from api_service.services.common import (
     RV_CHANGED,
@@ -18,6 +16,7 @@ from api_service.services.common import (
     new_id,
     new_resource_version,
     retry_on_race,
+    status_document,
     utcnow,
 )
 from api_service.services.nodepools import NodePoolService
@@ -51,21 +50,24 @@ class ClusterService:
             raise cluster_not_found()
         return record
 
+    async def get_view(self, owner: str, cluster_id: str) -> tuple[str, str]:
+        """(resource_version, the cluster as JSON) for a GET: no parsing, no re-serialising."""
+        found = await self.store.get_view("cluster", cluster_id)
+        if found is None or found[0] != owner:
+            raise cluster_not_found()
+        return found[1], found[2]
+
     async def list(
         self, owner: str, *, platform: str | None, phase: str | None, limit: int, offset: int
-    ) -> tuple[int, list[dict[str, Any]]]:
+    ) -> tuple[int, list[str]]:
+        """(total, the page's clusters as JSON documents)."""
         index = self.names.cluster_index(owner, platform or ANY, phase or ANY)
         return await self.store.list_page("cluster", index, offset, limit)
 
     async def status_view(self, owner: str, cluster_id: str) -> dict[str, Any]:
         record = await self.get(owner, cluster_id)
         reports = await self.store.controller_reports("cluster", cluster_id)
-        return {
-            "cluster_id": cluster_id,
-            "generation": record.generation,
-            "status": record.status,
-            "controller_status": [orjson.loads(reports[name]) for name in sorted(reports)],
-        }
+        return status_document("cluster_id", cluster_id, record.generation, record.status, reports)
 
     async def create(self, owner: str, body: ClusterCreate, dry_run: bool) -> ClusterRecord:
         now = utcnow()

@@ -113,6 +113,18 @@ def append_event(txn: Txn, names: Names, event: Event) -> None:
     txn.xadd(names.outbox, outbox_fields(event))
 
 
+def status_document(
+    id_field: str, resource_id: str, generation: int, status: Any, reports: dict[str, str]
+) -> dict[str, Any]:
+    """What GET/PUT .../status answer: the aggregate and every controller's last report."""
+    return {
+        id_field: resource_id,
+        "generation": generation,
+        "status": status,
+        "controller_status": [orjson.loads(reports[name]) for name in sorted(reports)],
+    }
+
+
 async def retry_on_race(attempt: Callable[[], Awaitable[T]], what: str) -> T:
     """Run a read-decide-write attempt again when another write changed the record meanwhile."""
     for _ in range(MAX_WRITE_ATTEMPTS):

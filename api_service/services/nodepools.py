@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from api_service.errors import Conflict, NotFound, ValidationFailed
@@ -18,6 +17,7 @@ from api_service.services.common import (
     new_id,
     new_resource_version,
     retry_on_race,
+    status_document,
     utcnow,
 )
 from api_service.services.merge_patch import merge_patch
@@ -65,6 +65,13 @@ class NodePoolService:
             raise nodepool_not_found()
         return record
 
+    async def get_view(self, owner: str, nodepool_id: str) -> tuple[str, str]:
+        """(resource_version, the nodepool as JSON) for a GET: no parsing, no re-serialising."""
+        found = await self.store.get_view("nodepool", nodepool_id)
+        if found is None or found[0] != owner:
+            raise nodepool_not_found()
+        return found[1], found[2]
+
     async def owned_cluster(self, owner: str, cluster_id: str) -> ClusterRecord:
         cluster = await self.store.get_cluster(cluster_id)
         if cluster is None or cluster.owner != owner:
@@ -80,19 +87,17 @@ class NodePoolService:
         health: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[int, list[dict[str, Any]]]:
+    ) -> tuple[int, list[str]]:
+        """(total, the page's nodepools as JSON documents)."""
         index = self.names.nodepool_index(owner, cluster_id or ANY, phase or ANY, health or ANY)
         return await self.store.list_page("nodepool", index, offset, limit)
 
     async def status_view(self, owner: str, nodepool_id: str) -> dict[str, Any]:
         record = await self.get(owner, nodepool_id)
         reports = await self.store.controller_reports("nodepool", nodepool_id)
-        return {
-            "nodepool_id": nodepool_id,
-            "generation": record.generation,
-            "status": record.status,
-            "controller_status": [orjson.loads(reports[name]) for name in sorted(reports)],
-        }
+        return status_document(
+            "nodepool_id", nodepool_id, record.generation, record.status, reports
+        )
 
     # ---- writes ----------------------------------------------------------------------------
     async def create(
@@ -146,8 +151,8 @@ class NodePoolService:
         dry_run: bool,
     ) -> NodePoolRecord:
         async def attempt() -> NodePoolRecord:
-            record = await self.get(owner, nodepool_id)
-            return await self._replace(record, body, if_match, dry_run)
+            record, reports = await self._owned_with_reports(owner, nodepool_id)
+            return await self._replace(record, reports, body, if_match, dry_run)
 
         return await retry_on_race(attempt, "NodePool")
 
@@ -163,14 +168,14 @@ class NodePoolService:
             raise ValidationFailed.of("body", "a merge patch must be a JSON object")
 
         async def attempt() -> NodePoolRecord:
-            record = await self.get(owner, nodepool_id)
+            record, reports = await self._owned_with_reports(owner, nodepool_id)
             current = {"name": record.name, "spec": record.doc["spec"]}
             merged = merge_patch(current, patch)
             try:
                 body = NodePoolUpdate.model_validate(merged)
             except ValidationError as exc:
                 raise ValidationFailed(field_errors(exc, prefix="")) from exc
-            return await self._replace(record, body, if_match, dry_run)
+            return await self._replace(record, reports, body, if_match, dry_run)
 
         return await retry_on_race(attempt, "NodePool")
 
@@ -199,8 +204,22 @@ class NodePoolService:
         self._emit(txn, "nodepool.deleted", record, record.generation + 1, now)
 
     # ---- internals -------------------------------------------------------------------------
+    async def _owned_with_reports(
+        self, owner: str, nodepool_id: str
+    ) -> tuple[NodePoolRecord, dict[str, str]]:
+        """The nodepool and its controllers' reports (for a new aggregate), one round trip."""
+        record, reports = await self.store.get_nodepool_with_reports(nodepool_id)
+        if record is None or record.owner != owner:
+            raise nodepool_not_found()
+        return record, reports
+
     async def _replace(
-        self, record: NodePoolRecord, body: NodePoolUpdate, if_match: str | None, dry_run: bool
+        self,
+        record: NodePoolRecord,
+        reports: dict[str, str],
+        body: NodePoolUpdate,
+        if_match: str | None,
+        dry_run: bool,
     ) -> NodePoolRecord:
         if body.cluster_id is not None and body.cluster_id != record.cluster_id:
             raise ValidationFailed.of("cluster_id", "cluster_id cannot be changed")
@@ -218,7 +237,6 @@ class NodePoolService:
         generation = record.generation + 1 if spec_changed else record.generation
         status = AggregatedStatus.model_validate(record.status)
         if spec_changed:
-            reports = await self.store.controller_reports("nodepool", record.id)
             status = aggregate(generation, stored_reports(reports), status, now)
         doc = {
             **record.doc,

@@ -10,7 +10,7 @@ nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -44,6 +44,10 @@ class ApplyResult:
     outcome: Outcome
     generation: int = 0
     stored_generation: int = 0  # the controller's observed_generation already stored
+    # The resource and its reports (controller -> JSON) as they are once the report is handled,
+    # so that callers answer without reading them again (APPLIED and UNCHANGED only).
+    record: NodePoolRecord | ClusterRecord | None = None
+    reports: dict[str, str] = field(default_factory=dict)
 
 
 # ---- parsing: the same rules for a queue message and an HTTP body ----------------------------
@@ -116,7 +120,7 @@ class StatusService:
         reports = {r.controller_name: r for r in stored_reports(raw_reports)}
         verdict = _judge(record.generation, reports.get(report.controller_name), report)
         if verdict is not None:
-            return verdict
+            return replace(verdict, record=record, reports=raw_reports)
         now = utcnow()
         stored = StoredControllerStatus(**report.model_dump(), updated_at=now)
         reports[report.controller_name] = stored
@@ -125,13 +129,13 @@ class StatusService:
         updated = record.with_changes(
             rv=new_resource_version(), status=new_status.model_dump(mode="json")
         )
+        stored_json = orjson.dumps(stored.model_dump(mode="json")).decode()
         txn = Txn()
         record_key = self.names.record(kind, resource_id)
         # Every status write changes rv, so this one check also covers the reports read above.
         txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
         txn.hset(
-            self.names.controller_reports(kind, resource_id),
-            {report.controller_name: orjson.dumps(stored.model_dump(mode="json")).decode()},
+            self.names.controller_reports(kind, resource_id), {report.controller_name: stored_json}
         )
         txn.hset(
             record_key,
@@ -140,6 +144,7 @@ class StatusService:
                 "status": orjson.dumps(updated.status).decode(),
                 "phase": updated.phase,
                 "health": updated.health,
+                **updated.view_fields(),
             },
         )
         txn.move_in_indexes(
@@ -148,7 +153,13 @@ class StatusService:
         if kind == "nodepool" and old_status.phase != new_status.phase:
             self._reschedule(txn, resource_id, new_status.phase)
         await self.store.run(txn)
-        return ApplyResult(Outcome.APPLIED, record.generation, report.observed_generation)
+        return ApplyResult(
+            Outcome.APPLIED,
+            record.generation,
+            report.observed_generation,
+            updated,
+            {**raw_reports, report.controller_name: stored_json},
+        )
 
     async def _read(
         self, kind: Kind, resource_id: str

@@ -7,6 +7,10 @@ A resource is one hash:
   status   JSON of the aggregated status
   owner, name, platform, phase, health (and cluster_id for nodepools): the index dimensions
   seq      the creation-ordered score used by every index it is in
+  view     the resource as the API returns it (JSON), rendered by every write of the record so
+           that reads send it as stored, without parsing and re-serialising it
+  view_rv  the resource_version ``view`` was rendered at; a view whose view_rv is not ``rv`` is
+           ignored and the resource is assembled from the fields above instead
 """
 
 from __future__ import annotations
@@ -66,7 +70,16 @@ class _Record:
             "phase": self.phase,
             "health": self.health,
             "seq": repr(self.seq),
+            **self.view_fields(),
         }
+
+    def view(self) -> dict[str, Any]:
+        """The resource as the API returns it."""
+        return assemble_view(self.doc, self.rv, self.status)
+
+    def view_fields(self) -> dict[str, str]:
+        """The rendered view and the version it shows; written with every change of the record."""
+        return {"view": orjson.dumps(self.view()).decode(), "view_rv": self.rv}
 
 
 @dataclass(frozen=True)
@@ -84,10 +97,6 @@ class NodePoolRecord(_Record):
                 (self.cluster_id, ANY), (self.phase, ANY), (self.health, ANY)
             )
         }
-
-    def view(self) -> dict[str, Any]:
-        """The resource as the API returns it."""
-        return _view(self)
 
     def with_changes(self, **changes: Any) -> NodePoolRecord:
         return replace(self, **changes)
@@ -109,9 +118,6 @@ class ClusterRecord(_Record):
             for platform, phase in product((self.platform, ANY), (self.phase, ANY))
         }
 
-    def view(self) -> dict[str, Any]:
-        return _view(self)
-
     def with_changes(self, **changes: Any) -> ClusterRecord:
         return replace(self, **changes)
 
@@ -132,10 +138,6 @@ def _common_from_hash(resource_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         "platform": raw["platform"],
         "seq": float(raw["seq"]),
     }
-
-
-def _view(record: _Record) -> dict[str, Any]:
-    return assemble_view(record.doc, record.rv, record.status)
 
 
 # The order of fields in responses, as the user guide shows them.

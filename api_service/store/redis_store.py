@@ -90,6 +90,24 @@ class RedisStore:
         raw = await self._record_hash("cluster", cluster_id)
         return None if raw is None else ClusterRecord.from_hash(cluster_id, raw)
 
+    async def get_view(self, kind: Kind, resource_id: str) -> tuple[str, str, str] | None:
+        """(owner, resource_version, the resource as JSON), sent as stored when it is current."""
+        key = self.names.record(kind, resource_id)
+        owner, rv, view_rv, view = await self.redis.hmget(key, ("owner", "rv", "view_rv", "view"))
+        if owner is None:
+            return None
+        if view is not None and view_rv == rv:
+            return str(owner), str(rv), str(view)
+        # Written by code that did not render the view: assemble it from the record's fields.
+        record: NodePoolRecord | ClusterRecord | None
+        if kind == "nodepool":
+            record = await self.get_nodepool(resource_id)
+        else:
+            record = await self.get_cluster(resource_id)
+        if record is None:
+            return None
+        return record.owner, record.rv, orjson.dumps(record.view()).decode()
+
     async def _record_with_reports(
         self, kind: Kind, resource_id: str
     ) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -158,17 +176,18 @@ class RedisStore:
     # ---- lists -----------------------------------------------------------------------------
     async def list_page(
         self, kind: Literal["cluster", "nodepool"], index_key: str, offset: int, limit: int
-    ) -> tuple[int, list[dict[str, Any]]]:
-        """(total in the index, the resources of one page), in creation order, one round trip."""
+    ) -> tuple[int, list[str]]:
+        """(total in the index, the resources of one page as JSON), in creation order, one round
+        trip; current views are passed through as stored, never parsed."""
         prefix = self.names.record(kind, "")
-        reply = await self._page_script(
-            keys=[index_key], args=[offset, limit, prefix, "doc", "rv", "status"]
-        )
+        reply = await self._page_script(keys=[index_key], args=[offset, limit, prefix])
         total = int(reply[0])
-        items = []
+        items: list[str] = []
         for i in range(1, len(reply), 4):
-            doc, rv, status = reply[i + 1], reply[i + 2], reply[i + 3]
-            if doc is None:  # deleted between ZRANGE and HMGET cannot happen in one script
-                continue
-            items.append(assemble_view(orjson.loads(doc), rv, orjson.loads(status)))
+            if reply[i] == "v":
+                items.append(reply[i + 1])
+            else:
+                doc, rv, status = reply[i + 1], reply[i + 2], reply[i + 3]
+                view = assemble_view(orjson.loads(doc), rv, orjson.loads(status))
+                items.append(orjson.dumps(view).decode())
         return total, items

@@ -1,0 +1,75 @@
+"""``python -m bench``: run every scenario, print the table, write bench/RESULTS.md.
+
+``BENCH_QUICK=1`` runs a tiny version of everything (a smoke test) and leaves RESULTS.md alone;
+``BENCH_OUT=<dir>`` also writes the results file of any run to that folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.config import load_config
+from bench.context import RunContext
+from bench.load.driver import describe_generator
+from bench.report import machine_lines, render_table, write_results
+from bench.scenarios import events, http, ingestion, listing
+
+SCENARIOS: list[tuple[str, Callable[[RunContext], None]]] = [
+    ("http", http.run),
+    ("listing", listing.run),
+    ("ingestion", ingestion.run),
+    ("events", events.run),
+]
+
+
+def _selected() -> list[tuple[str, Callable[[RunContext], None]]]:
+    """BENCH_ONLY=http,listing runs a subset (handy while profiling one path)."""
+    only = {s for s in os.environ.get("BENCH_ONLY", "").split(",") if s}
+    return [(name, run) for name, run in SCENARIOS if not only or name in only]
+
+
+def main() -> int:
+    config = load_config()
+    generator = describe_generator()
+    mode = "quick (smoke test)" if config.quick else "full"
+    print(f"bench: {mode} run, load generator: {generator}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="cls-bench-") as tmp:
+        ctx = RunContext(config, Path(tmp))
+        began = time.monotonic()
+        try:
+            for name, scenario in _selected():
+                print(f"== {name}", flush=True)
+                scenario(ctx)
+        finally:
+            asyncio.run(ctx.cleanup())
+        ctx.notes.append(f"whole run took {time.monotonic() - began:.0f} s")
+    print()
+    print("\n".join(machine_lines(generator)))
+    print()
+    print(render_table(ctx.figures))
+    for note in ctx.notes:
+        print(f"note: {note}")
+    targets = [f for f in ctx.figures if f.met is not None]
+    print(f"targets met: {sum(bool(f.met) for f in targets)} of {len(targets)}")
+    _write(config.results_path, ctx, generator)
+    return 0
+
+
+def _write(results_path: Path | None, ctx: RunContext, generator: str) -> None:
+    out_dir = os.environ.get("BENCH_OUT")
+    paths = [results_path] if results_path else []
+    if out_dir:
+        paths.append(Path(out_dir) / "RESULTS.md")
+    for path in paths:
+        write_results(path, ctx.figures, generator, ctx.notes)
+        print(f"results written to {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

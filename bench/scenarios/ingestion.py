@@ -1,0 +1,167 @@
+"""Status ingestion: reports per second from RabbitMQ into Redis, one ingester process.
+
+Each round publishes one report per seeded nodepool (a new controller name per round, so every
+report is applied, in any order) while the consumer is stopped, then starts it and times from the
+first report taken off the queue to the last one stored. The baseline is a bare aio-pika consumer
+(bench.baseline_consumer) with the same prefetch that acks after one Redis write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from bench import bodies
+from bench.amqp_tools import publish_reports, ready_count, wait_for
+from bench.context import RunContext
+from bench.procs import rss_mb, worker
+from bench.report import Figure
+from bench.seed import add_nodepools_parallel, new_cluster, services
+from bench.stats import interleaved, median, paired_ratio
+from shared_models import amqp
+from shared_models.settings import Settings
+
+SECTION = "Status ingestion (RabbitMQ -> Redis, one consumer process)"
+TARGET = 0.7
+TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Round:
+    rate: float  # reports per second
+    rss_mb: float
+
+
+async def _seed(settings: Settings, count: int) -> list[str]:
+    async with services(settings) as state:
+        where = await new_cluster(state, bodies.OWNER, "ingest")
+    add_nodepools_parallel(settings, where, 0, count)
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        await redis.xtrim(settings.names.outbox, maxlen=0)  # no relay runs here
+        members = await redis.zrange(settings.names.cluster_nodepools(where.cluster_id), 0, -1)
+        return [str(m) for m in members]
+    finally:
+        await redis.aclose()
+
+
+def _reports(ids: list[str], controller: str) -> list[dict[str, object]]:
+    report = bodies.status_report(controller, 1, True, "nodes ready", 3)
+    return [{**report, "nodepool_id": i} for i in ids]
+
+
+Check = Callable[[], Awaitable[bool]]
+
+
+async def _round(
+    ctx: RunContext,
+    module: str,
+    settings: Settings,
+    ids: list[str],
+    controller: str,
+    make_done: Callable[[Redis], Check],
+) -> Round:
+    connection = await amqp.connect(settings.amqp_url)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        channel = await connection.channel()
+        names = settings.names
+        await amqp.declare_status_queue(channel, names, settings.ingest_delivery_limit)
+        await publish_reports(channel, names, _reports(ids, controller))
+        total = len(ids)
+
+        async def started() -> bool:
+            return await ready_count(channel, names.status_queue) < total
+
+        with worker(module, settings.namespace, ctx.log_dir) as process:
+            began = await wait_for(started, 60, f"{module} taking reports", every=0.005)
+            ended = await wait_for(make_done(redis), TIMEOUT, f"{module} storing {total} reports")
+            rss = rss_mb(process.pid)
+        return Round(total / max(ended - began, 1e-6), rss)
+    finally:
+        await redis.aclose()
+        await connection.close()
+
+
+def _ingester_done(settings: Settings, ids: list[str], controller: str) -> Callable[[Redis], Check]:
+    names = settings.names
+
+    def make(redis: Redis) -> Check:
+        async def done() -> bool:
+            # Cheap test first (the last report published), then every nodepool once.
+            last = names.controller_reports("nodepool", ids[-1])
+            if not await redis.hexists(last, controller):
+                return False
+            async with redis.pipeline(transaction=False) as pipe:
+                for i in ids:
+                    pipe.hexists(names.controller_reports("nodepool", i), controller)
+                return all(await pipe.execute())
+
+        return done
+
+    return make
+
+
+def _baseline_done(settings: Settings, total: int) -> Callable[[Redis], Check]:
+    key = f"{settings.namespace}:bench:reports"
+
+    def make(redis: Redis) -> Check:
+        async def done() -> bool:
+            return bool(await redis.hlen(key) >= total)
+
+        return done
+
+    return make
+
+
+def run(ctx: RunContext) -> None:
+    cfg = ctx.config
+    ingest = _settings(ctx, "ingest")
+    base = _settings(ctx, "consume")
+    ids = asyncio.run(_seed(ingest, cfg.ingest_reports))
+    base_total = 0
+
+    def ingester_round(i: int) -> Round:
+        controller = f"bench-ctl-{i}"
+        done = _ingester_done(ingest, ids, controller)
+        return asyncio.run(_round(ctx, "status_ingester", ingest, ids, controller, done))
+
+    def baseline_round(i: int) -> Round:
+        nonlocal base_total
+        base_total += len(ids)
+        done = _baseline_done(base, base_total)
+        return asyncio.run(_round(ctx, "bench.baseline_consumer", base, ids, f"b-{i}", done))
+
+    subject, baseline = interleaved(cfg.rounds, ingester_round, baseline_round)
+    ratio = paired_ratio([r.rate for r in subject], [r.rate for r in baseline])
+    ctx.add(
+        Figure(
+            SECTION,
+            f"reports/s, {len(ids):,} reports per round, prefetch {ingest.ingest_prefetch}",
+            f"{median([r.rate for r in subject]):,.0f} reports/s",
+            f"{median([r.rate for r in baseline]):,.0f} reports/s",
+            ratio,
+            f">= {TARGET}x",
+            ratio >= TARGET,
+            "baseline: bare aio-pika consumer, one Redis write then ack",
+        )
+    )
+    ctx.add(
+        Figure(
+            "Memory",
+            "status ingester RSS after its rounds",
+            f"{max(r.rss_mb for r in subject):.0f} MB",
+            f"{max(r.rss_mb for r in baseline):.0f} MB",
+            note="baseline: the bare consumer",
+        )
+    )
+
+
+def _settings(ctx: RunContext, label: str) -> Settings:
+    cfg = ctx.config
+    return Settings(
+        namespace=ctx.new_namespace(label), redis_url=cfg.redis_url, amqp_url=cfg.amqp_url
+    )
