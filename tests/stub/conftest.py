@@ -3,17 +3,13 @@ publish events as the API's relay does, and a queue that collects every status r
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 
 from reconciler_stub.catalog import select_controllers
 from reconciler_stub.service import StubService
@@ -21,8 +17,15 @@ from shared_models import amqp as topology
 from shared_models.events import Event, EventType
 from shared_models.names import Names
 from shared_models.settings import Settings
+from tests.support.status_reports import (
+    Report,
+    Reports,
+    is_report_of,
+    ready_status,
+    reason,
+    watch_reports,
+)
 
-Report = dict[str, Any]
 StartStub = Callable[..., Awaitable[StubService]]
 Publish = Callable[[Event], Awaitable[None]]
 
@@ -123,68 +126,11 @@ def new_id() -> str:
 SEED_SPEC = seed_spec()
 
 
-class Reports:
-    """Every status report published to ``<ns>.status``, in arrival order."""
-
-    def __init__(self) -> None:
-        self.seen: list[Report] = []
-        self._arrived = asyncio.Event()
-
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
-        self.seen.append(orjson.loads(message.body))
-        self._arrived.set()
-
-    def of(self, resource_id: str) -> list[Report]:
-        return [r for r in self.seen if resource_id in (r.get("nodepool_id"), r.get("cluster_id"))]
-
-    async def wait_for(self, predicate: Callable[[Report], bool], within: float = 10.0) -> Report:
-        """The first report (already seen or still to come) that matches ``predicate``."""
-        deadline = time.monotonic() + within
-        while True:
-            match = next((r for r in self.seen if predicate(r)), None)
-            if match is not None:
-                return match
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching report within {within}s; seen: {self.seen}")
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-
-    async def wait_ready(self, resource_id: str, generation: int, within: float = 10.0) -> Report:
-        return await self.wait_for(
-            lambda r: is_report_of(r, resource_id, generation) and ready_status(r) == "True",
-            within,
-        )
-
-    async def wait_first(self, resource_id: str, generation: int, within: float = 10.0) -> Report:
-        return await self.wait_for(lambda r: is_report_of(r, resource_id, generation), within)
-
-
-def is_report_of(report: Report, resource_id: str, generation: int) -> bool:
-    owner = report.get("nodepool_id") or report.get("cluster_id")
-    return owner == resource_id and report["observed_generation"] == generation
-
-
-def ready_status(report: Report) -> str:
-    return str(next(c["status"] for c in report["conditions"] if c["type"] == "Ready"))
-
-
-def reason(report: Report) -> str:
-    return str(next(c["reason"] for c in report["conditions"] if c["type"] == "Ready"))
-
-
 @pytest.fixture
 async def reports(amqp: AbstractRobustConnection, namespace: str) -> AsyncIterator[Reports]:
     """A private queue bound to ``<ns>.status`` that sees every report any controller sends."""
-    channel = await amqp.channel()
-    status = await topology.declare_status_exchange(channel, Names(namespace))
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(status, routing_key="#")
-    collected = Reports()
-    await queue.consume(collected.on_message, no_ack=True)
-    yield collected
-    await channel.close()
+    async with watch_reports(amqp, Names(namespace)) as collected:
+        yield collected
 
 
 @pytest.fixture
@@ -237,3 +183,6 @@ async def queue_depth(amqp: AbstractRobustConnection, queue_name: str) -> int:
         return int(count or 0)
     finally:
         await channel.close()
+
+
+__all__ = ["Report", "Reports", "is_report_of", "ready_status", "reason"]
