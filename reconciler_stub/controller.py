@@ -82,6 +82,7 @@ class Controller:
         self._consumer_tag: str | None = None
         self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -109,11 +110,16 @@ class Controller:
             await quietly(self._queue.cancel(tag), "cancel the consumer")
 
     async def stop(self) -> None:
-        """Finish the event being handled, stop every run, close the channel."""
+        """Finish the event being handled, stop every run, close the channel.
+
+        Events delivered but not yet handled stay unacknowledged: the broker gives them to the
+        next consumer when the channel closes.
+        """
         await self.stop_consuming()
+        self._stopping = True
         if self._worker is not None:
             worker, self._worker = self._worker, None
-            self._inbox.put_nowait(None)
+            self._inbox.put_nowait(None)  # wakes the worker if it is idle
             try:
                 await asyncio.wait_for(worker, STOP_GRACE)
             except TimeoutError:
@@ -128,8 +134,11 @@ class Controller:
     # ---- events ---------------------------------------------------------------------------
 
     async def _work(self) -> None:
-        """Handle events one at a time, in delivery order."""
-        while (message := await self._inbox.get()) is not None:
+        """Handle events one at a time, in delivery order, until stop()."""
+        while True:
+            message = await self._inbox.get()
+            if message is None or self._stopping:
+                return
             await self._take(message)
 
     async def _take(self, message: AbstractIncomingMessage) -> None:

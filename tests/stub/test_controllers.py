@@ -393,3 +393,18 @@ async def test_report_reaches_the_ingest_queue_before_any_ingester_started(
     nodepool_id = await create_ready(publish, reports)
     assert reports.of(nodepool_id)
     assert await queue_depth(amqp, Names(namespace).status_queue) >= 4
+
+
+async def test_no_event_is_lost_across_a_graceful_stop(
+    start_stub: StartStub, publish: Publish, reports: Reports
+) -> None:
+    """Stopping finishes the event in hand and leaves the rest to the next consumer."""
+    first = await start_stub()
+    pools = [new_id() for _ in range(60)]
+    for nodepool_id in pools:
+        await publish(nodepool_event("nodepool.created", nodepool_id, 1, SEED_SPEC))
+    await reports.wait_first(pools[0], 1)
+    await first.stop()
+    await start_stub()
+    for nodepool_id in pools:
+        await reports.wait_first(nodepool_id, 1)
