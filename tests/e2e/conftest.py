@@ -10,7 +10,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +49,19 @@ class Stack:
     services: dict[str, ServiceProcess]
     http: httpx.AsyncClient
     amqp: AbstractRobustConnection
-    started: list[str] = field(default_factory=list)
 
     def __getitem__(self, package: str) -> ServiceProcess:
         return self.services[package]
 
-    async def start(self, package: str) -> None:
-        """Start one service and wait until it serves: the API answers /ready, the consumers
+    async def start(self, *packages: str) -> None:
+        """Start services and wait until they serve: the API answers /ready, the consumers
         consume from their queues (so that no event or report published later is missed)."""
-        service = self.services[package].start()
+        for package in packages:
+            self.services[package].start()
+        await asyncio.gather(*(self.wait_serving(package) for package in packages))
+
+    async def wait_serving(self, package: str) -> None:
+        service = self.services[package]
         if package == "api_service":
             await asyncio.to_thread(wait_http_ok, f"{self.base_url}/ready", START_TIMEOUT, service)
         elif package == "status_ingester":
@@ -74,9 +78,6 @@ class Stack:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{service.package} not consuming:\n{service.log_tail()}")
             await asyncio.sleep(0.1)
-
-    async def restart(self, package: str) -> None:
-        await self.start(package)
 
     def logs(self) -> str:
         return "\n".join(
@@ -131,7 +132,7 @@ async def stack(
     amqp: AbstractRobustConnection,
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
-    """The three services, started in the order a deployment would (any order works).
+    """The three services, started together (they may start in any order).
 
     ``@pytest.mark.stack_env(CLS_STUB_DELAY_MS="200")`` overrides their environment.
     """
@@ -143,8 +144,7 @@ async def stack(
     async with httpx.AsyncClient(base_url=base_url, headers=USER, timeout=10) as http:
         running = Stack(settings.names, base_url, services, http, amqp)
         try:
-            for package in PACKAGES:
-                await running.start(package)
+            await running.start(*PACKAGES)
             yield running
         finally:
             codes = {name: s.stop() for name, s in services.items()}
@@ -226,10 +226,12 @@ def create_body(
     }
 
 
-def scale_body(platform: str = "gcp", node_count: int = 6) -> Json:
+def scale_body(
+    platform: str = "gcp", node_count: int = 6, name: str = "production-workers"
+) -> Json:
     """The seed's "3. Scale the NodePool" request, on any platform."""
     return {
-        "name": "production-workers",
+        "name": name,
         "spec": {"platform": SCALE_PLATFORMS[platform], "nodeCount": node_count},
     }
 

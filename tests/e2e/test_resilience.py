@@ -26,9 +26,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 POOLS = 20
 
 
+def pool_name(index: int) -> str:
+    return f"pool-{index:03d}"
+
+
 async def create_pools(stack: Stack, count: int = POOLS) -> list[str]:
     cluster = await create_cluster(stack.http)
-    bodies = [create_body(cluster["id"], name=f"pool-{i:03d}") for i in range(count)]
+    bodies = [create_body(cluster["id"], name=pool_name(i)) for i in range(count)]
     created = await asyncio.gather(*(create_nodepool(stack.http, b) for b in bodies))
     return [c["id"] for c in created]
 
@@ -36,8 +40,10 @@ async def create_pools(stack: Stack, count: int = POOLS) -> list[str]:
 async def scale_half(http: httpx.AsyncClient, pools: list[str]) -> dict[str, int]:
     """PUT the guide's scale request on every other pool; returns each pool's latest generation."""
     latest = dict.fromkeys(pools, 1)
-    for nodepool_id in pools[::2]:
-        response = await http.put(f"/api/v1/nodepools/{nodepool_id}", json=scale_body())
+    for index in range(0, len(pools), 2):
+        nodepool_id = pools[index]
+        body = scale_body(name=pool_name(index))
+        response = await http.put(f"/api/v1/nodepools/{nodepool_id}", json=body)
         assert response.status_code == 200, response.text
         latest[nodepool_id] = response.json()["generation"]
     return latest
@@ -71,7 +77,7 @@ async def test_ingester_killed_and_restarted_mid_run(stack: Stack, reports: Repo
     assert await ready_count(stack.http) < len(pools)  # killed mid-run
     latest = await scale_half(stack.http, pools)
     await asyncio.sleep(1.0)  # reports pile up in the status queue meanwhile
-    await stack.restart("status_ingester")
+    await stack.start("status_ingester")
     await all_ready_at(stack, latest)
 
 
@@ -83,7 +89,7 @@ async def test_stub_killed_and_restarted_mid_run(stack: Stack, reports: Reports)
     assert await ready_count(stack.http) < len(pools)
     latest = await scale_half(stack.http, pools)  # events wait in the controller's queue
     await asyncio.sleep(1.0)  # reconcile events pile up too
-    await stack.restart("reconciler_stub")
+    await stack.start("reconciler_stub")
     await all_ready_at(stack, latest)
 
 
@@ -94,7 +100,7 @@ async def test_both_consumers_killed_and_restarted_mid_run(stack: Stack, reports
     stack["reconciler_stub"].kill()
     stack["status_ingester"].kill()
     latest = await scale_half(stack.http, pools)
-    await stack.restart("reconciler_stub")
+    await stack.start("reconciler_stub")
     await asyncio.sleep(0.5)
-    await stack.restart("status_ingester")
+    await stack.start("status_ingester")
     await all_ready_at(stack, latest)
