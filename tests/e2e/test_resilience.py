@@ -104,3 +104,11 @@ async def test_both_consumers_killed_and_restarted_mid_run(stack: Stack, reports
     await asyncio.sleep(0.5)
     await stack.start("status_ingester")
     await all_ready_at(stack, latest)
+
+
+@pytest.mark.stack_env(CLS_STUB_FAILURE_RATE="0.3", CLS_STUB_SEED="7")
+async def test_random_transient_failures_still_converge(stack: Stack, reports: Reports) -> None:
+    pools = await create_pools(stack, 30)
+    latest = await scale_half(stack.http, pools)
+    await all_ready_at(stack, latest)
+    assert any("last_error" in r for p in pools for r in reports.of(p))  # failures did happen
