@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from api_service.body_limit import BodyLimitMiddleware
 from api_service.deps import AppState
 from api_service.error_handlers import install_error_handlers
+from api_service.events import EventPipeline
 from api_service.json_response import OrjsonResponse
-from api_service.routes import clusters, health, nodepools
+from api_service.routes import clusters, health, nodepools, status
 from api_service.services.clusters import ClusterService
 from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
@@ -37,17 +38,24 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, relay_events: bool = True) -> FastAPI:
+    """The API app. ``relay_events=False`` leaves committed events in the outbox (for tests that
+    inspect the outbox itself); a deployed API always relays."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(settings)
         app.state.cls = state
+        events = EventPipeline(settings, state.store)
+        if relay_events:
+            state.readiness_probes["rabbitmq"] = events.broker_connected
+            events.start()
         log.info("api ready: namespace=%s redis=%s", settings.namespace, settings.redis_url)
         try:
             yield
         finally:
+            await events.stop()
             await state.store.redis.aclose()
 
     app = FastAPI(
@@ -62,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(clusters.router, prefix=API_PREFIX)
     app.include_router(nodepools.router, prefix=API_PREFIX)
+    app.include_router(status.router, prefix=API_PREFIX)
     return app

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from api_service.auth import resolve_controller, resolve_user
 from api_service.errors import ValidationFailed
@@ -16,8 +15,7 @@ from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
 from api_service.store import RedisStore
 from shared_models.settings import Settings
-
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+from shared_models.validators import is_uuid
 
 
 @dataclass
@@ -88,23 +86,43 @@ Controller = Annotated[str, Depends(_controller)]
 
 def resource_id(raw: str, what: str) -> str:
     """Path ids are UUIDs; anything else is a 400 naming the parameter."""
-    if not _UUID.match(raw):
+    if not is_uuid(raw):
         raise ValidationFailed.of(what, f"{what}: {raw[:80]!r} is not a UUID")
     return raw.lower()
 
 
-def _nodepool_id(nodepool_id: Annotated[str, Path(alias="id", max_length=200)]) -> str:
+def _nodepool_id(
+    nodepool_id: Annotated[str, Path(alias="id", description="NodePool id (UUID)")],
+) -> str:
     return resource_id(nodepool_id, "id")
 
 
-def _cluster_id(cluster_id: Annotated[str, Path(alias="id", max_length=200)]) -> str:
+def _cluster_id(
+    cluster_id: Annotated[str, Path(alias="id", description="Cluster id (UUID)")],
+) -> str:
     return resource_id(cluster_id, "id")
 
 
-def _parent_cluster_id(cluster_id: Annotated[str, Path(alias="clusterId", max_length=200)]) -> str:
+def _parent_cluster_id(
+    cluster_id: Annotated[str, Path(alias="clusterId", description="Cluster id (UUID)")],
+) -> str:
     return resource_id(cluster_id, "clusterId")
 
 
 NodePoolId = Annotated[str, Depends(_nodepool_id)]
 ClusterId = Annotated[str, Depends(_cluster_id)]
 ParentClusterId = Annotated[str, Depends(_parent_cluster_id)]
+
+
+def _cluster_filter(
+    cluster_id: Annotated[
+        str | None,
+        Query(description="Only the nodepools of this cluster (UUID)"),
+    ] = None,
+) -> str | None:
+    # Validated like a path id: a non-UUID would silently match nothing (or, for '*', the
+    # wildcard of the index keys, i.e. every cluster).
+    return None if cluster_id is None else resource_id(cluster_id, "cluster_id")
+
+
+ClusterFilter = Annotated[str | None, Depends(_cluster_filter)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,8 +45,20 @@ async def _api_error(_: Request, exc: Exception) -> OrjsonResponse:
     return error_response(exc)
 
 
+def _body_not_json(errors: list[Any]) -> bool:
+    """FastAPI hands a body over as raw bytes when its Content-Type is not JSON."""
+    return any(
+        tuple(e.get("loc", ())) == ("body",) and isinstance(e.get("input"), bytes) for e in errors
+    )
+
+
 async def _request_validation(request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, RequestValidationError)
+    if _body_not_json(list(exc.errors())):
+        # Say why, rather than "not a JSON object" about a body that may well be one.
+        return error_response(
+            ValidationFailed.of("Content-Type", "Content-Type: send the body as application/json")
+        )
     errors = []
     for error in exc.errors():
         loc = list(error.get("loc", ()))
@@ -60,8 +73,21 @@ async def _request_validation(request: Request, exc: Exception) -> OrjsonRespons
     return error_response(ValidationFailed(field_errors(errors, resource=_resource_of(request))))
 
 
+def _unparsable_body(exc: StarletteHTTPException) -> ValidationFailed:
+    """FastAPI's 400 for a body json.loads could not even decode (bad UTF-8, nesting depth)."""
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        reason = "it is not UTF-8"
+    elif isinstance(exc.__cause__, RecursionError):
+        reason = "it is nested too deeply"
+    else:
+        reason = "it could not be decoded"
+    return ValidationFailed.of("body", f"request body is not valid JSON: {reason}")
+
+
 async def _http_exception(_: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        return error_response(_unparsable_body(exc))
     code = _HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
     if exc.status_code == 404:
         message = "Not found"

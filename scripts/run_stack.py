@@ -11,13 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from typing import TextIO
 
 DEFAULT_SERVICES = ("api_service", "status_ingester", "reconciler_stub")
+# Development credentials for controllers that report over HTTP (the simulated ones use AMQP).
+DEV_CONTROLLER_TOKENS = ",".join(
+    f"{platform}-{kind}-controller=dev-{platform}-{kind}-token"
+    for platform in ("gcp", "aws", "azure")
+    for kind in ("nodepool", "cluster")
+)
+# The cluster the user guide's examples refer to, created for its owner on `make run` so that
+# the guide's curl commands work as printed (CLS_DEMO_CLUSTER=false to skip).
+DEMO_OWNER = "user@example.com"
+DEMO_CLUSTER = {
+    "id": "550e8400-e29b-41d4-a716-446655440000",
+    "name": "demo",
+    "spec": {
+        "platform": {"type": "gcp", "gcp": {"projectID": "demo-project", "region": "us-central1"}}
+    },
+}
 STOP_TIMEOUT = 15.0
 # After a child exits, how long to wait for the rest of its output (a grandchild could hold
 # the pipe open forever).
@@ -121,6 +140,7 @@ class Supervisor:
     async def start(self) -> None:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")  # children write into pipes: no block buffering
+        env.setdefault("CLS_CONTROLLER_TOKENS", DEV_CONTROLLER_TOKENS)
         for index, name in enumerate(self.names):
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -194,6 +214,36 @@ class Supervisor:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+def _post_demo_cluster(base: str) -> str:
+    request = urllib.request.Request(
+        f"{base}/api/v1/clusters",
+        data=json.dumps(DEMO_CLUSTER).encode(),
+        headers={"Content-Type": "application/json", "X-User-Email": DEMO_OWNER},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return f"created demo cluster {DEMO_CLUSTER['id']} (HTTP {response.status})"
+    except urllib.error.HTTPError as error:
+        if error.code == 409:
+            return f"demo cluster {DEMO_CLUSTER['id']} already exists"
+        raise
+
+
+async def create_demo_cluster(port: str, out: Output) -> None:
+    """Wait for the API, then make sure the user guide's cluster exists for its owner."""
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            message = await asyncio.to_thread(_post_demo_cluster, base)
+        except (OSError, urllib.error.URLError):
+            await asyncio.sleep(0.2)
+            continue
+        out.note(f"{message} for {DEMO_OWNER}: the user guide's curl examples work as printed")
+        return
+    out.note("API did not answer within 60 s: demo cluster not created")
+
+
 def service_names() -> list[str]:
     raw = os.environ.get("CLS_STACK_SERVICES", "")
     return raw.split() or list(DEFAULT_SERVICES)
@@ -221,7 +271,13 @@ async def main() -> int:
         await supervisor.stop_all()
         await supervisor.drain()
         raise
-    return await supervisor.run()
+    demo: asyncio.Task[None] | None = None
+    if "api_service" in names and os.environ.get("CLS_DEMO_CLUSTER", "true") != "false":
+        demo = asyncio.create_task(create_demo_cluster(os.environ.get("CLS_PORT", "8080"), out))
+    code = await supervisor.run()
+    if demo is not None:
+        demo.cancel()
+    return code
 
 
 if __name__ == "__main__":

@@ -85,6 +85,11 @@ class Names:
         return self._key("outbox")
 
     @property
+    def outbox_dead(self) -> str:
+        """Stream of outbox entries the relay could not read as an event (kept for an operator)."""
+        return self._key("outbox", "dead")
+
+    @property
     def reconcile_due(self) -> str:
         """Sorted set '<kind>:<id>' -> unix time at which it is next due for reconciliation."""
         return self._key("reconcile", "due")

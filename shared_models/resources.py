@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import UUID4, BaseModel, ConfigDict, Field
+from pydantic import UUID4, AfterValidator, BaseModel, ConfigDict, Field
 
 from shared_models.specs import ClusterSpec, Name, NodePoolSpec
 from shared_models.status import AggregatedStatus, StoredControllerStatus
+from shared_models.validators import is_uuid
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+def _resource_id(value: str) -> str:
+    if not is_uuid(value):
+        raise ValueError(f"{value[:80]!r} is not a UUID")
+    # Ids are stored lowercase; the same UUID in capitals names the same resource.
+    return value.lower()
+
+
+ResourceId = Annotated[
+    str, AfterValidator(_resource_id), Field(json_schema_extra={"format": "uuid"})
+]
 
 
 class _Body(BaseModel):
@@ -19,7 +30,7 @@ class _Body(BaseModel):
 
 class ClusterCreate(_Body):
     # A client may choose the id (a UUID), e.g. to create a cluster it already refers to.
-    id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
+    id: ResourceId | None = None
     name: Name
     spec: ClusterSpec
 
@@ -33,7 +44,7 @@ class ClusterUpdate(_Body):
 
 class NodePoolCreate(_Body):
     name: Name
-    cluster_id: Annotated[str, Field(max_length=64)] | None = None
+    cluster_id: ResourceId | None = None
     spec: NodePoolSpec
 
 
@@ -41,8 +52,24 @@ class NodePoolUpdate(_Body):
     """PUT body: replaces name and spec. ``cluster_id`` may be repeated but never changed."""
 
     name: Name
-    cluster_id: Annotated[str, Field(max_length=64)] | None = None
+    cluster_id: ResourceId | None = None
     spec: NodePoolSpec
+
+
+class NodePoolPatch(_Body):
+    """PATCH body (application/merge-patch+json, RFC 7386): only the members to change.
+
+    Documentation only: the patch is merged into {name, spec} and the result is validated as a
+    NodePoolUpdate, so every rule of PUT applies. A member set to null is removed.
+    """
+
+    name: Name | None = None
+    cluster_id: ResourceId | None = Field(
+        default=None, description="May be repeated, never changed"
+    )
+    spec: dict[str, Any] | None = Field(
+        default=None, description="Members of NodePoolSpec to merge; null removes a member"
+    )
 
 
 class _Resource(BaseModel):

@@ -25,6 +25,7 @@ from shared_models.validators import (
     check_label_key,
     check_label_value,
     check_unique,
+    rule_error,
 )
 
 Platform = Literal["gcp", "aws", "azure"]
@@ -42,21 +43,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-Name = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
-]
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MACHINE_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+ZONE_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+RELEASE_PATTERN = r"^\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$"
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 MachineType = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    str, StringConstraints(min_length=1, max_length=64, pattern=MACHINE_TYPE_PATTERN)
 ]
 LabelKey = Annotated[str, StringConstraints(max_length=317), AfterValidator(check_label_key)]
 LabelValue = Annotated[str, StringConstraints(max_length=63), AfterValidator(check_label_value)]
 Duration = Annotated[str, StringConstraints(max_length=16), AfterValidator(check_duration)]
 DiskSize = Annotated[int, Field(ge=10, le=65536)]
-Zone = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
-]
+Zone = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ZONE_PATTERN)]
 
 
 def _unique_zones(values: list[str]) -> list[str]:
@@ -71,7 +72,7 @@ Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
 
 class Taint(StrictModel):
     key: LabelKey
-    value: LabelValue = ""
+    value: LabelValue | None = None  # Kubernetes: a taint may have no value
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
@@ -143,10 +144,13 @@ class _PlatformChoice(StrictModel):
         if present != [self.type]:
             others = [p for p in present if p != self.type]
             if self.type not in present:
-                raise ValueError(f"platform.{self.type} is required when type is '{self.type}'")
-            raise ValueError(
+                raise rule_error(
+                    self.type, f"platform.{self.type} is required when type is '{self.type}'"
+                )
+            raise rule_error(
+                others[0],
                 f"only platform.{self.type} may be given when type is '{self.type}' "
-                f"(found {', '.join(others)})"
+                f"(found {', '.join(others)})",
             )
         return self
 
@@ -185,13 +189,19 @@ class Autoscaling(StrictModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
-        if not self.enabled:
-            return self
-        if self.minNodes is None or self.maxNodes is None:
-            raise ValueError("minNodes and maxNodes are required when autoscaling is enabled")
-        if self.minNodes > self.maxNodes:
-            raise ValueError(
-                f"minNodes ({self.minNodes}) must not exceed maxNodes ({self.maxNodes})"
+        if self.enabled and (self.minNodes is None or self.maxNodes is None):
+            missing = "minNodes" if self.minNodes is None else "maxNodes"
+            raise rule_error(
+                missing, "minNodes and maxNodes are required when autoscaling is enabled"
+            )
+        # Checked even while disabled: bounds kept for later must still make sense.
+        if (
+            self.minNodes is not None
+            and self.maxNodes is not None
+            and self.minNodes > self.maxNodes
+        ):
+            raise rule_error(
+                "minNodes", f"minNodes ({self.minNodes}) must not exceed maxNodes ({self.maxNodes})"
             )
         return self
 
@@ -207,9 +217,10 @@ class NodePoolSpec(StrictModel):
         if auto is None or not auto.enabled or auto.minNodes is None or auto.maxNodes is None:
             return self
         if not auto.minNodes <= self.nodeCount <= auto.maxNodes:
-            raise ValueError(
+            raise rule_error(
+                "nodeCount",
                 f"nodeCount ({self.nodeCount}) must be between autoscaling.minNodes "
-                f"({auto.minNodes}) and autoscaling.maxNodes ({auto.maxNodes})"
+                f"({auto.minNodes}) and autoscaling.maxNodes ({auto.maxNodes})",
             )
         return self
 
@@ -238,7 +249,7 @@ class GCPClusterPlatform(StrictModel):
     @model_validator(mode="after")
     def _zone_in_region(self) -> Self:
         if self.zone is not None and not self.zone.startswith(self.region + "-"):
-            raise ValueError(f"zone {self.zone!r} is not in region {self.region!r}")
+            raise rule_error("zone", f"zone {self.zone!r} is not in region {self.region!r}")
         return self
 
 
@@ -266,7 +277,7 @@ class ClusterPlatform(_PlatformChoice):
 
 
 class Release(StrictModel):
-    version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$")]
+    version: Annotated[str, StringConstraints(pattern=RELEASE_PATTERN)]
     channel: Literal["stable", "fast", "candidate", "eus"] | None = None
 
 
@@ -293,12 +304,12 @@ class Networking(StrictModel):
         for i, (name_a, net_a) in enumerate(nets):
             for name_b, net_b in nets[i + 1 :]:
                 if net_a.version == net_b.version and net_a.overlaps(net_b):
-                    raise ValueError(f"{name_a} and {name_b} overlap")
+                    raise rule_error(name_b, f"{name_a} and {name_b} overlap")
         return self
 
 
 def _dns_name(value: str) -> str:
-    if not DNS1123_SUBDOMAIN.match(value):
+    if not DNS1123_SUBDOMAIN.fullmatch(value):
         raise ValueError(f"{value!r} is not a DNS name such as 'example.com'")
     return value
 
@@ -314,10 +325,26 @@ class ClusterSpec(StrictModel):
     dns: DNS | None = None
 
 
+# What each pattern means, in words: a 400 says this rather than quoting the regex.
+PATTERN_HINTS = {
+    NAME_PATTERN: "must be a DNS-1123 label: lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit",
+    MACHINE_TYPE_PATTERN: "must be letters, digits, '.', '_' or '-', "
+    "starting with a letter or digit",
+    ZONE_PATTERN: "must be lowercase letters, digits and '-'",
+    RELEASE_PATTERN: "must be a version such as '1.30' or '1.30.2'",
+    GCP_PROJECT_ID: "must be a GCP project id: 6-30 lowercase letters, digits or '-', "
+    "starting with a letter",
+    GCP_REGION: "must be a GCP region such as 'us-central1'",
+    AWS_REGION: "must be an AWS region such as 'us-west-2'",
+    AZURE_LOCATION: "must be an Azure location such as 'eastus'",
+}
+
+
 def zone_region_problem(platform: Platform, cluster_region: str, zone: str) -> str | None:
     """Why a nodepool zone cannot belong to its cluster's region, or None when it can."""
-    if platform == "gcp" and not re.match(rf"^{re.escape(cluster_region)}-[a-z]$", zone):
+    if platform == "gcp" and not re.fullmatch(rf"{re.escape(cluster_region)}-[a-z]", zone):
         return f"zone {zone!r} is not in the cluster's region {cluster_region!r}"
-    if platform == "aws" and not re.match(rf"^{re.escape(cluster_region)}[a-z]$", zone):
+    if platform == "aws" and not re.fullmatch(rf"{re.escape(cluster_region)}[a-z]", zone):
         return f"availability zone {zone!r} is not in the cluster's region {cluster_region!r}"
     return None

@@ -6,11 +6,12 @@ the Kubernetes conventions (``observedGeneration``, ``lastTransitionTime``) for 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -23,6 +24,41 @@ ConditionType = Annotated[
 
 MAX_CONDITIONS = 16
 MAX_METADATA_KEYS = 64
+MAX_METADATA_DEPTH = 16
+# The integer range the stored JSON (orjson) can represent exactly.
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _check_plain_json(value: Any, depth: int = 0) -> None:
+    """Raise ValueError unless ``value`` survives a JSON round trip unchanged.
+
+    HTTP bodies are parsed leniently (NaN, huge integers); a value that cannot be stored as it
+    was sent would either fail when stored or never compare equal to itself, and then applying
+    the same report twice would not be a no-op.
+    """
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+            raise ValueError("integers must fit in 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+    elif isinstance(value, list):
+        for item in value:
+            _check_plain_json(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_plain_json(item, depth + 1)
+    else:
+        raise ValueError(f"unsupported value of type {type(value).__name__}")
+
+
+def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+    _check_plain_json(value)
+    return value
 
 
 class Phase(StrEnum):
@@ -57,7 +93,9 @@ class ControllerReport(_Strict):
     controller_name: ControllerName
     observed_generation: Annotated[int, Field(ge=1, strict=True)]
     conditions: Annotated[list[Condition], Field(max_length=MAX_CONDITIONS)] = []
-    metadata: Annotated[dict[str, Any], Field(max_length=MAX_METADATA_KEYS)] = {}
+    metadata: Annotated[
+        dict[str, Any], Field(max_length=MAX_METADATA_KEYS), AfterValidator(_plain_json)
+    ] = {}
     last_error: Annotated[str, StringConstraints(max_length=4096)] | None = None
 
     def condition(self, type_: str) -> Condition | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -108,14 +109,28 @@ async def amqp(namespace: str) -> AsyncIterator[AbstractRobustConnection]:
     await connection.close()
 
 
-@pytest.fixture
-async def api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
-    """The API app in-process (lifespan included), over real Redis."""
-    app = create_app(settings)
+@asynccontextmanager
+async def api_client(
+    settings: Settings, relay_events: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An API app in-process with its lifespan (event relay and reconcile loop included)."""
+    app = create_app(settings, relay_events=relay_events)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield client
+
+
+@pytest.fixture
+async def api(
+    settings: Settings, redis: Redis, amqp: AbstractRobustConnection
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API app in-process (lifespan included), over real Redis and RabbitMQ.
+
+    It depends on ``amqp`` so that the events exchange its relay declares is removed after.
+    """
+    async with api_client(settings) as client:
+        yield client
 
 
 def gcp_cluster_body(name: str = "demo", **extra: Any) -> dict[str, Any]:

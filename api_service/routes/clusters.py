@@ -4,29 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from api_service.deps import ClusterId, Clusters, Controller, IfMatch, Owner, StatusDep
-from api_service.errors import NotFound
+from api_service.deps import ClusterId, Clusters, IfMatch, Owner
 from api_service.json_response import OrjsonResponse
-from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter, apply_report_over_http
-from api_service.routes.responses import ERRORS, resource_response
+from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter
+from api_service.routes.responses import CREATED, ERRORS, WITH_ETAG, resource_response
 from shared_models.resources import (
     Cluster,
     ClusterCreate,
     ClusterList,
-    ClusterStatusView,
     ClusterUpdate,
 )
 from shared_models.specs import Platform
-from shared_models.status import ControllerReport
 
 router = APIRouter(tags=["clusters"], responses=ERRORS)
 
 
-@router.post("/clusters", status_code=201, response_model=Cluster)
+@router.post("/clusters", status_code=201, response_model=Cluster, responses=CREATED)
 async def create(
-    body: ClusterCreate, owner: Owner, svc: Clusters, dry_run: DryRun = False
+    owner: Owner, body: ClusterCreate, svc: Clusters, dry_run: DryRun = False
 ) -> OrjsonResponse:
     record = await svc.create(owner, body, dry_run)
     return resource_response(record.view(), 201, f"/api/v1/clusters/{record.id}")
@@ -51,16 +48,16 @@ async def list_clusters(
     return OrjsonResponse({"clusters": items, "total": total, "limit": limit, "offset": offset})
 
 
-@router.get("/clusters/{id}", response_model=Cluster)
-async def get(cluster_id: ClusterId, owner: Owner, svc: Clusters) -> OrjsonResponse:
+@router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
+async def get(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> OrjsonResponse:
     return resource_response((await svc.get(owner, cluster_id)).view())
 
 
-@router.put("/clusters/{id}", response_model=Cluster)
+@router.put("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
 async def replace(
+    owner: Owner,
     cluster_id: ClusterId,
     body: ClusterUpdate,
-    owner: Owner,
     svc: Clusters,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -71,31 +68,11 @@ async def replace(
 
 @router.delete("/clusters/{id}", status_code=204, response_class=Response)
 async def delete(
-    cluster_id: ClusterId,
     owner: Owner,
+    cluster_id: ClusterId,
     svc: Clusters,
     if_match: IfMatch = None,
     force: Annotated[bool, Query(description="Also delete the cluster's nodepools")] = False,
 ) -> Response:
     await svc.delete(owner, cluster_id, if_match, force)
     return Response(status_code=204)
-
-
-@router.get("/clusters/{id}/status", response_model=ClusterStatusView)
-async def get_status(cluster_id: ClusterId, owner: Owner, svc: Clusters) -> OrjsonResponse:
-    return OrjsonResponse(await svc.status_view(owner, cluster_id))
-
-
-@router.put("/clusters/{id}/status", response_model=ClusterStatusView, tags=["status"])
-async def put_status(
-    cluster_id: ClusterId,
-    report: Annotated[ControllerReport, Body()],
-    controller: Controller,
-    status: StatusDep,
-    svc: Clusters,
-) -> OrjsonResponse:
-    await apply_report_over_http(status, "cluster", cluster_id, report, controller)
-    record = await svc.store.get_cluster(cluster_id)
-    if record is None:
-        raise NotFound("Cluster not found")
-    return OrjsonResponse(await svc.status_view(record.owner, cluster_id))

@@ -3,21 +3,46 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 
 from api_service.deps import State
 from api_service.json_response import OrjsonResponse
-from shared_models.errors import ErrorCode, envelope
+from shared_models.errors import ErrorBody, ErrorCode, envelope
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health")
+class Liveness(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+class NotReady(BaseModel):
+    error: ErrorBody
+    checks: dict[str, str]
+
+
+class BuildInfo(BaseModel):
+    name: str
+    version: str
+    namespace: str
+
+
+@router.get("/health", response_model=Liveness)
 async def health() -> dict[str, str]:
     """The process is alive (no dependency is checked)."""
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": NotReady, "description": "A dependency is not answering"}},
+)
 async def ready(state: State) -> OrjsonResponse:
     """Ready to serve: Redis answers (and the broker, once the relay runs)."""
     checks: dict[str, str] = {}
@@ -39,7 +64,7 @@ async def ready(state: State) -> OrjsonResponse:
     return OrjsonResponse(body, status_code=503)
 
 
-@router.get("/info")
+@router.get("/info", response_model=BuildInfo)
 async def info(state: State) -> dict[str, str]:
     from importlib.metadata import version
 

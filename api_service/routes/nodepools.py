@@ -5,29 +5,27 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api_service.deps import (
-    Controller,
+    ClusterFilter,
     IfMatch,
     NodePoolId,
     NodePools,
     Owner,
     ParentClusterId,
-    StatusDep,
 )
-from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
+from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.routes.responses import ERRORS, resource_response
-from api_service.services.status import Outcome
+from api_service.routes.responses import CREATED, ERRORS, WITH_ETAG, resource_response
 from shared_models.resources import (
     NodePool,
     NodePoolCreate,
     NodePoolList,
-    NodePoolStatusView,
+    NodePoolPatch,
     NodePoolUpdate,
 )
-from shared_models.status import ControllerReport, Health, Phase
+from shared_models.status import Health, Phase
 
 router = APIRouter(tags=["nodepools"], responses=ERRORS)
 
@@ -40,11 +38,13 @@ HealthFilter = Annotated[Health | None, Query(description="Filter by health")]
 MERGE_PATCH = "application/merge-patch+json"
 
 
-@router.post("/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool)
+@router.post(
+    "/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool, responses=CREATED
+)
 async def create_in_cluster(
+    owner: Owner,
     cluster_id: ParentClusterId,
     body: NodePoolCreate,
-    owner: Owner,
     svc: NodePools,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
@@ -52,9 +52,9 @@ async def create_in_cluster(
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 
-@router.post("/nodepools", status_code=201, response_model=NodePool)
+@router.post("/nodepools", status_code=201, response_model=NodePool, responses=CREATED)
 async def create(
-    body: NodePoolCreate, owner: Owner, svc: NodePools, dry_run: DryRun = False
+    owner: Owner, body: NodePoolCreate, svc: NodePools, dry_run: DryRun = False
 ) -> OrjsonResponse:
     record = await svc.create(owner, body, None, dry_run)
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
@@ -62,8 +62,8 @@ async def create(
 
 @router.get("/clusters/{clusterId}/nodepools", response_model=NodePoolList)
 async def list_in_cluster(
-    cluster_id: ParentClusterId,
     owner: Owner,
+    cluster_id: ParentClusterId,
     svc: NodePools,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -78,11 +78,11 @@ async def list_in_cluster(
 async def list_all(
     owner: Owner,
     svc: NodePools,
+    cluster_id: ClusterFilter,
     limit: Limit = 50,
     offset: Offset = 0,
     phase: PhaseFilter = None,
     health: HealthFilter = None,
-    cluster_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:
     return await _page(svc, owner, cluster_id, phase, health, limit, offset)
 
@@ -98,7 +98,7 @@ async def _page(
 ) -> OrjsonResponse:
     total, items = await svc.list(
         owner,
-        cluster_id=cluster_id.lower() if cluster_id else None,
+        cluster_id=cluster_id,
         phase=phase.value if phase else None,
         health=health.value if health else None,
         limit=limit,
@@ -107,17 +107,17 @@ async def _page(
     return OrjsonResponse({"nodepools": items, "total": total, "limit": limit, "offset": offset})
 
 
-@router.get("/nodepools/{id}", response_model=NodePool)
-async def get(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> OrjsonResponse:
+@router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
+async def get(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> OrjsonResponse:
     record = await svc.get(owner, nodepool_id)
     return resource_response(record.view())
 
 
-@router.put("/nodepools/{id}", response_model=NodePool)
+@router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
 async def replace(
+    owner: Owner,
     nodepool_id: NodePoolId,
     body: NodePoolUpdate,
-    owner: Owner,
     svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -129,18 +129,22 @@ async def replace(
 @router.patch(
     "/nodepools/{id}",
     response_model=NodePool,
+    responses=WITH_ETAG,
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {MERGE_PATCH: {"schema": {"type": "object"}}},
+            "content": {
+                MERGE_PATCH: {"schema": NodePoolPatch.model_json_schema()},
+                "application/json": {"schema": NodePoolPatch.model_json_schema()},
+            },
             "description": "JSON merge patch (RFC 7386) over {name, spec}",
         }
     },
 )
 async def patch(
+    owner: Owner,
     nodepool_id: NodePoolId,
     request: Request,
-    owner: Owner,
     svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
@@ -152,58 +156,10 @@ async def patch(
 
 @router.delete("/nodepools/{id}", status_code=204, response_class=Response)
 async def delete(
-    nodepool_id: NodePoolId, owner: Owner, svc: NodePools, if_match: IfMatch = None
+    owner: Owner, nodepool_id: NodePoolId, svc: NodePools, if_match: IfMatch = None
 ) -> Response:
     await svc.delete(owner, nodepool_id, if_match)
     return Response(status_code=204)
-
-
-@router.get("/nodepools/{id}/status", response_model=NodePoolStatusView)
-async def get_status(nodepool_id: NodePoolId, owner: Owner, svc: NodePools) -> OrjsonResponse:
-    return OrjsonResponse(await svc.status_view(owner, nodepool_id))
-
-
-@router.put("/nodepools/{id}/status", response_model=NodePoolStatusView, tags=["status"])
-async def put_status(
-    nodepool_id: NodePoolId,
-    report: Annotated[ControllerReport, Body()],
-    controller: Controller,
-    status: StatusDep,
-    svc: NodePools,
-) -> OrjsonResponse:
-    await apply_report_over_http(status, "nodepool", nodepool_id, report, controller)
-    record = await svc.store.get_nodepool(nodepool_id)
-    if record is None:
-        raise NotFound("NodePool not found")
-    return OrjsonResponse(await svc.status_view(record.owner, nodepool_id))
-
-
-async def apply_report_over_http(
-    status: StatusDep, kind: Any, resource_id: str, report: ControllerReport, controller: str
-) -> None:
-    """The HTTP face of the one apply path: outcomes become status codes."""
-    if report.controller_name != controller:
-        raise Forbidden(
-            "A controller may only report as itself",
-            f"the token belongs to '{controller}', the report names '{report.controller_name}'",
-        )
-    result = await status.apply(kind, resource_id, report)
-    what = "NodePool" if kind == "nodepool" else "Cluster"
-    errors: dict[Outcome, ApiError] = {
-        Outcome.NOT_FOUND: NotFound(f"{what} not found"),
-        Outcome.STALE: Conflict(
-            "Stale status report",
-            f"{report.controller_name} already reported observed_generation "
-            f"{result.stored_generation}; this report has {report.observed_generation}",
-        ),
-        Outcome.FUTURE_GENERATION: ValidationFailed.of(
-            "observed_generation",
-            f"observed_generation {report.observed_generation} is newer than the "
-            f"{what.lower()}'s generation {result.generation}",
-        ),
-    }
-    if result.outcome in errors:
-        raise errors[result.outcome]
 
 
 async def read_merge_patch(request: Request) -> Any:

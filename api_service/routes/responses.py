@@ -8,18 +8,34 @@ from api_service.json_response import OrjsonResponse
 from api_service.services.common import etag
 from shared_models.errors import ErrorEnvelope
 
-# Documented on every route so that generated clients know the error shape.
+# Documented on every route so that generated clients know the error shape. "default" also
+# stops FastAPI from documenting its own 422 body, which this API never sends.
+_ERROR_CODES: dict[int | str, str] = {
+    400: "Validation failed: body, query or path (VALIDATION_ERROR)",
+    401: "X-User-Email missing or invalid (UNAUTHORIZED)",
+    403: "Controller credentials on a user endpoint, or a user on a controller one (FORBIDDEN)",
+    404: "Not found, or owned by someone else (NOT_FOUND)",
+    409: "Name taken, stale If-Match, nodepools left, or a stale report (CONFLICT)",
+    413: "Body over the size limit (PAYLOAD_TOO_LARGE)",
+    503: "Storage unavailable; retry (UNAVAILABLE)",
+    "default": "Unexpected error (INTERNAL)",
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope, "description": description}
-    for code, description in {
-        400: "Validation failed (VALIDATION_ERROR)",
-        401: "X-User-Email missing or invalid (UNAUTHORIZED)",
-        404: "Not found, or owned by someone else (NOT_FOUND)",
-        409: "Name taken, stale If-Match or stale report (CONFLICT)",
-        413: "Body over the size limit (PAYLOAD_TOO_LARGE)",
-        503: "Storage unavailable (UNAVAILABLE)",
-    }.items()
+    for code, description in _ERROR_CODES.items()
 }
+
+_ETAG = {
+    "ETag": {
+        "description": "The resource_version, quoted; send it back in If-Match",
+        "schema": {"type": "string"},
+    }
+}
+_LOCATION = {"Location": {"description": "URL of the new resource", "schema": {"type": "string"}}}
+
+# Headers of the responses that carry one resource.
+WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG}}
+CREATED: dict[int | str, dict[str, Any]] = {201: {"headers": {**_ETAG, **_LOCATION}}}
 
 
 def resource_response(

@@ -97,18 +97,20 @@ def build_event(
     )
 
 
+def outbox_fields(event: Event) -> dict[str, str]:
+    """An event as an outbox stream entry (the relay publishes ``body``; the rest is for people)."""
+    return {
+        "id": event.id,
+        "rk": event.routing_key,
+        "res": event.nodepool_id or event.cluster_id,
+        "gen": str(event.generation),
+        "body": orjson.dumps(event.model_dump(mode="json")).decode(),
+    }
+
+
 def append_event(txn: Txn, names: Names, event: Event) -> None:
     """Commit the event with the change: the relay publishes it once the change is stored."""
-    txn.xadd(
-        names.outbox,
-        {
-            "id": event.id,
-            "rk": event.routing_key,
-            "res": event.nodepool_id or event.cluster_id,
-            "gen": str(event.generation),
-            "body": orjson.dumps(event.model_dump(mode="json")).decode(),
-        },
-    )
+    txn.xadd(names.outbox, outbox_fields(event))
 
 
 async def retry_on_race(attempt: Callable[[], Awaitable[T]], what: str) -> T:

@@ -1,24 +1,34 @@
 """Applying a controller's status report: the one code path for the queue and for HTTP.
 
-A report is stored per controller; the aggregate is recomputed with ``shared_models.aggregation``
-and written with the phase/health indexes in one guarded Redis transaction. Reports never move a
-controller's ``observed_generation`` backwards, and applying the same report twice writes nothing.
+A report body is parsed and validated by ``parse_report`` (both the ingester and
+``PUT .../status`` call it), then applied by ``StatusService.apply``: the report is stored per
+controller, and the aggregate is recomputed with ``shared_models.aggregation`` and written with
+the phase/health indexes, all in one guarded Redis transaction. Reports never move a
+controller's ``observed_generation`` backwards, and applying the same report twice writes
+nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import ValidationError
 
+from api_service.errors import Conflict
 from api_service.services.common import RV_CHANGED, new_resource_version, utcnow
 from api_service.services.nodepools import stored_reports
+from api_service.services.validation import field_errors
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
 from shared_models.aggregation import aggregate
+from shared_models.errors import FieldError
 from shared_models.names import Kind
 from shared_models.settings import Settings
 from shared_models.status import AggregatedStatus, ControllerReport, Phase, StoredControllerStatus
+
+R = TypeVar("R", bound=ControllerReport)
 
 
 class Outcome(StrEnum):
@@ -36,7 +46,47 @@ class ApplyResult:
     stored_generation: int = 0  # the controller's observed_generation already stored
 
 
+# ---- parsing: the same rules for a queue message and an HTTP body ----------------------------
+
+
+class InvalidReport(ValueError):
+    """A report body that can never be applied; ``fields`` says where and why."""
+
+    def __init__(self, fields: list[FieldError]) -> None:
+        super().__init__("; ".join(f.message for f in fields))
+        self.fields = fields
+
+
+def load_json_object(raw: bytes) -> dict[str, Any]:
+    """Parse a body with the parser both paths share (it rejects NaN and Infinity)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _body_error(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _body_error(f"body is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _body_error(message: str) -> InvalidReport:
+    return InvalidReport([FieldError(field="body", message=message)])
+
+
+def validate_report(data: dict[str, Any], model: type[R]) -> R:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidReport(field_errors(exc, resource="status report")) from exc
+
+
+def parse_report(raw: bytes, model: type[R]) -> R:
+    return validate_report(load_json_object(raw), model)
+
+
+# ---- applying ---------------------------------------------------------------------------------
+
 MAX_ATTEMPTS = 50
+_REPORT_FIELDS = set(ControllerReport.model_fields)
 
 
 class StatusService:
@@ -47,27 +97,24 @@ class StatusService:
 
     async def apply(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
         """Apply one report; retried when another write to the same resource got there first."""
-        report = ControllerReport.model_validate(report.model_dump(include=_REPORT_FIELDS))
+        report = _bare(report)
         for _ in range(MAX_ATTEMPTS):
             try:
                 return await self._attempt(kind, resource_id, report)
             except TxnFailed as failed:
-                if failed.code not in (RV_CHANGED, "gone"):
+                if failed.code != RV_CHANGED:
                     raise
-        raise TxnFailed(RV_CHANGED, "too many concurrent writes")
+        raise Conflict(
+            f"The {kind} is being changed too often; retry the status report",
+            f"{MAX_ATTEMPTS} attempts lost a race with other writes",
+        )
 
     async def _attempt(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
-        record: NodePoolRecord | ClusterRecord | None
-        if kind == "nodepool":
-            record = await self.store.get_nodepool(resource_id)
-        else:
-            record = await self.store.get_cluster(resource_id)
+        record, raw_reports = await self._read(kind, resource_id)
         if record is None:
             return ApplyResult(Outcome.NOT_FOUND)
-        raw_reports = await self.store.controller_reports(kind, resource_id)
         reports = {r.controller_name: r for r in stored_reports(raw_reports)}
-        previous = reports.get(report.controller_name)
-        verdict = _judge(record.generation, previous, report)
+        verdict = _judge(record.generation, reports.get(report.controller_name), report)
         if verdict is not None:
             return verdict
         now = utcnow()
@@ -80,6 +127,7 @@ class StatusService:
         )
         txn = Txn()
         record_key = self.names.record(kind, resource_id)
+        # Every status write changes rv, so this one check also covers the reports read above.
         txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
         txn.hset(
             self.names.controller_reports(kind, resource_id),
@@ -102,6 +150,13 @@ class StatusService:
         await self.store.run(txn)
         return ApplyResult(Outcome.APPLIED, record.generation, report.observed_generation)
 
+    async def _read(
+        self, kind: Kind, resource_id: str
+    ) -> tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]]:
+        if kind == "nodepool":
+            return await self.store.get_nodepool_with_reports(resource_id)
+        return await self.store.get_cluster_with_reports(resource_id)
+
     def _reschedule(self, txn: Txn, nodepool_id: str, phase: Phase) -> None:
         """Ready resources are re-checked rarely; the others soon."""
         interval = (
@@ -114,7 +169,11 @@ class StatusService:
         )
 
 
-_REPORT_FIELDS = set(ControllerReport.model_fields)
+def _bare(report: ControllerReport) -> ControllerReport:
+    """The report without the queue's resource id (or any other subclass field)."""
+    if type(report) is ControllerReport:
+        return report
+    return ControllerReport.model_validate(report.model_dump(include=_REPORT_FIELDS))
 
 
 def _judge(
@@ -127,6 +186,10 @@ def _judge(
         return None
     if report.observed_generation < previous.observed_generation:
         return ApplyResult(Outcome.STALE, generation, previous.observed_generation)
-    if ControllerReport.model_validate(previous.model_dump(include=_REPORT_FIELDS)) == report:
+    if _bare_stored(previous) == report:
         return ApplyResult(Outcome.UNCHANGED, generation, previous.observed_generation)
     return None
+
+
+def _bare_stored(stored: StoredControllerStatus) -> ControllerReport:
+    return ControllerReport.model_validate(stored.model_dump(include=_REPORT_FIELDS))

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from api_service.errors import ValidationFailed
 from api_service.store import ClusterRecord
 from shared_models.errors import FieldError
-from shared_models.specs import ClusterSpec, NodePoolSpec, zone_region_problem
+from shared_models.specs import PATTERN_HINTS, ClusterSpec, NodePoolSpec, zone_region_problem
 
 _PREFIXES = ("Value error, ", "Assertion failed, ")
 
@@ -26,12 +26,23 @@ def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
     return path
 
 
+# pydantic's error types for "this is not an object" (a JSON array, string or number).
+_NOT_AN_OBJECT = {"model_type", "model_attributes_type", "dict_type"}
+
+
 def _describe(error: dict[str, Any], path: str, resource: str) -> str:
     kind = error["type"]
+    if not path and kind == "missing":
+        return "request body is required: a JSON object"
+    if not path and kind in _NOT_AN_OBJECT:
+        return "request body must be a JSON object"
     if kind == "missing":
         return f"{resource} {path} is required" if "." not in path else f"{path} is required"
     if kind == "extra_forbidden":
         return f"{path}: unknown field"
+    hint = PATTERN_HINTS.get(str((error.get("ctx") or {}).get("pattern")))
+    if kind == "string_pattern_mismatch" and hint is not None:
+        return f"{path}: {str(error.get('input'))[:80]!r} {hint}"
     message = str(error["msg"])
     for prefix in _PREFIXES:
         message = message.removeprefix(prefix)
@@ -44,7 +55,11 @@ def field_errors(
     errors = exc.errors() if isinstance(exc, ValidationError) else exc
     result = []
     for error in errors:
-        path = field_path(error["loc"], prefix)
+        loc = tuple(error["loc"])
+        rule_field = (error.get("ctx") or {}).get("field") if error["type"] == "rule" else None
+        if rule_field:
+            loc = (*loc, rule_field)  # a cross-field rule names the field it blames
+        path = field_path(loc, prefix)
         described = _describe(dict(error), path, resource)
         result.append(FieldError(field=path or "body", message=described))
     return result

@@ -56,6 +56,22 @@ class RedisStore:
         if reply[0] != "ok":
             raise TxnFailed(str(reply[1]), str(reply[2]))
 
+    async def run_each(self, txns: list[Txn]) -> list[TxnFailed | None]:
+        """Apply several independent guarded transactions in one round trip.
+
+        Each one is atomic on its own and fails on its own (None where it was applied).
+        """
+        if not txns:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for txn in txns:
+                await self._txn_script(keys=txn.keys, args=[txn.payload()], client=pipe)
+            replies = await pipe.execute()
+        return [
+            None if reply[0] == "ok" else TxnFailed(str(reply[1]), str(reply[2]))
+            for reply in replies
+        ]
+
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
@@ -74,6 +90,29 @@ class RedisStore:
         raw = await self._record_hash("cluster", cluster_id)
         return None if raw is None else ClusterRecord.from_hash(cluster_id, raw)
 
+    async def _record_with_reports(
+        self, kind: Kind, resource_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """A record and its controllers' reports as of one moment, in one round trip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
+            pipe.hgetall(self.names.controller_reports(kind, resource_id))
+            values, reports = await pipe.execute()
+        raw = None if values[0] is None else dict(zip(RECORD_FIELDS, values, strict=True))
+        return raw, {str(k): str(v) for k, v in reports.items()}
+
+    async def get_nodepool_with_reports(
+        self, nodepool_id: str
+    ) -> tuple[NodePoolRecord | None, dict[str, str]]:
+        raw, reports = await self._record_with_reports("nodepool", nodepool_id)
+        return (None if raw is None else NodePoolRecord.from_hash(nodepool_id, raw)), reports
+
+    async def get_cluster_with_reports(
+        self, cluster_id: str
+    ) -> tuple[ClusterRecord | None, dict[str, str]]:
+        raw, reports = await self._record_with_reports("cluster", cluster_id)
+        return (None if raw is None else ClusterRecord.from_hash(cluster_id, raw)), reports
+
     async def get_nodepools(self, ids: list[str]) -> list[NodePoolRecord]:
         """Records of the ids that still exist, in the order given."""
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -85,6 +124,23 @@ class RedisStore:
             for nodepool_id, row in zip(ids, rows, strict=True)
             if row[0] is not None
         ]
+
+    async def get_records(
+        self, kind: Kind, ids: list[str]
+    ) -> dict[str, NodePoolRecord | ClusterRecord]:
+        """The records of the ids that still exist, by id, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for resource_id in ids:
+                pipe.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
+            rows = await pipe.execute()
+        record_type = NodePoolRecord if kind == "nodepool" else ClusterRecord
+        return {
+            resource_id: record_type.from_hash(
+                resource_id, dict(zip(RECORD_FIELDS, row, strict=True))
+            )
+            for resource_id, row in zip(ids, rows, strict=True)
+            if row[0] is not None
+        }
 
     async def controller_reports(self, kind: Kind, resource_id: str) -> dict[str, str]:
         """controller name -> its last report (JSON), for one resource."""

@@ -40,6 +40,13 @@ class Txn:
         self.checks.append({"c": "zcard", "k": self._k(key), "v": count, "fail": fail})
         return self
 
+    def expect_score_at_most(self, key: str, member: str, score: float, fail: str) -> Txn:
+        """``member`` must be in the sorted set ``key`` with a score of at most ``score``."""
+        self.checks.append(
+            {"c": "zscore_le", "k": self._k(key), "m": member, "v": repr(score), "fail": fail}
+        )
+        return self
+
     # ---- ops -------------------------------------------------------------------------------
     def hset(self, key: str, mapping: dict[str, str]) -> Txn:
         kv: list[str] = []

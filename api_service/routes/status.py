@@ -1,0 +1,145 @@
+"""/api/v1 status routes: users read a resource's status, controllers report it.
+
+``PUT .../status`` is the HTTP face of the status queue: the body is parsed and validated by the
+same ``parse_report`` and applied by the same ``StatusService.apply`` as a queue message; only
+the outcomes become status codes (stale: 409, future generation: 400, unknown: 404).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from api_service.deps import (
+    ClusterId,
+    Clusters,
+    Controller,
+    NodePoolId,
+    NodePools,
+    Owner,
+    StatusDep,
+)
+from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
+from api_service.json_response import OrjsonResponse
+from api_service.routes.responses import ERRORS
+from api_service.services.status import InvalidReport, Outcome, parse_report
+from shared_models.names import Kind
+from shared_models.resources import ClusterStatusView, NodePoolStatusView
+from shared_models.status import ControllerReport
+
+router = APIRouter(tags=["status"], responses=ERRORS)
+
+_CONTENT_TYPES = ("", "application/json")
+
+
+def _report_schema() -> dict[str, Any]:
+    # The body is parsed by hand (see read_report); document it as FastAPI would have.
+    schema = ControllerReport.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+_REPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _report_schema()}},
+        "description": "One controller's report (controllers only: Authorization: Bearer)",
+    }
+}
+_WHO: dict[int | str, dict[str, Any]] = {
+    403: {"description": "A user, or a controller reporting as another (FORBIDDEN)"},
+}
+
+
+@router.get("/nodepools/{id}/status", response_model=NodePoolStatusView, tags=["nodepools"])
+async def get_nodepool_status(
+    owner: Owner, nodepool_id: NodePoolId, svc: NodePools
+) -> OrjsonResponse:
+    return OrjsonResponse(await svc.status_view(owner, nodepool_id))
+
+
+@router.put(
+    "/nodepools/{id}/status",
+    response_model=NodePoolStatusView,
+    openapi_extra=_REPORT_BODY,
+    responses=_WHO,
+)
+async def put_nodepool_status(
+    nodepool_id: NodePoolId,
+    request: Request,
+    controller: Controller,
+    status: StatusDep,
+    svc: NodePools,
+) -> OrjsonResponse:
+    await apply_report(status, "nodepool", nodepool_id, await read_report(request), controller)
+    # A controller may report on any owner's nodepool; answer with what that owner would see.
+    record = await svc.store.get_nodepool(nodepool_id)
+    if record is None:
+        raise NotFound("NodePool not found")
+    return OrjsonResponse(await svc.status_view(record.owner, nodepool_id))
+
+
+@router.get("/clusters/{id}/status", response_model=ClusterStatusView, tags=["clusters"])
+async def get_cluster_status(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> OrjsonResponse:
+    return OrjsonResponse(await svc.status_view(owner, cluster_id))
+
+
+@router.put(
+    "/clusters/{id}/status",
+    response_model=ClusterStatusView,
+    openapi_extra=_REPORT_BODY,
+    responses=_WHO,
+)
+async def put_cluster_status(
+    cluster_id: ClusterId,
+    request: Request,
+    controller: Controller,
+    status: StatusDep,
+    svc: Clusters,
+) -> OrjsonResponse:
+    await apply_report(status, "cluster", cluster_id, await read_report(request), controller)
+    record = await svc.store.get_cluster(cluster_id)
+    if record is None:
+        raise NotFound("Cluster not found")
+    return OrjsonResponse(await svc.status_view(record.owner, cluster_id))
+
+
+async def read_report(request: Request) -> ControllerReport:
+    """The body, validated exactly as a queue message is (after the caller is authorised)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _CONTENT_TYPES:
+        raise ValidationFailed.of(
+            "Content-Type", "Content-Type: a status report is application/json"
+        )
+    try:
+        return parse_report(await request.body(), ControllerReport)
+    except InvalidReport as exc:
+        raise ValidationFailed(exc.fields) from exc
+
+
+async def apply_report(
+    status: StatusDep, kind: Kind, resource_id: str, report: ControllerReport, controller: str
+) -> None:
+    if report.controller_name != controller:
+        raise Forbidden(
+            "A controller may only report as itself",
+            f"the token belongs to '{controller}', the report names '{report.controller_name}'",
+        )
+    result = await status.apply(kind, resource_id, report)
+    what = "NodePool" if kind == "nodepool" else "Cluster"
+    errors: dict[Outcome, ApiError] = {
+        Outcome.NOT_FOUND: NotFound(f"{what} not found"),
+        Outcome.STALE: Conflict(
+            "Stale status report",
+            f"{report.controller_name} already reported observed_generation "
+            f"{result.stored_generation}; this report has {report.observed_generation}",
+        ),
+        Outcome.FUTURE_GENERATION: ValidationFailed.of(
+            "observed_generation",
+            f"observed_generation {report.observed_generation} is newer than the "
+            f"{what.lower()}'s generation {result.generation}",
+        ),
+    }
+    if result.outcome in errors:
+        raise errors[result.outcome]

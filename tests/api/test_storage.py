@@ -1,0 +1,115 @@
+"""Storage: every write request changes Redis in exactly one script run (record, indexes,
+name reservation and outbox event together, atomically), and no request scans the keyspace.
+
+Watched with MONITOR on a redis-server of the test's own: commands a script runs are
+reported with the origin 'lua', those the application sends with 'tcp'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.api.conftest import (
+    API,
+    MERGE_PATCH,
+    create_cluster,
+    create_nodepool,
+    recorded_commands,
+    update_body,
+    verbs,
+)
+from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+
+WRITES = {"HSET", "HDEL", "DEL", "ZADD", "ZREM", "XADD", "SET", "HMSET", "UNLINK", "EXPIRE"}
+SCANS = {"KEYS", "SCAN", "HSCAN", "ZSCAN", "SSCAN"}
+SCRIPT_CALLS = {"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO"}
+
+
+def released_cluster() -> dict[str, Any]:
+    """The cluster fixture's body, renamed and with a release: a spec change."""
+    body = gcp_cluster_body("renamed")
+    body["spec"]["release"] = {"version": "1.31"}
+    return body
+
+
+Write = Callable[[httpx.AsyncClient, dict[str, Any]], Awaitable[httpx.Response]]
+
+WRITE_REQUESTS: dict[str, Write] = {
+    "create nodepool": lambda api, np: api.post(
+        f"{API}/nodepools", json=seed_nodepool_body(np["cluster_id"], "second"), headers=USER
+    ),
+    "put nodepool": lambda api, np: api.put(
+        f"{API}/nodepools/{np['id']}", json=update_body("renamed", 8), headers=USER
+    ),
+    "patch nodepool": lambda api, np: api.patch(
+        f"{API}/nodepools/{np['id']}",
+        json={"spec": {"nodeCount": 4}},
+        headers={**USER, **MERGE_PATCH},
+    ),
+    "delete nodepool": lambda api, np: api.delete(f"{API}/nodepools/{np['id']}", headers=USER),
+    "create cluster": lambda api, np: api.post(
+        f"{API}/clusters", json=gcp_cluster_body("second"), headers=USER
+    ),
+    "put cluster": lambda api, np: api.put(
+        f"{API}/clusters/{np['cluster_id']}", json=released_cluster(), headers=USER
+    ),
+    "force delete cluster": lambda api, np: api.delete(
+        f"{API}/clusters/{np['cluster_id']}?force=true", headers=USER
+    ),
+}
+
+
+def script_runs_that_wrote(seen: list[tuple[str, str]]) -> list[list[str]]:
+    """The write commands of each script run that wrote anything."""
+    runs: list[list[str]] = []
+    current: list[str] | None = None
+    for origin, command in seen:
+        verb = command.split()[0].upper()
+        if origin != "lua" and verb in SCRIPT_CALLS:
+            current = []
+            runs.append(current)
+        elif origin == "lua" and verb in WRITES and current is not None:
+            current.append(verb)
+    return [run for run in runs if run]
+
+
+@pytest.mark.parametrize("name", list(WRITE_REQUESTS))
+async def test_a_write_is_one_atomic_script_run(
+    private_api: httpx.AsyncClient, private_client: Redis, name: str
+) -> None:
+    cluster = await create_cluster(private_api)
+    nodepool = await create_nodepool(private_api, cluster["id"])
+    async with recorded_commands(private_client) as seen:
+        response = await WRITE_REQUESTS[name](private_api, nodepool)
+    assert response.status_code in (200, 201, 204), response.text
+    outside = [command for origin, command in seen if origin != "lua"]
+    assert not WRITES & set(verbs([("tcp", c) for c in outside])), outside
+    [run] = script_runs_that_wrote(seen)
+    assert "XADD" in run  # the event is committed with the change
+    assert "HSET" in run or "DEL" in run
+
+
+async def test_no_request_scans_the_keyspace(
+    private_api: httpx.AsyncClient, private_client: Redis
+) -> None:
+    cluster = await create_cluster(private_api)
+    nodepool = await create_nodepool(private_api, cluster["id"])
+    async with recorded_commands(private_client) as seen:
+        for path in (
+            "/nodepools",
+            "/nodepools?status=Pending&health=Unknown",
+            f"/nodepools?cluster_id={cluster['id']}",
+            f"/clusters/{cluster['id']}/nodepools",
+            "/clusters?platform=gcp",
+            f"/nodepools/{nodepool['id']}",
+            f"/nodepools/{nodepool['id']}/status",
+        ):
+            assert (await private_api.get(API + path, headers=USER)).status_code == 200
+        for request in WRITE_REQUESTS.values():
+            await request(private_api, nodepool)
+    assert not SCANS & set(verbs(seen))

@@ -1,0 +1,92 @@
+"""The ingester's broker link goes away mid-burst and comes back: nothing is lost."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from redis.asyncio import Redis
+
+from shared_models.settings import Settings
+from tests.ingest.conftest import (
+    CONTROLLER,
+    Publisher,
+    StartIngester,
+    counters,
+    create_cluster,
+    create_nodepools,
+    dead_letter_count,
+    eventually,
+    nodepool_report,
+    queue_counts,
+    steps_behind,
+)
+from tests.support.tcp_proxy import TcpProxy
+
+POOLS, STEPS = 20, 60
+
+
+def through(url: str, port: int) -> str:
+    """``url`` with its host and port replaced by the local proxy's."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture
+async def broker_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
+    target = urlsplit(settings.amqp_url)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5672).start()
+    yield proxy
+    await proxy.close()
+
+
+async def test_broker_outage_mid_burst_loses_nothing(
+    api: httpx.AsyncClient,
+    publisher: Publisher,
+    start_ingester: StartIngester,
+    broker_proxy: TcpProxy,
+    redis: Redis,
+    settings: Settings,
+    amqp: AbstractRobustConnection,
+) -> None:
+    cluster_id = await create_cluster(api)
+    pools = await create_nodepools(api, cluster_id, POOLS)
+    proxied = Settings(
+        **{**settings.model_dump(), "amqp_url": through(settings.amqp_url, broker_proxy.port)}
+    )
+    await start_ingester(proxied)
+
+    def burst(steps: range) -> list[dict[str, object]]:
+        return [nodepool_report(p, step=s, ready=s == STEPS) for s in steps for p in pools]
+
+    half = STEPS // 2
+    await publisher.reports(burst(range(1, half + 1)))
+    await eventually(
+        lambda: counters(redis, settings.names),
+        lambda c: c.get("applied", 0) >= 100,
+        what="the burst under way",
+    )
+    await broker_proxy.cut()  # reports in hand lose their channel; the rest stay queued
+    await publisher.reports(burst(range(half + 1, STEPS + 1)))  # published during the outage
+    ready, consumers = await queue_counts(amqp, settings.names)
+    assert consumers == 0 and ready > 0, "the outage did not happen mid-burst"
+    await broker_proxy.restore()
+
+    final = {f"{p}/{CONTROLLER}": STEPS for p in pools}
+    await eventually(
+        lambda: steps_behind(redis, settings.names, final),
+        lambda behind: not behind,
+        within=30,
+        what="every nodepool at the last step",
+    )
+    await eventually(
+        lambda: queue_counts(amqp, settings.names),
+        lambda counts: counts == (0, 1),
+        what="the queue drained, the consumer back",
+    )
+    assert await dead_letter_count(amqp, settings.names) == 0
