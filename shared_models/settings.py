@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     stub_controllers: str = ""
     stub_delay_ms: int = Field(default=500, ge=0)
     stub_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Seed of the random transient failures; unset: a different sequence on every start.
+    stub_seed: int | None = None
+    # Events a simulated controller holds unacknowledged at once.
+    stub_prefetch: int = Field(default=64, ge=1, le=10_000)
     # Requests.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"

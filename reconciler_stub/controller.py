@@ -1,0 +1,311 @@
+"""One simulated controller: its queue, how it takes events, and the runs it reports on.
+
+It behaves like a careful real controller: events older than what it has handled (by
+generation) are ignored, duplicates are harmless, an event is acknowledged only once the first
+report it causes is confirmed by the broker, a newer generation interrupts the run of an older
+one, and a deletion stops the run and forgets the resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from pydantic import ValidationError
+
+from reconciler_stub import plans
+from reconciler_stub.broker import BROKER_ERRORS, quietly
+from reconciler_stub.catalog import ControllerSpec
+from reconciler_stub.faults import TransientFailures, label_problem
+from reconciler_stub.plans import Step, Target
+from reconciler_stub.reporter import Reporter
+from reconciler_stub.reports import Observation, build_report
+from reconciler_stub.simulation import resize_nodes
+from reconciler_stub.state import Tombstones, Tracked
+from shared_models import amqp
+from shared_models.events import Event
+from shared_models.names import Names
+
+log = logging.getLogger(__name__)
+
+# How long stop() lets the event being handled finish (its report may wait for the broker).
+STOP_GRACE = 10.0
+# Guards against a poison event looping forever; the controller queues have no dead letters.
+CONTROLLER_QUEUE_DELIVERY_LIMIT = 10
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """How the simulation runs (``CLS_STUB_*``)."""
+
+    step_delay: float
+    failures: TransientFailures
+    prefetch: int = 64
+
+
+class Controller:
+    def __init__(
+        self,
+        spec: ControllerSpec,
+        names: Names,
+        reporter: Reporter,
+        knobs: Knobs,
+        cluster_regions: dict[str, str],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.names = names
+        self.reporter = reporter
+        self.knobs = knobs
+        # Shared by the controllers of one process: cluster controllers write the location of
+        # each cluster they see, nodepool controllers read it (Azure zones do not name a region).
+        self.cluster_regions = cluster_regions
+        self.clock = clock
+        self.resources: dict[str, Tracked] = {}
+        self.tombstones = Tombstones()
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        self._channel = await connection.channel()
+        await self._channel.set_qos(prefetch_count=self.knobs.prefetch)
+        events = await amqp.declare_events_exchange(self._channel, self.names)
+        self._queue = await self._channel.declare_queue(
+            self.names.controller_queue(self.name),
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": CONTROLLER_QUEUE_DELIVERY_LIMIT,
+            },
+        )
+        await self._queue.bind(events, routing_key=self.spec.binding_key)
+        self._worker = asyncio.create_task(self._work(), name=f"{self.name}-worker")
+        self._consumer_tag = await self._queue.consume(self._inbox.put)
+        log.info("%s consuming %s (%s)", self.name, self._queue.name, self.spec.binding_key)
+
+    async def stop_consuming(self) -> None:
+        """Take no new events; the ones already delivered but not handled are redelivered."""
+        if self._queue is not None and self._consumer_tag is not None:
+            tag, self._consumer_tag = self._consumer_tag, None
+            await quietly(self._queue.cancel(tag), "cancel the consumer")
+
+    async def stop(self) -> None:
+        """Finish the event being handled, stop every run, close the channel.
+
+        Events delivered but not yet handled stay unacknowledged: the broker gives them to the
+        next consumer when the channel closes.
+        """
+        await self.stop_consuming()
+        self._stopping = True
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            self._inbox.put_nowait(None)  # wakes the worker if it is idle
+            try:
+                await asyncio.wait_for(worker, STOP_GRACE)
+            except TimeoutError:
+                log.warning("%s: the event in hand did not finish in %ss", self.name, STOP_GRACE)
+        runs = [t.task for t in self.resources.values() if t.task is not None]
+        for task in runs:
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        if self._channel is not None:
+            await quietly(self._channel.close(), "close the channel")
+
+    # ---- events ---------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        """Handle events one at a time, in delivery order, until stop()."""
+        while True:
+            message = await self._inbox.get()
+            if message is None or self._stopping:
+                return
+            await self._take(message)
+
+    async def _take(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = Event.model_validate_json(message.body)
+            await self.handle(event)
+        except ValidationError as exc:
+            # Not an event we can act on, and never will be: retrying would not help.
+            log.error("%s: dropping unusable event %s: %s", self.name, message.message_id, exc)
+            await _settle(message.reject(requeue=False))
+            return
+        except Exception:
+            # A bug: let the broker try again (the queue's delivery limit stops a loop).
+            log.exception("%s: failed to handle event %s", self.name, message.message_id)
+            await _settle(message.nack(requeue=True))
+            return
+        await _settle(message.ack())
+
+    async def handle(self, event: Event) -> None:
+        """Act on one event; returns once its first report (if any) is confirmed."""
+        resource_id = self._resource_id(event)
+        if resource_id is None:
+            log.warning("%s: ignoring %s, not for this controller", self.name, event.routing_key)
+            return
+        if event.type.endswith(".deleted"):
+            await self._forget(resource_id, event)
+            return
+        if self.tombstones.covers(resource_id, event.generation, event.timestamp):
+            log.info("%s: ignoring %s for deleted %s", self.name, event.type, resource_id)
+            return
+        tracked = self.resources.get(resource_id)
+        if tracked is not None and event.generation < tracked.generation:
+            log.info(
+                "%s: ignoring %s of %s at generation %d: already at %d",
+                self.name,
+                event.type,
+                resource_id,
+                event.generation,
+                tracked.generation,
+            )
+            return
+        if tracked is not None and event.generation == tracked.generation:
+            await self._again(resource_id, tracked, event)
+            return
+        await self._begin(resource_id, tracked, event)
+
+    def _resource_id(self, event: Event) -> str | None:
+        if not event.type.startswith(f"{self.spec.kind}.") or event.platform != self.spec.platform:
+            return None
+        return event.nodepool_id if self.spec.kind == "nodepool" else event.cluster_id
+
+    async def _forget(self, resource_id: str, event: Event) -> None:
+        tracked = self.resources.pop(resource_id, None)
+        if tracked is not None:
+            await _cancel(tracked.task)
+        self.tombstones.bury(resource_id, event.generation, event.timestamp)
+        if self.spec.kind == "cluster":
+            self.cluster_regions.pop(resource_id, None)
+        log.info("%s: %s deleted; forgotten", self.name, resource_id)
+
+    async def _again(self, resource_id: str, tracked: Tracked, event: Event) -> None:
+        """The generation already in hand: a duplicate, or a reconcile of a finished run."""
+        if event.type.endswith(".reconcile") and tracked.settled and tracked.last_step:
+            # Cheap: say again where this generation ended up.
+            await self._report(resource_id, tracked, tracked.last_step)
+            return
+        log.debug(
+            "%s: %s of %s at generation %d already handled",
+            self.name,
+            event.type,
+            resource_id,
+            event.generation,
+        )
+
+    async def _begin(self, resource_id: str, tracked: Tracked | None, event: Event) -> None:
+        """A generation newer than any handled: interrupt the old run and start a new one."""
+        target = self._target(event)
+        if tracked is not None:
+            await _cancel(tracked.task)
+        births = tracked.births if tracked is not None else ()
+        fresh = Tracked(generation=event.generation, target=target, births=births)
+        if tracked is not None:
+            fresh.ready, fresh.ready_since = tracked.ready, tracked.ready_since
+        self.resources[resource_id] = fresh
+        adopt = event.type.endswith(".reconcile") and plans.converged(
+            event.resource, event.generation
+        )
+        steps = plans.plan(target, tracked.active if tracked is not None else None, adopt)
+        log.info(
+            "%s: %s %s generation %d: %d step(s)",
+            self.name,
+            event.type,
+            resource_id,
+            event.generation,
+            len(steps),
+        )
+        if not steps:
+            return  # a controller that never answers (fault injection)
+        await self._report(resource_id, fresh, steps[0])
+        if len(steps) == 1:
+            fresh.settled = True
+        else:
+            fresh.task = asyncio.create_task(
+                self._run(resource_id, fresh, steps[1:]), name=f"{self.name}:{resource_id}"
+            )
+
+    def _target(self, event: Event) -> Target:
+        if self.spec.kind == "cluster":
+            target = plans.cluster_target(event)
+            self.cluster_regions[event.cluster_id] = target.region
+            return target
+        labels = plans.nodepool_labels(event)
+        problem = label_problem(labels)
+        if problem is not None:
+            log.warning("%s: %s: %s", self.name, event.nodepool_id, problem)
+        return plans.nodepool_target(event, self.cluster_regions.get(event.cluster_id))
+
+    # ---- runs -----------------------------------------------------------------------------
+
+    async def _run(self, resource_id: str, tracked: Tracked, steps: list[Step]) -> None:
+        """Report the remaining steps, one delay apart, with the random failures in between."""
+        delay = self.knobs.step_delay
+        failures = self.knobs.failures
+        for index, step in enumerate(steps, start=1):
+            attempt = 0
+            while failures.fails(resource_id, tracked.generation, index, attempt):
+                await asyncio.sleep(delay)
+                await self._report(
+                    resource_id, tracked, plans.transient_failure(tracked.active, attempt)
+                )
+                attempt += 1
+            await asyncio.sleep(delay)
+            await self._report(resource_id, tracked, step)
+        tracked.settled = True
+        tracked.task = None
+        last = steps[-1]
+        log.info(
+            "%s: %s generation %d: %s", self.name, resource_id, tracked.generation, last.reason
+        )
+
+    async def _report(self, resource_id: str, tracked: Tracked, step: Step) -> None:
+        now = self.clock()
+        if tracked.target.kind == "nodepool":
+            tracked.births = resize_nodes(tracked.births, step.active, now)
+        seen = Observation(
+            controller_name=self.name,
+            resource_id=resource_id,
+            generation=tracked.generation,
+            births=tracked.births,
+            ready_since=tracked.note_ready(step.ready, now),
+            now=now,
+        )
+        tracked.last_step = step
+        await self.reporter.publish(build_report(step, tracked.target, seen))
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None or task.done():
+        return
+    task.cancel()
+    # wait() rather than await: the task's CancelledError is not ours to swallow or raise.
+    await asyncio.wait([task])
+
+
+async def _settle(outcome: Awaitable[object]) -> None:
+    """Ack or reject; on a channel that broke meanwhile the broker redelivers, which is fine."""
+    try:
+        await outcome
+    except BROKER_ERRORS as exc:
+        log.warning("could not settle a message (%r); it will be redelivered", exc)

@@ -1,0 +1,82 @@
+"""Publishing status reports to ``<ns>.status``, as any real controller does.
+
+A report counts as sent only when the broker has confirmed it (publisher confirms) and routed it
+to a queue (``mandatory=True``): the controller acknowledges the event that caused a report only
+after that, so an event is never lost between the controller and the ingester. A report the
+broker returns, refuses, or loses with the connection is published again until it gets through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.exceptions import PublishError
+
+from reconciler_stub.broker import BROKER_ERRORS
+from reconciler_stub.reports import Report
+from shared_models import amqp
+from shared_models.names import Names
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 10.0
+FIRST_RETRY_DELAY = 0.1
+MAX_RETRY_DELAY = 5.0
+
+
+class Reporter:
+    def __init__(
+        self, connection: AbstractRobustConnection, names: Names, delivery_limit: int
+    ) -> None:
+        self.connection = connection
+        self.names = names
+        self.delivery_limit = delivery_limit
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def start(self) -> None:
+        self._channel = await self.connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        await self._declare()
+
+    async def _declare(self) -> None:
+        """Declare the status queue too, not only the exchange: reports published before the
+        ingester's first start then wait in its queue instead of being returned."""
+        assert self._channel is not None, "start() first"
+        await amqp.declare_status_queue(self._channel, self.names, self.delivery_limit)
+        self._exchange = await amqp.declare_status_exchange(self._channel, self.names)
+
+    async def publish(self, report: Report) -> None:
+        """Publish until the broker has confirmed the report into a queue (or we are cancelled)."""
+        body = report.model_dump(mode="json", exclude_none=True)
+        # One message for every attempt: the same message_id lets a consumer spot a report that
+        # reached the queue although its confirmation was lost.
+        message = amqp.report_message(body)
+        routing_key = amqp.status_routing_key(body)
+        delay = FIRST_RETRY_DELAY
+        while True:
+            try:
+                await asyncio.wait_for(self._publish_once(message, routing_key), PUBLISH_TIMEOUT)
+                return
+            except PublishError:
+                # Unroutable: someone removed the status queue or its binding. Put them back.
+                log.warning("status report returned as unroutable; re-declaring the status queue")
+                await self._redeclare_quietly()
+            except BROKER_ERRORS as exc:
+                log.warning("status report not confirmed (%r); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    async def _publish_once(self, message: aio_pika.Message, routing_key: str) -> None:
+        assert self._exchange is not None, "start() first"
+        await self._exchange.publish(message, routing_key=routing_key, mandatory=True)
+
+    async def _redeclare_quietly(self) -> None:
+        try:
+            await self._declare()
+        except BROKER_ERRORS as exc:
+            log.warning("could not re-declare the status queue: %r", exc)

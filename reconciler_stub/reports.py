@@ -1,0 +1,72 @@
+"""A step of a run as a status report: the seed's PUT status body plus the resource id."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reconciler_stub.plans import Step, Target
+from reconciler_stub.simulation import node_ages
+from shared_models.status import ClusterStatusReport, Condition, NodePoolStatusReport
+
+Report = NodePoolStatusReport | ClusterStatusReport
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything a report says besides the step: who, about what, and the clock."""
+
+    controller_name: str
+    resource_id: str
+    generation: int
+    births: Sequence[datetime]  # creation time of each running node (nodepools)
+    ready_since: datetime  # when this controller's Ready condition last flipped
+    now: datetime
+
+
+def build_report(step: Step, target: Target, seen: Observation) -> Report:
+    conditions = [
+        Condition(
+            type="Ready",
+            status="True" if step.ready else "False",
+            lastTransitionTime=seen.ready_since,
+            reason=step.reason,
+            message=step.message,
+        )
+    ]
+    if step.degraded is not None:
+        conditions.append(
+            Condition(
+                type="Degraded",
+                status="True",
+                # It appears with the nodes, so it flipped when Ready did.
+                lastTransitionTime=seen.ready_since,
+                reason="NodesUnhealthy",
+                message=step.degraded,
+            )
+        )
+    common: dict[str, Any] = {
+        "controller_name": seen.controller_name,
+        "observed_generation": seen.generation,
+        "conditions": conditions,
+        "metadata": _metadata(step, target, seen),
+        "last_error": step.error,
+    }
+    if target.kind == "nodepool":
+        return NodePoolStatusReport(nodepool_id=seen.resource_id, **common)
+    return ClusterStatusReport(cluster_id=seen.resource_id, **common)
+
+
+def _metadata(step: Step, target: Target, seen: Observation) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"platform": target.platform, "region": target.region}
+    if target.kind == "nodepool":
+        metadata.update(
+            active_nodes=step.active,
+            desired_nodes=target.desired,
+            node_ages=node_ages(seen.births, seen.now),
+        )
+    elif target.version is not None:
+        metadata["version"] = target.version
+    return metadata

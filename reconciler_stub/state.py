@@ -1,0 +1,64 @@
+"""What a simulated controller remembers, in memory only: a restarted controller remembers
+nothing and relies on the API's reconcile events to pick its resources up again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from reconciler_stub.plans import Step, Target
+
+
+@dataclass
+class Tracked:
+    """One resource this controller is working on, or has finished working on."""
+
+    generation: int
+    target: Target
+    births: tuple[datetime, ...] = ()  # creation time of each running node, oldest first
+    ready: bool | None = None  # the Ready status of the last report
+    ready_since: datetime | None = None
+    last_step: Step | None = None
+    settled: bool = False  # the run for this generation has reported its last step
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def active(self) -> int:
+        return len(self.births)
+
+    def note_ready(self, ready: bool, now: datetime) -> datetime:
+        """Record the Ready status of a report; returns when that status last flipped."""
+        if self.ready is not ready or self.ready_since is None:
+            self.ready, self.ready_since = ready, now
+        return self.ready_since
+
+
+class Tombstones:
+    """Resources deleted recently: the generation and time of their deletion event.
+
+    Delivery is at-least-once and not strictly ordered, so a redelivered or late event for a
+    deleted resource must not bring it back. An event is late when both its generation and its
+    time come before the deletion's: a resource created again later under the same id (clusters
+    may choose their id) starts at generation 1 again, but after the deletion.
+    Bounded: the oldest entries are forgotten first.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._deleted: OrderedDict[str, tuple[int, datetime]] = OrderedDict()
+
+    def bury(self, resource_id: str, generation: int, at: datetime) -> None:
+        self._deleted[resource_id] = (generation, at)
+        self._deleted.move_to_end(resource_id)
+        while len(self._deleted) > self.capacity:
+            self._deleted.popitem(last=False)
+
+    def covers(self, resource_id: str, generation: int, at: datetime) -> bool:
+        """Whether an event (``generation``, ``at``) predates the deletion of ``resource_id``."""
+        deleted = self._deleted.get(resource_id)
+        return deleted is not None and generation < deleted[0] and at <= deleted[1]
+
+    def forget(self, resource_id: str) -> None:
+        self._deleted.pop(resource_id, None)

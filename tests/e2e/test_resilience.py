@@ -1,0 +1,114 @@
+"""A service killed (SIGKILL) in the middle of a run and started again: every nodepool still ends
+Ready at its latest generation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.support.status_reports import Reports
+
+from .conftest import (
+    Json,
+    Stack,
+    create_body,
+    create_cluster,
+    create_nodepool,
+    eventually,
+    scale_body,
+    status_of,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+POOLS = 20
+
+
+def pool_name(index: int) -> str:
+    return f"pool-{index:03d}"
+
+
+async def create_pools(stack: Stack, count: int = POOLS) -> list[str]:
+    cluster = await create_cluster(stack.http)
+    bodies = [create_body(cluster["id"], name=pool_name(i)) for i in range(count)]
+    created = await asyncio.gather(*(create_nodepool(stack.http, b) for b in bodies))
+    return [c["id"] for c in created]
+
+
+async def scale_half(http: httpx.AsyncClient, pools: list[str]) -> dict[str, int]:
+    """PUT the guide's scale request on every other pool; returns each pool's latest generation."""
+    latest = dict.fromkeys(pools, 1)
+    for index in range(0, len(pools), 2):
+        nodepool_id = pools[index]
+        body = scale_body(name=pool_name(index))
+        response = await http.put(f"/api/v1/nodepools/{nodepool_id}", json=body)
+        assert response.status_code == 200, response.text
+        latest[nodepool_id] = response.json()["generation"]
+    return latest
+
+
+async def all_ready_at(stack: Stack, latest: dict[str, int], within: float = 90.0) -> None:
+    async def probe() -> Json | None:
+        views = await asyncio.gather(*(status_of(stack.http, p) for p in latest))
+        lagging = [
+            v["nodepool_id"]
+            for v in views
+            if v["status"]["phase"] != "Ready"
+            or v["status"]["observedGeneration"] != latest[v["nodepool_id"]]
+        ]
+        return None if lagging else {"ok": True}
+
+    await eventually(probe, "every nodepool Ready at its latest generation", within)
+
+
+async def ready_count(http: httpx.AsyncClient) -> int:
+    response = await http.get("/api/v1/nodepools", params={"status": "Ready", "limit": 1})
+    assert response.status_code == 200, response.text
+    return int(response.json()["total"])
+
+
+@pytest.mark.stack_env(CLS_STUB_DELAY_MS="200")
+async def test_ingester_killed_and_restarted_mid_run(stack: Stack, reports: Reports) -> None:
+    pools = await create_pools(stack)
+    await reports.wait_for(lambda r: r.get("nodepool_id") in pools)  # the runs have begun
+    stack["status_ingester"].kill()
+    assert await ready_count(stack.http) < len(pools)  # killed mid-run
+    latest = await scale_half(stack.http, pools)
+    await asyncio.sleep(1.0)  # reports pile up in the status queue meanwhile
+    await stack.start("status_ingester")
+    await all_ready_at(stack, latest)
+
+
+@pytest.mark.stack_env(CLS_STUB_DELAY_MS="200")
+async def test_stub_killed_and_restarted_mid_run(stack: Stack, reports: Reports) -> None:
+    pools = await create_pools(stack)
+    await reports.wait_for(lambda r: r.get("nodepool_id") in pools)
+    stack["reconciler_stub"].kill()
+    assert await ready_count(stack.http) < len(pools)
+    latest = await scale_half(stack.http, pools)  # events wait in the controller's queue
+    await asyncio.sleep(1.0)  # reconcile events pile up too
+    await stack.start("reconciler_stub")
+    await all_ready_at(stack, latest)
+
+
+@pytest.mark.stack_env(CLS_STUB_DELAY_MS="200")
+async def test_both_consumers_killed_and_restarted_mid_run(stack: Stack, reports: Reports) -> None:
+    pools = await create_pools(stack)
+    await reports.wait_for(lambda r: r.get("nodepool_id") in pools)
+    stack["reconciler_stub"].kill()
+    stack["status_ingester"].kill()
+    latest = await scale_half(stack.http, pools)
+    await stack.start("reconciler_stub")
+    await asyncio.sleep(0.5)
+    await stack.start("status_ingester")
+    await all_ready_at(stack, latest)
+
+
+@pytest.mark.stack_env(CLS_STUB_FAILURE_RATE="0.3", CLS_STUB_SEED="7")
+async def test_random_transient_failures_still_converge(stack: Stack, reports: Reports) -> None:
+    pools = await create_pools(stack, 30)
+    latest = await scale_half(stack.http, pools)
+    await all_ready_at(stack, latest)
+    assert any("last_error" in r for p in pools for r in reports.of(p))  # failures did happen

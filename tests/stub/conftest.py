@@ -1,0 +1,188 @@
+"""Fixtures for the simulated controllers: the stub in-process over the real broker, a way to
+publish events as the API's relay does, and a queue that collects every status report."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from reconciler_stub.catalog import select_controllers
+from reconciler_stub.service import StubService
+from shared_models import amqp as topology
+from shared_models.events import Event, EventType
+from shared_models.names import Names
+from shared_models.settings import Settings
+from tests.support.status_reports import (
+    Report,
+    Reports,
+    is_report_of,
+    ready_status,
+    reason,
+    watch_reports,
+)
+
+StartStub = Callable[..., Awaitable[StubService]]
+Publish = Callable[[Event], Awaitable[None]]
+
+CLUSTER_ID = "550e8400-e29b-41d4-a716-446655440000"
+TEST_DELAY_MS = 20
+
+
+def nodepool_spec(
+    node_count: int = 3,
+    *,
+    platform: str = "gcp",
+    labels: dict[str, str] | None = None,
+    autoscaling: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    blocks: dict[str, dict[str, Any]] = {
+        "gcp": {"machineType": "n1-standard-4", "zones": ["us-central1-a", "us-central1-b"]},
+        "aws": {"instanceType": "m5.xlarge", "availabilityZones": ["us-west-2a", "us-west-2b"]},
+        "azure": {"vmSize": "Standard_D4s_v3", "availabilityZones": ["1", "2"]},
+    }
+    block = dict(blocks[platform])
+    if labels is not None:
+        block["labels"] = labels
+    spec: dict[str, Any] = {
+        "platform": {"type": platform, platform: block},
+        "nodeCount": node_count,
+    }
+    if autoscaling is not None:
+        spec["autoscaling"] = autoscaling
+    return spec
+
+
+def seed_spec() -> dict[str, Any]:
+    """The nodepool spec of the user guide's complete example workflow."""
+    return nodepool_spec(3, autoscaling={"enabled": True, "minNodes": 2, "maxNodes": 10})
+
+
+def cluster_spec(platform: str = "gcp") -> dict[str, Any]:
+    blocks: dict[str, dict[str, Any]] = {
+        "gcp": {"projectID": "my-project-123", "region": "us-central1"},
+        "aws": {"region": "us-west-2"},
+        "azure": {"location": "westeurope"},
+    }
+    return {"platform": {"type": platform, platform: blocks[platform]}}
+
+
+def nodepool_event(
+    event_type: EventType,
+    nodepool_id: str,
+    generation: int,
+    spec: dict[str, Any],
+    *,
+    cluster_id: str = CLUSTER_ID,
+    status: dict[str, Any] | None = None,
+) -> Event:
+    """An event as the relay publishes it: the nodepool as it was at ``generation``."""
+    resource = {
+        "id": nodepool_id,
+        "name": "production-workers",
+        "cluster_id": cluster_id,
+        "generation": generation,
+        "spec": spec,
+        "status": status or {"phase": "Pending", "observedGeneration": 0},
+    }
+    return _event(event_type, cluster_id, nodepool_id, generation, spec, resource)
+
+
+def cluster_event(
+    event_type: EventType, cluster_id: str, generation: int, spec: dict[str, Any]
+) -> Event:
+    resource = {"id": cluster_id, "name": "demo", "generation": generation, "spec": spec}
+    return _event(event_type, cluster_id, None, generation, spec, resource)
+
+
+def _event(
+    event_type: EventType,
+    cluster_id: str,
+    nodepool_id: str | None,
+    generation: int,
+    spec: dict[str, Any],
+    resource: dict[str, Any],
+) -> Event:
+    return Event(
+        id=str(uuid.uuid4()),
+        type=event_type,
+        cluster_id=cluster_id,
+        nodepool_id=nodepool_id,
+        generation=generation,
+        timestamp=datetime.now(UTC),
+        platform=spec["platform"]["type"],
+        resource=resource,
+    )
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+SEED_SPEC = seed_spec()
+
+
+@pytest.fixture
+async def reports(amqp: AbstractRobustConnection, namespace: str) -> AsyncIterator[Reports]:
+    """A private queue bound to ``<ns>.status`` that sees every report any controller sends."""
+    async with watch_reports(amqp, Names(namespace)) as collected:
+        yield collected
+
+
+@pytest.fixture
+async def publish(amqp: AbstractRobustConnection, namespace: str) -> AsyncIterator[Publish]:
+    """Publish an event to ``<ns>.events`` the way the relay does (persistent, confirmed)."""
+    channel = await amqp.channel(publisher_confirms=True)
+    events = await topology.declare_events_exchange(channel, Names(namespace))
+
+    async def send(event: Event) -> None:
+        await events.publish(topology.event_message(event), routing_key=event.routing_key)
+
+    yield send
+    await channel.close()
+
+
+def stub_settings(settings: Settings, **overrides: Any) -> Settings:
+    return Settings(**{**settings.model_dump(), "stub_delay_ms": TEST_DELAY_MS, **overrides})
+
+
+@pytest.fixture
+async def start_stub(
+    settings: Settings, amqp: AbstractRobustConnection
+) -> AsyncIterator[StartStub]:
+    """Start the simulated controllers in-process (``CLS_STUB_*`` as keyword overrides)."""
+    started: list[StubService] = []
+
+    async def start(**overrides: Any) -> StubService:
+        chosen = stub_settings(settings, **overrides)
+        service = StubService(chosen, select_controllers(chosen.stub_controllers))
+        started.append(service)
+        await service.start()
+        return service
+
+    yield start
+    for service in started:
+        await service.stop()
+
+
+@pytest.fixture
+async def stub(start_stub: StartStub) -> StubService:
+    return await start_stub()
+
+
+async def queue_depth(amqp: AbstractRobustConnection, queue_name: str) -> int:
+    """Messages waiting (ready, not unacknowledged) in a queue, read with a passive declare."""
+    channel = await amqp.channel()
+    try:
+        queue = await channel.declare_queue(queue_name, passive=True)
+        count = queue.declaration_result.message_count
+        return int(count or 0)
+    finally:
+        await channel.close()
+
+
+__all__ = ["Report", "Reports", "is_report_of", "ready_status", "reason"]
