@@ -18,13 +18,14 @@ from bench.config import load_config
 from bench.context import RunContext
 from bench.load.driver import describe_generator
 from bench.report import machine_lines, render_table, uptime, write_results
-from bench.scenarios import events, http, ingestion, listing
+from bench.scenarios import e2e, events, http, ingestion, listing
 
 SCENARIOS: list[tuple[str, Callable[[RunContext], None]]] = [
     ("http", http.run),
     ("listing", listing.run),
     ("ingestion", ingestion.run),
     ("events", events.run),
+    ("e2e", e2e.run),
 ]
 
 
