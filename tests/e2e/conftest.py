@@ -141,7 +141,12 @@ async def stack(
     env = stack_env(settings.names, port, **(marker.kwargs if marker is not None else {}))
     services = {package: ServiceProcess(package, env, tmp_path) for package in PACKAGES}
     base_url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base_url, headers=USER, timeout=10) as http:
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them, so a
+    # request never goes out on a connection the server is closing.
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=USER, timeout=10, limits=limits
+    ) as http:
         running = Stack(settings.names, base_url, services, http, amqp)
         try:
             await running.start(*PACKAGES)
@@ -257,15 +262,23 @@ async def create_nodepool(http: httpx.AsyncClient, body: Json) -> Json:
 async def eventually(
     probe: Callable[[], Awaitable[Json | None]], what: str, within: float = 30.0
 ) -> Json:
-    """Poll ``probe`` until it returns a value, or fail saying what never happened."""
+    """Poll ``probe`` until it returns a value, or fail saying what never happened.
+
+    A transport error counts as "not yet": a keep-alive connection the server closes just as the
+    client reuses it fails one request (a known race of HTTP/1.1), and the next poll retries.
+    """
     deadline = time.monotonic() + within
-    last: Json | None = None
+    problem = ""
     while time.monotonic() < deadline:
-        last = await probe()
-        if last is not None:
-            return last
+        try:
+            found = await probe()
+        except httpx.TransportError as exc:
+            problem = f" (last request failed: {exc!r})"
+            found = None
+        if found is not None:
+            return found
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{what}: not within {within}s")
+    raise AssertionError(f"{what}: not within {within}s{problem}")
 
 
 async def status_of(http: httpx.AsyncClient, nodepool_id: str) -> Json:
