@@ -17,14 +17,15 @@ from pathlib import Path
 from bench.config import load_config
 from bench.context import RunContext
 from bench.load.driver import describe_generator
-from bench.report import machine_lines, render_table, write_results
-from bench.scenarios import events, http, ingestion, listing
+from bench.report import machine_lines, render_table, uptime, write_results
+from bench.scenarios import e2e, events, http, ingestion, listing
 
 SCENARIOS: list[tuple[str, Callable[[RunContext], None]]] = [
     ("http", http.run),
     ("listing", listing.run),
     ("ingestion", ingestion.run),
     ("events", events.run),
+    ("e2e", e2e.run),
 ]
 
 
@@ -37,6 +38,7 @@ def _selected() -> list[tuple[str, Callable[[RunContext], None]]]:
 def main() -> int:
     config = load_config()
     generator = describe_generator()
+    load_at_start = uptime()
     mode = "quick (smoke test)" if config.quick else "full"
     print(f"bench: {mode} run, load generator: {generator}", flush=True)
     with tempfile.TemporaryDirectory(prefix="cls-bench-") as tmp:
@@ -50,24 +52,25 @@ def main() -> int:
             asyncio.run(ctx.cleanup())
         ctx.notes.append(f"whole run took {time.monotonic() - began:.0f} s")
     print()
-    print("\n".join(machine_lines(generator)))
+    machine = machine_lines(generator, load_at_start)
+    print("\n".join(machine))
     print()
     print(render_table(ctx.figures))
     for note in ctx.notes:
         print(f"note: {note}")
     targets = [f for f in ctx.figures if f.met is not None]
     print(f"targets met: {sum(bool(f.met) for f in targets)} of {len(targets)}")
-    _write(config.results_path, ctx, generator)
+    _write(config.results_path, ctx, machine)
     return 0
 
 
-def _write(results_path: Path | None, ctx: RunContext, generator: str) -> None:
+def _write(results_path: Path | None, ctx: RunContext, machine: list[str]) -> None:
     out_dir = os.environ.get("BENCH_OUT")
     paths = [results_path] if results_path else []
     if out_dir:
         paths.append(Path(out_dir) / "RESULTS.md")
     for path in paths:
-        write_results(path, ctx.figures, generator, ctx.notes)
+        write_results(path, ctx.figures, machine, ctx.notes)
         print(f"results written to {path}")
 
 

@@ -49,7 +49,7 @@ def load_config() -> BenchConfig:
             rounds=int(os.environ.get("BENCH_ROUNDS", "1")),
             seconds=int(os.environ.get("BENCH_SECONDS", "1")),
             warmup_seconds=0,
-            concurrencies=_concurrencies((1, 16)),
+            concurrencies=_concurrencies((16,)),
             list_sizes=(100, 1_000),
             e2e_batch=20,
             ingest_reports=200,

@@ -67,17 +67,23 @@ def _git_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def machine_lines(generator: str) -> list[str]:
+def uptime() -> str:
+    """`uptime` as printed (load averages included), or the load averages alone."""
+    done = subprocess.run(["uptime"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine_lines(generator: str, load_at_start: str) -> list[str]:
     mem_kb = _first_line("/proc/meminfo", "MemTotal").split()[0]
     mem = f"{int(mem_kb) / 1024 / 1024:.1f} GiB" if mem_kb.isdigit() else "unknown"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- commit: {_git_commit()}",
         f"- machine: {os.cpu_count()} CPUs (nproc), {_first_line('/proc/cpuinfo', 'model name')},"
         f" {mem} memory, {platform.system()} {platform.release()},"
         f" Python {platform.python_version()}",
-        f"- load average (1, 5, 15 min) at the end of the run: {load}",
+        f"- `uptime` at the start of the run: {load_at_start}",
+        f"- `uptime` at the end of the run: {uptime()}",
         f"- load generator: {generator}",
     ]
 
@@ -92,8 +98,8 @@ what to compare across runs, not the absolute numbers of a shared 2-core machine
 """
 
 
-def write_results(path: Path, figures: list[Figure], generator: str, notes: list[str]) -> None:
-    body = [RESULTS_INTRO, "## Run", "", *machine_lines(generator), ""]
+def write_results(path: Path, figures: list[Figure], machine: list[str], notes: list[str]) -> None:
+    body = [RESULTS_INTRO, "## Run", "", *machine, ""]
     body += ["## Figures", "", render_table(figures)]
     if notes:
         body += ["## Notes", "", *[f"- {n}" for n in notes], ""]

@@ -44,6 +44,7 @@ class RedisStore:
         self.names = names
         self._txn_script = redis.register_script(_lua("guarded_txn.lua"))
         self._page_script = redis.register_script(_lua("list_page.lua"))
+        self._read_with_reports_script = redis.register_script(_lua("record_with_reports.lua"))
 
     async def run(self, txn: Txn, dry_run: bool = False) -> None:
         """Apply a guarded transaction atomically, or raise TxnFailed without writing anything.
@@ -111,13 +112,19 @@ class RedisStore:
     async def _record_with_reports(
         self, kind: Kind, resource_id: str
     ) -> tuple[dict[str, Any] | None, dict[str, str]]:
-        """A record and its controllers' reports as of one moment, in one round trip."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
-            pipe.hgetall(self.names.controller_reports(kind, resource_id))
-            values, reports = await pipe.execute()
+        """A record and its controllers' reports as of one moment, in one round trip.
+
+        One script rather than a MULTI/EXEC pipeline: as atomic, and about half the client-side
+        cost (this read is on every status report, from the queue and over HTTP).
+        """
+        keys = [
+            self.names.record(kind, resource_id),
+            self.names.controller_reports(kind, resource_id),
+        ]
+        values, flat = await self._read_with_reports_script(keys=keys, args=list(RECORD_FIELDS))
         raw = None if values[0] is None else dict(zip(RECORD_FIELDS, values, strict=True))
-        return raw, {str(k): str(v) for k, v in reports.items()}
+        reports = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return raw, reports
 
     async def get_nodepool_with_reports(
         self, nodepool_id: str

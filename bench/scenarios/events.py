@@ -19,6 +19,7 @@ from bench.amqp_tools import EventTap, publish_copies, wait_for
 from bench.context import RunContext
 from bench.procs import Server, api_server
 from bench.report import Figure
+from bench.scenarios.listing import QUIET
 from bench.seed import add_nodepools_parallel, new_cluster, services
 from bench.stats import median
 from shared_models import amqp
@@ -42,7 +43,7 @@ async def _scenario(ctx: RunContext, settings: Settings, count: int) -> None:
     connection = await amqp.connect(settings.amqp_url)
     tap = EventTap()
     await tap.start(connection, settings.names)
-    api = api_server(settings.namespace, ctx.log_dir)
+    api = api_server(settings.namespace, ctx.log_dir, **QUIET)
     try:
         await asyncio.to_thread(api.__enter__)
 
@@ -119,6 +120,10 @@ async def _lags(api: Server, tap: EventTap, cluster_id: str, writes: int) -> lis
 def run(ctx: RunContext) -> None:
     cfg = ctx.config
     settings = Settings(
-        namespace=ctx.new_namespace("events"), redis_url=cfg.redis_url, amqp_url=cfg.amqp_url
+        namespace=ctx.new_namespace("events"),
+        redis_url=cfg.redis_url,
+        amqp_url=cfg.amqp_url,
+        reconcile_interval=float(QUIET["reconcile_interval"]),
+        reconcile_ready_interval=float(QUIET["reconcile_ready_interval"]),
     )
     asyncio.run(_scenario(ctx, settings, cfg.event_backlog))

@@ -49,7 +49,15 @@ def _describe(results: list[LoadResult]) -> str:
     return f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {median([r.rps for r in results]):,.0f} req/s"
 
 
+NOTE = (
+    "Listing: nodepools are stored through NodePoolService.create in-process (2 processes), the "
+    "same guarded transaction as a POST; the 'big' owner's pages are measured in rounds "
+    "alternating with the 'small' owner's (the smallest size), on the same API process."
+)
+
+
 def run(ctx: RunContext) -> None:
+    ctx.notes.append(NOTE)
     cfg = ctx.config
     namespace = ctx.new_namespace("list")
     settings = Settings(
