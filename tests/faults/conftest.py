@@ -145,6 +145,10 @@ class Writer:
         pool = await self.send("PUT", f"/api/v1/nodepools/{nodepool_id}", body, 200)
         self.record(Write(nodepool_id, "nodepool.updated", pool["generation"], node_count))
 
+    def record_scale(self, pool: Json, node_count: int) -> None:
+        """A scale acknowledged outside ``scale`` (the test sent it itself)."""
+        self.record(Write(pool["id"], "nodepool.updated", pool["generation"], node_count))
+
     async def cluster(self) -> str:
         created = await create_cluster(self.http)
         return str(created["id"])
