@@ -12,6 +12,7 @@ from api_service.body_limit import BodyLimitMiddleware
 from api_service.deps import AppState
 from api_service.error_handlers import install_error_handlers
 from api_service.events import EventPipeline
+from api_service.json_guard import JsonGuardMiddleware
 from api_service.json_response import OrjsonResponse
 from api_service.routes import clusters, health, nodepools, status
 from api_service.services.clusters import ClusterService
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, *, relay_events: bool = True) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Outermost last: the size limit bounds the body before the JSON guard reads it.
+    app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(clusters.router, prefix=API_PREFIX)

@@ -22,6 +22,7 @@ from api_service.services.common import RV_CHANGED, new_resource_version, utcnow
 from api_service.services.nodepools import stored_reports
 from api_service.services.validation import field_errors
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
+from shared_models import strict_json
 from shared_models.aggregation import aggregate
 from shared_models.errors import FieldError
 from shared_models.names import Kind
@@ -58,10 +59,10 @@ class InvalidReport(ValueError):
 
 
 def load_json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a body with the parser both paths share (it rejects NaN and Infinity)."""
+    """Parse a body with the parser both paths share (no NaN, duplicate keys or deep nesting)."""
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        data = strict_json.loads(raw)
+    except strict_json.StrictJsonError as exc:
         raise _body_error(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise _body_error(f"body is a JSON {type(data).__name__}, not an object")
