@@ -15,6 +15,7 @@ from api_service.events import EventPipeline
 from api_service.json_guard import JsonGuardMiddleware
 from api_service.json_response import OrjsonResponse
 from api_service.routes import clusters, health, nodepools, status
+from api_service.routes.idempotency import install_replay_handler
 from api_service.services.clusters import ClusterService
 from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, relay_events: bool = True) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_replay_handler(app)
     # Outermost last: the size limit bounds the body before the JSON guard reads it.
     app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
