@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from api_service.app import create_app
+from shared_models.logs import configure_logging
 from shared_models.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
+        # Our handler formats uvicorn's lines too, and the app logs one access line per
+        # request itself (with its request id): uvicorn's would be a second, plainer one.
+        log_config=None,
+        access_log=False,
+        # The peer address is the TCP peer: CLS_TRUSTED_PROXIES must not be fooled by a
+        # client-supplied X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default).
+        proxy_headers=False,
     )
 
 

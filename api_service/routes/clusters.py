@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from api_service.deps import ClusterId, Clusters, IfMatch, Owner
 from api_service.json_response import OrjsonResponse
-from api_service.routes.idempotency import IDEMPOTENCY_DOC, REPLAYED, IdempotencyKey
+from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter
 from api_service.routes.responses import CREATED, ERRORS, WITH_ETAG, resource_response
 from shared_models.resources import (
@@ -26,7 +26,7 @@ router = APIRouter(tags=["clusters"], responses=ERRORS)
     "/clusters",
     status_code=201,
     response_model=Cluster,
-    responses={**CREATED, **REPLAYED},
+    responses={**CREATED, **replayed(Cluster)},
     openapi_extra=IDEMPOTENCY_DOC,
 )
 async def create(

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from api_service.deps import Owner, State
@@ -43,12 +44,18 @@ IDEMPOTENCY_DOC: dict[str, Any] = {
         }
     ]
 }
-REPLAYED: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "A retried create (same Idempotency-Key, same request): the body of "
-        "the first response, with the header Idempotent-Replayed: true",
+
+
+def replayed(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The create routes' 200: the replay of a retried create."""
+    return {
+        200: {
+            "model": model,
+            "description": "A retried create (same Idempotency-Key, same request): the body of "
+            "the first response, with the header Idempotent-Replayed: true",
+            "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+        }
     }
-}
 
 
 async def _idempotency(request: Request, owner: Owner, state: State) -> IdempotentCreate | None:

@@ -17,7 +17,7 @@ from api_service.deps import (
 )
 from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.routes.idempotency import IDEMPOTENCY_DOC, REPLAYED, IdempotencyKey
+from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.responses import CREATED, ERRORS, WITH_ETAG, resource_response
 from shared_models.resources import (
     NodePool,
@@ -43,7 +43,7 @@ MERGE_PATCH = "application/merge-patch+json"
     "/clusters/{clusterId}/nodepools",
     status_code=201,
     response_model=NodePool,
-    responses={**CREATED, **REPLAYED},
+    responses={**CREATED, **replayed(NodePool)},
     openapi_extra=IDEMPOTENCY_DOC,
 )
 async def create_in_cluster(
@@ -62,7 +62,7 @@ async def create_in_cluster(
     "/nodepools",
     status_code=201,
     response_model=NodePool,
-    responses={**CREATED, **REPLAYED},
+    responses={**CREATED, **replayed(NodePool)},
     openapi_extra=IDEMPOTENCY_DOC,
 )
 async def create(

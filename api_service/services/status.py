@@ -25,6 +25,7 @@ from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, Tx
 from shared_models import strict_json
 from shared_models.aggregation import aggregate
 from shared_models.errors import FieldError
+from shared_models.logs import bind
 from shared_models.names import Kind
 from shared_models.settings import Settings
 from shared_models.status import AggregatedStatus, ControllerReport, Phase, StoredControllerStatus
@@ -99,9 +100,16 @@ class StatusService:
     async def apply(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
         """Apply one report; retried when another write to the same resource got there first."""
         report = _bare(report)
+        bind(
+            **{f"{kind}_id": resource_id},
+            controller=report.controller_name,
+            observed_generation=report.observed_generation,
+        )
         for _ in range(MAX_ATTEMPTS):
             try:
-                return await self._attempt(kind, resource_id, report)
+                result = await self._attempt(kind, resource_id, report)
+                bind(generation=result.generation or None, outcome=result.outcome.value)
+                return result
             except TxnFailed as failed:
                 if failed.code != RV_CHANGED:
                     raise
