@@ -66,6 +66,16 @@ async def terminate(stack: Stack, package: str) -> tuple[int | None, float]:
     return code, took
 
 
+async def first_commit(redis: Redis, settings: Settings, within: float = 10.0) -> None:
+    """Until the outbox holds an entry (polled: Redis offers nothing to wait on here)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await redis.xlen(settings.names.outbox):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"no write committed within {within}s")
+
+
 async def scale_all(base_url: str, pools: list[str], node_count: int) -> list[object]:
     """One scale per pool, all at once, each on a connection of its own (no keep-alive, so
     that a connection the server closes while idle is not mistaken for a dropped request):
@@ -91,7 +101,9 @@ async def test_api_sigterm_finishes_requests_in_flight_and_leaves_its_outbox(
     await wait_delivered(writer, events)
     await proxy.cut()  # from now on the API's relay holds every event it commits
     in_flight = asyncio.create_task(scale_all(stack.base_url, pools, 7))
-    await asyncio.sleep(0.05)  # the requests are on their way
+    # SIGTERM once the API is processing them (its first commit is in the outbox), not
+    # before it has read any: a fixed sleep is too short on a loaded machine.
+    await first_commit(redis, settings)
     code, took = await terminate(stack, "api_service")
     outcomes = await in_flight
     answered = [o for o in outcomes if isinstance(o, httpx.Response)]
