@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import uvicorn
 
 from api_service.app import create_app
+from shared_models.logs import configure_logging
 from shared_models.settings import Settings
 
 
@@ -18,19 +18,19 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "log_level": settings.log_level.lower(),
         "timeout_graceful_shutdown": 10,
+        # Our handler formats uvicorn's lines too, and the app logs one access line per
+        # request itself (with its request id): uvicorn's would be a second, plainer one.
+        "log_config": None,
+        "access_log": False,
+        # The peer address is the TCP peer: CLS_TRUSTED_PROXIES must not be fooled by a
+        # client-supplied X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default).
+        "proxy_headers": False,
     }
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
 
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(create_app(settings), **uvicorn_options(settings))
 
 

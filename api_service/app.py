@@ -12,13 +12,20 @@ from api_service.body_limit import BodyLimitMiddleware
 from api_service.deps import AppState, document_identity_headers
 from api_service.error_handlers import install_error_handlers
 from api_service.events import EventPipeline
+from api_service.json_guard import JsonGuardMiddleware
 from api_service.json_response import OrjsonResponse
+from api_service.metrics import ApiMetrics
+from api_service.request_context import RequestContextMiddleware, RouteTemplates
 from api_service.routes import clusters, health, nodepools, status
+from api_service.routes import metrics as metrics_route
+from api_service.routes.idempotency import install_replay_handler
 from api_service.services.clusters import ClusterService
 from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
 from api_service.store import RedisStore
 from api_service.store.redis_store import connect_redis
+from api_service.trusted_proxies import TrustedProxyMiddleware
+from shared_models.logs import install_record_context, without_password
 from shared_models.settings import Settings
 
 log = logging.getLogger("api_service")
@@ -50,8 +57,13 @@ def create_app(settings: Settings | None = None, *, relay_events: bool = True) -
         events = EventPipeline(settings, state.store)
         if relay_events:
             state.readiness_probes["rabbitmq"] = events.broker_connected
+            metrics.events = events
             events.start()
-        log.info("api ready: namespace=%s redis=%s", settings.namespace, settings.redis_url)
+        log.info(
+            "api ready: namespace=%s redis=%s",
+            settings.namespace,
+            without_password(settings.redis_url),
+        )
         try:
             yield
         finally:
@@ -65,12 +77,29 @@ def create_app(settings: Settings | None = None, *, relay_events: bool = True) -
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
     )
+    install_record_context()  # log lines carry the request's context, whoever handles them
+    metrics = ApiMetrics()
+    app.state.metrics = metrics
     install_error_handlers(app)
+    install_replay_handler(app)
+    # Each middleware added wraps the ones before: the request context sees every response
+    # (413s and 401s included), the size limit bounds the body before the JSON guard reads it.
+    app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     for router in (clusters.router, nodepools.router, status.router):
         document_identity_headers(router)
-    app.include_router(health.router)
-    app.include_router(clusters.router, prefix=API_PREFIX)
-    app.include_router(nodepools.router, prefix=API_PREFIX)
-    app.include_router(status.router, prefix=API_PREFIX)
+    if settings.trusted_networks:
+        app.add_middleware(TrustedProxyMiddleware, networks=settings.trusted_networks)
+    templates = RouteTemplates()
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, templates=templates)
+    templates.include(app.router.routes)  # /openapi.json, /docs
+    for router, prefix in (
+        (health.router, ""),
+        (metrics_route.router, ""),
+        (clusters.router, API_PREFIX),
+        (nodepools.router, API_PREFIX),
+        (status.router, API_PREFIX),
+    ):
+        app.include_router(router, prefix=prefix)
+        templates.include(router.routes, prefix)
     return app

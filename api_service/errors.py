@@ -16,11 +16,19 @@ class ApiError(Exception):
         self.fields = fields
 
 
+# A body with thousands of bad items (20,000 taints) gets the first errors, not a response
+# larger than the request.
+MAX_FIELD_ERRORS = 20
+
+
 class ValidationFailed(ApiError):
     status_code = 400
     code = ErrorCode.VALIDATION_ERROR
 
     def __init__(self, fields: list[FieldError], message: str = "Validation failed") -> None:
+        if len(fields) > MAX_FIELD_ERRORS:
+            message = f"{message}: {len(fields)} errors, the first {MAX_FIELD_ERRORS} listed"
+            fields = fields[:MAX_FIELD_ERRORS]
         # Each field message names its field, so the details read well on their own.
         super().__init__(message, "; ".join(f.message for f in fields), fields)
 

@@ -15,8 +15,9 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from api_service.__main__ import configure_logging, uvicorn_options
+from api_service.__main__ import uvicorn_options
 from api_service.store.redis_store import connect_redis
+from shared_models.logs import configure_logging
 from shared_models.settings import Settings
 
 WRITE_SCRIPT = "redis.call('SET', KEYS[1], ARGV[1]) return 1"
@@ -68,7 +69,7 @@ def create_baseline_app(settings: Settings) -> FastAPI:
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(create_baseline_app(settings), **uvicorn_options(settings))
 
 

@@ -141,6 +141,7 @@ class Supervisor:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")  # children write into pipes: no block buffering
         env.setdefault("CLS_CONTROLLER_TOKENS", DEV_CONTROLLER_TOKENS)
+        env.setdefault("CLS_LOG_FORMAT", "text")  # read by people: JSON lines are for pipelines
         for index, name in enumerate(self.names):
             process = await asyncio.create_subprocess_exec(
                 sys.executable,

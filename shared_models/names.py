@@ -71,6 +71,10 @@ class Names:
         """Sorted set of nodepool ids by creation time; ANY stands for an unfiltered dimension."""
         return self._key("idx", "nodepool", owner, cluster_id, phase, health)
 
+    def nodepool_phase_index(self, phase: str) -> str:
+        """Sorted set of every nodepool id in ``phase``, whoever owns it (its ZCARD is a metric)."""
+        return self._key("idx", "phase", "nodepool", phase)
+
     def cluster_nodepools(self, cluster_id: str) -> str:
         """Sorted set of the nodepool ids of one cluster, whoever owns them."""
         return self._key("cluster", cluster_id, "nodepools")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared_models.names import Names
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -42,7 +46,20 @@ class Settings(BaseSettings):
     stub_prefetch: int = Field(default=64, ge=1, le=10_000)
     # Requests.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # How long an Idempotency-Key remembers the create it was first used for (seconds).
+    idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
+    # Peers allowed to assert identity with X-User-Email: comma-separated addresses or CIDR
+    # blocks (the gateway's). Empty: any peer (the API must then be reachable only through it).
+    trusted_proxies: str = ""
     log_level: str = "INFO"
+    # "json": one JSON object per line (for log pipelines); "text": for people at a terminal.
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_well_formed(cls, value: str) -> str:
+        parse_networks(value)
+        return value
 
     @field_validator("controller_tokens")
     @classmethod
@@ -53,6 +70,10 @@ class Settings(BaseSettings):
     @cached_property
     def names(self) -> Names:
         return Names(self.namespace)
+
+    @cached_property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @cached_property
     def controller_token_map(self) -> dict[str, str]:
@@ -69,3 +90,16 @@ def parse_controller_tokens(raw: str) -> dict[str, str]:
             raise ValueError("CLS_CONTROLLER_TOKENS must look like 'name=token,name=token'")
         tokens[token.strip()] = name.strip()
     return tokens
+
+
+def parse_networks(raw: str) -> tuple[IPNetwork, ...]:
+    """Parse ``10.0.0.5,10.1.0.0/16,::1`` into networks (an address is a network of one)."""
+    networks = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ValueError(
+                f"CLS_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR block"
+            ) from exc
+    return tuple(networks)

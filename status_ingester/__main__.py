@@ -12,6 +12,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
+from shared_models.logs import configure_logging
 from shared_models.settings import Settings
 from status_ingester.consumer import StatusIngester
 
@@ -26,10 +27,7 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("status_ingester").info(
         "starting: namespace=%s queue=%s", settings.namespace, settings.names.status_queue
     )

@@ -39,6 +39,7 @@ from api_service.services.status import ApplyResult, Outcome, StatusService
 from api_service.store import RedisStore
 from api_service.store.redis_store import connect_redis
 from shared_models import amqp
+from shared_models.logs import install_record_context, log_context
 from shared_models.settings import Settings
 from status_ingester.counters import Count, IngestCounters
 from status_ingester.decode import Poison, Report, decode
@@ -86,6 +87,7 @@ class StatusIngester:
         drain_timeout: float = DRAIN_TIMEOUT,
         redis_probe_interval: float = REDIS_PROBE_INTERVAL,
     ) -> None:
+        install_record_context()  # log lines name the report they are about
         self.settings = settings
         self.names = settings.names
         self.redis = connect_redis(settings.redis_url)
@@ -278,6 +280,14 @@ class StatusIngester:
         self._lanes.submit(key, Delivery(message, decoded))
 
     async def _handle(self, delivery: Delivery) -> None:
+        # Every line logged about this report (here and in the apply path, which binds the
+        # resource's generation) names the message and, once decoded, the resource.
+        decoded = delivery.decoded
+        fields = decoded.log_fields() if isinstance(decoded, Report) else {}
+        with log_context(message_id=delivery.message.message_id, **fields):
+            await self._handle_in_context(delivery)
+
+    async def _handle_in_context(self, delivery: Delivery) -> None:
         message, decoded = delivery.message, delivery.decoded
         if isinstance(decoded, Poison):
             log.debug("dead-lettering %s: %s", message.message_id, decoded.reason)
@@ -293,6 +303,7 @@ class StatusIngester:
             return
         if result is not None:
             self._succeeded()
+            log.debug("report %s: %s", message.message_id, result.outcome.value)
             await self._settle(message, *_BY_OUTCOME[result.outcome])
 
     def _failed(self, message: AbstractIncomingMessage, exc: Exception) -> None:

@@ -33,6 +33,13 @@ class Report:
     def key(self) -> str:
         return f"{self.kind}:{self.resource_id}"
 
+    def log_fields(self) -> dict[str, object]:
+        return {
+            f"{self.kind}_id": self.resource_id,
+            "controller": self.report.controller_name,
+            "observed_generation": self.report.observed_generation,
+        }
+
 
 @dataclass(frozen=True)
 class Poison:

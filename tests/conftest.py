@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -22,6 +23,11 @@ from api_service.app import create_app
 from shared_models import amqp as amqp_topology
 from shared_models.names import Names
 from shared_models.settings import Settings
+from tests.support.redis_server import PrivateRedis
+from tests.support.status_reports import Reports, watch_reports
+
+if TYPE_CHECKING:
+    from tests.support.stack import Stack
 
 REDIS_URL = os.environ.get("CLS_REDIS_URL", "redis://localhost:6379/0")
 AMQP_URL = os.environ.get("CLS_AMQP_URL", "amqp://guest:guest@localhost:5672/")
@@ -183,3 +189,84 @@ async def nodepool(api: httpx.AsyncClient, cluster: dict[str, Any]) -> dict[str,
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    """A redis-server of this test's own (AOF, appendfsync always): it may be stopped without
+    touching the shared one."""
+    server = PrivateRedis(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+# ---- the whole stack as real processes (tests/e2e, tests/faults) ---------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember each phase's outcome on the test item, so a fixture can tell a failure."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def stack_overrides(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Environment of the stack's services on top of the defaults: the ``stack_env`` marker's.
+
+    A test module overrides this fixture to point the services elsewhere (a proxy, a Redis of
+    its own) at run time.
+    """
+    marker = request.node.get_closest_marker("stack_env")
+    return dict(marker.kwargs) if marker is not None else {}
+
+
+@pytest.fixture
+async def stack(
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    redis: Redis,
+    amqp: AbstractRobustConnection,
+    tmp_path: Path,
+    stack_overrides: dict[str, str],
+) -> AsyncIterator[Stack]:
+    """The three services as real processes, started together (they may start in any order).
+
+    ``@pytest.mark.stack_env(CLS_STUB_DELAY_MS="200")`` overrides their environment. On a
+    failure, the tail of each service's log is printed with the test report.
+    """
+    # Imported here: tests.support.stack reads this module's constants.
+    from tests.support.services import ServiceProcess
+    from tests.support.stack import PACKAGES, Stack, free_port, stack_env
+
+    port = free_port()
+    env = stack_env(settings.names, port, **stack_overrides)
+    services = {package: ServiceProcess(package, env, tmp_path) for package in PACKAGES}
+    base_url = f"http://127.0.0.1:{port}"
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them, so a
+    # request never goes out on a connection the server is closing.
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=USER, timeout=10, limits=limits
+    ) as http:
+        running = Stack(settings.names, base_url, services, http, amqp)
+        try:
+            await running.start(*PACKAGES)
+            yield running
+        finally:
+            codes = {name: s.stop() for name, s in services.items()}
+            failed = getattr(request.node, "report_call", None)
+            if failed is not None and failed.failed:
+                print(f"\nservice exit codes: {codes}\n{running.logs()}")
+
+
+@pytest.fixture
+async def reports(stack: Stack) -> AsyncIterator[Reports]:
+    """Every report the controllers publish (a copy; the ingester gets its own)."""
+    async with watch_reports(stack.amqp, stack.names) as collected:
+        yield collected

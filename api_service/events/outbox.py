@@ -31,6 +31,16 @@ class OutboxEntry:
         """Unix time of the commit (stream ids start with the server's clock in milliseconds)."""
         return int(self.stream_id.split("-", 1)[0]) / 1000
 
+    def log_fields(self) -> dict[str, str]:
+        """The entry's resource, for log lines (``res`` is a nodepool or a cluster id)."""
+        kind = self.fields.get("rk", "").partition(".")[0] or "resource"
+        return {
+            "outbox_id": self.stream_id,
+            "event_id": self.fields.get("id", ""),
+            f"{kind}_id": self.fields.get("res", ""),
+            "generation": self.fields.get("gen", ""),
+        }
+
     @classmethod
     def parse(cls, stream_id: str, fields: dict[str, str]) -> OutboxEntry:
         try:

@@ -59,6 +59,7 @@ class ReconcileLoop:
         self.settings = settings
         self.lease = lease
         self.published = 0
+        self.ticks = 0  # ticks run as leader (a metric)
         self._redis_failing = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -95,6 +96,8 @@ class ReconcileLoop:
             self.names.reconcile_due, "-inf", now, start=0, num=self.settings.reconcile_batch_size
         )
         members = [str(member) for member in due]
+        if self.lease.is_leader:
+            self.ticks += 1
         emitted = await self.handle(members, now) if members and self.lease.is_leader else 0
         # Every tick, even an idle one, so that it shows which replica runs the loop.
         log.debug("reconcile tick: %d due, %d reconcile events committed", len(members), emitted)
@@ -117,7 +120,10 @@ class ReconcileLoop:
             if failed is None:
                 emitted += member in records
             elif failed.code not in (RV_CHANGED, STILL_EXISTS, RESCHEDULED):
-                log.error("reconcile of %s failed: %s", member, failed)
+                kind, _, resource_id = member.partition(":")
+                log.error(
+                    "reconcile of %s failed: %s", member, failed, extra={f"{kind}_id": resource_id}
+                )
         self.published += emitted
         return emitted
 

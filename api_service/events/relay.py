@@ -106,6 +106,9 @@ class OutboxRelay:
             return True  # the term ended while we waited: the new leader takes it from here
         confirmed = await self.broker.publish([entry.event for entry in batch if entry.event])
         await self.outbox.remove(batch[:confirmed])
+        if log.isEnabledFor(logging.DEBUG):
+            for entry in batch[:confirmed]:
+                log.debug("published %s", entry.fields.get("rk"), extra=entry.log_fields())
         self.stats.published += confirmed
         self.stats.relayed_since += confirmed
         if confirmed < len(batch):
@@ -126,6 +129,7 @@ class OutboxRelay:
                     entry.stream_id,
                     self.outbox.dead_key,
                     entry.error,
+                    extra=entry.log_fields(),
                 )
 
     # ---- state changes: one log line each ---------------------------------------------------

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from api_service.deps import ClusterId, Clusters, IfMatch, Owner
 from api_service.json_response import OrjsonResponse
+from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter
 from api_service.routes.responses import (
     CREATED,
@@ -28,11 +29,21 @@ from shared_models.specs import Platform
 router = APIRouter(tags=["clusters"], responses=ERRORS)
 
 
-@router.post("/clusters", status_code=201, response_model=Cluster, responses=CREATED)
+@router.post(
+    "/clusters",
+    status_code=201,
+    response_model=Cluster,
+    responses={**CREATED, **replayed(Cluster)},
+    openapi_extra=IDEMPOTENCY_DOC,
+)
 async def create(
-    owner: Owner, body: ClusterCreate, svc: Clusters, dry_run: DryRun = False
+    owner: Owner,
+    body: ClusterCreate,
+    svc: Clusters,
+    idempotency: IdempotencyKey,
+    dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await svc.create(owner, body, dry_run)
+    record = await svc.create(owner, body, dry_run, idempotency)
     return resource_response(record.view(), 201, f"/api/v1/clusters/{record.id}")
 
 

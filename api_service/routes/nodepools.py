@@ -17,6 +17,7 @@ from api_service.deps import (
 )
 from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
+from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.responses import (
     CREATED,
     ERRORS,
@@ -46,24 +47,39 @@ MERGE_PATCH = "application/merge-patch+json"
 
 
 @router.post(
-    "/clusters/{clusterId}/nodepools", status_code=201, response_model=NodePool, responses=CREATED
+    "/clusters/{clusterId}/nodepools",
+    status_code=201,
+    response_model=NodePool,
+    responses={**CREATED, **replayed(NodePool)},
+    openapi_extra=IDEMPOTENCY_DOC,
 )
 async def create_in_cluster(
     owner: Owner,
     cluster_id: ParentClusterId,
     body: NodePoolCreate,
     svc: NodePools,
+    idempotency: IdempotencyKey,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await svc.create(owner, body, cluster_id, dry_run)
+    record = await svc.create(owner, body, cluster_id, dry_run, idempotency)
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 
-@router.post("/nodepools", status_code=201, response_model=NodePool, responses=CREATED)
+@router.post(
+    "/nodepools",
+    status_code=201,
+    response_model=NodePool,
+    responses={**CREATED, **replayed(NodePool)},
+    openapi_extra=IDEMPOTENCY_DOC,
+)
 async def create(
-    owner: Owner, body: NodePoolCreate, svc: NodePools, dry_run: DryRun = False
+    owner: Owner,
+    body: NodePoolCreate,
+    svc: NodePools,
+    idempotency: IdempotencyKey,
+    dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await svc.create(owner, body, None, dry_run)
+    record = await svc.create(owner, body, None, dry_run, idempotency)
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from api_service.json_response import OrjsonResponse
 from api_service.services.common import etag
 from shared_models.errors import ErrorEnvelope
+from shared_models.logs import bind, resource_log_fields
 
 # Documented on every route so that generated clients know the error shape. "default" also
 # stops FastAPI from documenting its own 422 body, which this API never sends.
@@ -45,6 +46,7 @@ def resource_response(
     view: dict[str, Any], status_code: int = 200, location: str | None = None
 ) -> OrjsonResponse:
     headers = {"ETag": etag(view["resource_version"])}
+    bind(**resource_log_fields(view))
     if location is not None:
         headers["Location"] = location
     return OrjsonResponse(view, status_code=status_code, headers=headers)

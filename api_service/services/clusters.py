@@ -19,6 +19,7 @@ from api_service.services.common import (
     status_document,
     utcnow,
 )
+from api_service.services.idempotency import IdempotentCreate
 from api_service.services.nodepools import NodePoolService
 from api_service.store import ClusterRecord, RedisStore, Txn, TxnFailed
 from shared_models.aggregation import aggregate
@@ -69,7 +70,13 @@ class ClusterService:
         reports = await self.store.controller_reports("cluster", cluster_id)
         return status_document("cluster_id", cluster_id, record.generation, record.status, reports)
 
-    async def create(self, owner: str, body: ClusterCreate, dry_run: bool) -> ClusterRecord:
+    async def create(
+        self,
+        owner: str,
+        body: ClusterCreate,
+        dry_run: bool,
+        idempotency: IdempotentCreate | None = None,
+    ) -> ClusterRecord:
         now = utcnow()
         cluster_id = (body.id or new_id()).lower()
         status = aggregate(1, [], None, now)
@@ -94,13 +101,20 @@ class ClusterService:
         )
         names = self.names
         txn = Txn()
+        if idempotency is not None:
+            idempotency.guard(txn, "cluster", record.view())
         txn.expect_field(names.record("cluster", cluster_id), "rv", None, ID_TAKEN)
         txn.expect_field(names.cluster_names(owner), body.name, None, NAME_TAKEN)
         txn.hset(names.record("cluster", cluster_id), record.to_hash())
         txn.hset(names.cluster_names(owner), {body.name: cluster_id})
         txn.move_in_indexes(set(), record.index_keys(names), record.seq, cluster_id)
         self._emit(txn, "cluster.created", record, 1, now)
-        await self._run(txn, body.name, dry_run)
+        try:
+            await self._run(txn, body.name, dry_run)
+        except TxnFailed as failed:
+            if idempotency is None:
+                raise
+            idempotency.settle(failed)
         return record
 
     async def replace(

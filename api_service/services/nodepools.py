@@ -20,6 +20,7 @@ from api_service.services.common import (
     status_document,
     utcnow,
 )
+from api_service.services.idempotency import IdempotentCreate
 from api_service.services.merge_patch import merge_patch
 from api_service.services.validation import field_errors, validate_nodepool_against_cluster
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
@@ -101,7 +102,12 @@ class NodePoolService:
 
     # ---- writes ----------------------------------------------------------------------------
     async def create(
-        self, owner: str, body: NodePoolCreate, path_cluster_id: str | None, dry_run: bool
+        self,
+        owner: str,
+        body: NodePoolCreate,
+        path_cluster_id: str | None,
+        dry_run: bool,
+        idempotency: IdempotentCreate | None = None,
     ) -> NodePoolRecord:
         cluster_id = self._target_cluster(body.cluster_id, path_cluster_id)
         cluster = await self.owned_cluster(owner, cluster_id)
@@ -131,6 +137,8 @@ class NodePoolService:
             cluster_id=cluster_id,
         )
         txn = Txn()
+        if idempotency is not None:
+            idempotency.guard(txn, "nodepool", record.view())
         txn.expect_field(self.names.record("cluster", cluster_id), "owner", owner, CLUSTER_GONE)
         txn.expect_field(self.names.nodepool_names(cluster_id), body.name, None, NAME_TAKEN)
         txn.hset(self.names.record("nodepool", nodepool_id), record.to_hash())
@@ -139,7 +147,12 @@ class NodePoolService:
         txn.zadd(self.names.cluster_nodepools(cluster_id), record.seq, nodepool_id)
         self._schedule_reconcile(txn, nodepool_id, status)
         self._emit(txn, "nodepool.created", record, record.generation, now)
-        await self._run(txn, body.name, dry_run)
+        try:
+            await self._run(txn, body.name, dry_run)
+        except TxnFailed as failed:
+            if idempotency is None:
+                raise
+            idempotency.settle(failed)
         return record
 
     async def replace(

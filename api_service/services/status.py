@@ -22,8 +22,10 @@ from api_service.services.common import RV_CHANGED, new_resource_version, utcnow
 from api_service.services.nodepools import stored_reports
 from api_service.services.validation import field_errors
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
+from shared_models import strict_json
 from shared_models.aggregation import aggregate
 from shared_models.errors import FieldError
+from shared_models.logs import bind
 from shared_models.names import Kind
 from shared_models.settings import Settings
 from shared_models.status import AggregatedStatus, ControllerReport, Phase, StoredControllerStatus
@@ -62,10 +64,10 @@ class InvalidReport(ValueError):
 
 
 def load_json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a body with the parser both paths share (it rejects NaN and Infinity)."""
+    """Parse a body with the parser both paths share (no NaN, duplicate keys or deep nesting)."""
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        data = strict_json.loads(raw)
+    except strict_json.StrictJsonError as exc:
         raise _body_error(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise _body_error(f"body is a JSON {type(data).__name__}, not an object")
@@ -102,9 +104,16 @@ class StatusService:
     async def apply(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
         """Apply one report; retried when another write to the same resource got there first."""
         report = _bare(report)
+        bind(
+            **{f"{kind}_id": resource_id},
+            controller=report.controller_name,
+            observed_generation=report.observed_generation,
+        )
         for _ in range(MAX_ATTEMPTS):
             try:
-                return await self._attempt(kind, resource_id, report)
+                result = await self._attempt(kind, resource_id, report)
+                bind(generation=result.generation or None, outcome=result.outcome.value)
+                return result
             except TxnFailed as failed:
                 if failed.code != RV_CHANGED:
                     raise

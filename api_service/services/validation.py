@@ -15,6 +15,11 @@ from shared_models.specs import PATTERN_HINTS, ClusterSpec, NodePoolSpec, zone_r
 _PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
+# A path names a map key it found (a label key, an unknown field): a client's string, cut short
+# so that an error about a huge key does not send the key back (twice).
+MAX_PATH_PART = 64
+
+
 def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
     """('spec', 'platform', 'gcp', 'zones', 2) -> 'spec.platform.gcp.zones[2]'."""
     path = prefix
@@ -22,7 +27,10 @@ def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path = f"{path}.{part}" if path else str(part)
+            text = str(part)
+            if len(text) > MAX_PATH_PART:
+                text = text[:MAX_PATH_PART] + "..."
+            path = f"{path}.{text}" if path else text
     return path
 
 

@@ -6,6 +6,7 @@
 --   {"c": "hgetne","k": i, "f": field, "fail": code}                    field must be present
 --   {"c": "zcard", "k": i, "v": n, "fail": code}                        ZCARD must equal n
 --   {"c": "zscore_le", "k": i, "m": member, "v": n, "fail": code}       member present, score <= n
+--   {"c": "absent", "k": i, "fail": code}                               string key must not exist
 -- Ops: hset {kv}, hdel {f}, del, zadd {s, m}, zrem {m}, xadd {kv}, set {v, px?}
 -- Returns {"ok"} or {"fail", code, actual value of the failed check}.
 local plan = cjson.decode(ARGV[1])
@@ -28,6 +29,9 @@ for _, chk in ipairs(plan.checks or {}) do
   elseif chk.c == "zscore_le" then
     actual = redis.call("ZSCORE", key, chk.m)
     ok = (actual ~= false and tonumber(actual) <= tonumber(chk.v))
+  elseif chk.c == "absent" then
+    actual = redis.call("GET", key)
+    ok = (actual == false)
   else
     return redis.error_reply("unknown check " .. tostring(chk.c))
   end

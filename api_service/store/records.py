@@ -90,13 +90,16 @@ class NodePoolRecord(_Record):
         return {**self._common_fields(), "cluster_id": self.cluster_id}
 
     def index_keys(self, names: Names) -> set[str]:
-        """Every (cluster, phase, health) filter combination this nodepool must be listed under."""
-        return {
+        """Every (cluster, phase, health) filter combination this nodepool must be listed under,
+        and the global index of its phase (counted by /metrics)."""
+        keys = {
             names.nodepool_index(self.owner, cluster, phase, health)
             for cluster, phase, health in product(
                 (self.cluster_id, ANY), (self.phase, ANY), (self.health, ANY)
             )
         }
+        keys.add(names.nodepool_phase_index(self.phase))
+        return keys
 
     def with_changes(self, **changes: Any) -> NodePoolRecord:
         return replace(self, **changes)

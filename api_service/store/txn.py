@@ -47,6 +47,11 @@ class Txn:
         )
         return self
 
+    def expect_absent(self, key: str, fail: str) -> Txn:
+        """The string ``key`` must not exist; if it does, its value is the failure's ``actual``."""
+        self.checks.append({"c": "absent", "k": self._k(key), "fail": fail})
+        return self
+
     # ---- ops -------------------------------------------------------------------------------
     def hset(self, key: str, mapping: dict[str, str]) -> Txn:
         kv: list[str] = []

@@ -148,16 +148,6 @@ async def serve(
 
 
 @pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    """A redis-server of this test's own: it may be stopped without touching the shared one."""
-    server = PrivateRedis(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture
 def private_settings(settings: Settings, private_redis: PrivateRedis) -> Settings:
     return settings.model_copy(update={"redis_url": private_redis.url})
 

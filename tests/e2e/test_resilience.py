@@ -8,18 +8,15 @@ import asyncio
 import httpx
 import pytest
 
-from tests.support.status_reports import Reports
-
-from .conftest import (
-    Json,
+from tests.support.stack import (
     Stack,
+    all_ready_at,
     create_body,
     create_cluster,
     create_nodepool,
-    eventually,
     scale_body,
-    status_of,
 )
+from tests.support.status_reports import Reports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -47,20 +44,6 @@ async def scale_half(http: httpx.AsyncClient, pools: list[str]) -> dict[str, int
         assert response.status_code == 200, response.text
         latest[nodepool_id] = response.json()["generation"]
     return latest
-
-
-async def all_ready_at(stack: Stack, latest: dict[str, int], within: float = 90.0) -> None:
-    async def probe() -> Json | None:
-        views = await asyncio.gather(*(status_of(stack.http, p) for p in latest))
-        lagging = [
-            v["nodepool_id"]
-            for v in views
-            if v["status"]["phase"] != "Ready"
-            or v["status"]["observedGeneration"] != latest[v["nodepool_id"]]
-        ]
-        return None if lagging else {"ok": True}
-
-    await eventually(probe, "every nodepool Ready at its latest generation", within)
 
 
 async def ready_count(http: httpx.AsyncClient) -> int:

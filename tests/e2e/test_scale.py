@@ -9,7 +9,14 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from .conftest import Json, Stack, create_body, create_cluster, create_nodepool, eventually
+from tests.support.stack import (
+    Json,
+    Stack,
+    create_body,
+    create_cluster,
+    create_nodepool,
+    eventually,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 

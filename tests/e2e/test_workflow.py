@@ -10,9 +10,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared_models import amqp as topology
-from tests.support.status_reports import Reports, reason
-
-from .conftest import (
+from tests.support.stack import (
     Json,
     Stack,
     controller_report,
@@ -23,6 +21,7 @@ from .conftest import (
     scale_body,
     wait_phase,
 )
+from tests.support.status_reports import Reports, reason
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

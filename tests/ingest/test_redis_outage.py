@@ -9,8 +9,7 @@ twice would end in the dead-letter queue and fail the test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -38,13 +37,6 @@ from tests.support.redis_server import PrivateRedis
 
 POOLS = 10
 PER_OUTAGE = 15  # steps per nodepool published while Redis is down: more than one window
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis").start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture

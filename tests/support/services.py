@@ -55,6 +55,10 @@ class ServiceProcess:
         return None if self.process is None else self.process.wait(timeout)
 
     @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 

@@ -1,7 +1,8 @@
 """The whole stack as real processes: ``python -m api_service``, ``python -m status_ingester`` and
-``python -m reconciler_stub`` against the real Redis and broker, in a fresh namespace per test.
+``python -m reconciler_stub`` against the real Redis and broker, in a fresh namespace per test,
+and the requests of the user guide that end-to-end and fault tests send to it.
 
-On a failure, the tail of each service's log is printed with the test report.
+The ``stack`` and ``reports`` fixtures (tests/conftest.py) build on this module.
 """
 
 from __future__ import annotations
@@ -9,23 +10,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import ChannelNotFoundEntity
-from redis.asyncio import Redis
 
 from reconciler_stub.catalog import ALL_CONTROLLERS
 from shared_models.names import Names
-from shared_models.settings import Settings
-from tests.conftest import AMQP_URL, CONTROLLER_TOKENS, REDIS_URL, USER
+from tests.conftest import AMQP_URL, CONTROLLER_TOKENS, REDIS_URL
 from tests.support.services import ServiceProcess, wait_http_ok
-from tests.support.status_reports import Reports, watch_reports
 
 PACKAGES = ("api_service", "status_ingester", "reconciler_stub")
 STUB_DELAY_MS = 20
@@ -112,52 +108,6 @@ def stack_env(names: Names, port: int, **extra: str) -> dict[str, str]:
         "CLS_LOG_LEVEL": "INFO",
         **extra,
     }
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Remember each phase's outcome on the test item, so a fixture can tell a failure."""
-    report = yield
-    setattr(item, f"report_{report.when}", report)
-    return report
-
-
-@pytest.fixture
-async def stack(
-    request: pytest.FixtureRequest,
-    settings: Settings,
-    redis: Redis,
-    amqp: AbstractRobustConnection,
-    tmp_path: Path,
-) -> AsyncIterator[Stack]:
-    """The three services, started together (they may start in any order).
-
-    ``@pytest.mark.stack_env(CLS_STUB_DELAY_MS="200")`` overrides their environment.
-    """
-    port = free_port()
-    marker = request.node.get_closest_marker("stack_env")
-    env = stack_env(settings.names, port, **(marker.kwargs if marker is not None else {}))
-    services = {package: ServiceProcess(package, env, tmp_path) for package in PACKAGES}
-    base_url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base_url, headers=USER, timeout=10) as http:
-        running = Stack(settings.names, base_url, services, http, amqp)
-        try:
-            await running.start(*PACKAGES)
-            yield running
-        finally:
-            codes = {name: s.stop() for name, s in services.items()}
-            failed = getattr(request.node, "report_call", None)
-            if failed is not None and failed.failed:
-                print(f"\nservice exit codes: {codes}\n{running.logs()}")
-
-
-@pytest.fixture
-async def reports(stack: Stack) -> AsyncIterator[Reports]:
-    """Every report the controllers publish (a copy; the ingester gets its own)."""
-    async with watch_reports(stack.amqp, stack.names) as collected:
-        yield collected
 
 
 # ---- requests -----------------------------------------------------------------------------
@@ -257,15 +207,23 @@ async def create_nodepool(http: httpx.AsyncClient, body: Json) -> Json:
 async def eventually(
     probe: Callable[[], Awaitable[Json | None]], what: str, within: float = 30.0
 ) -> Json:
-    """Poll ``probe`` until it returns a value, or fail saying what never happened."""
+    """Poll ``probe`` until it returns a value, or fail saying what never happened.
+
+    A transport error counts as "not yet": a keep-alive connection the server closes just as the
+    client reuses it fails one request (a known race of HTTP/1.1), and the next poll retries.
+    """
     deadline = time.monotonic() + within
-    last: Json | None = None
+    problem = ""
     while time.monotonic() < deadline:
-        last = await probe()
-        if last is not None:
-            return last
+        try:
+            found = await probe()
+        except httpx.TransportError as exc:
+            problem = f" (last request failed: {exc!r})"
+            found = None
+        if found is not None:
+            return found
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{what}: not within {within}s")
+    raise AssertionError(f"{what}: not within {within}s{problem}")
 
 
 async def status_of(http: httpx.AsyncClient, nodepool_id: str) -> Json:
@@ -294,3 +252,17 @@ async def wait_phase(
 def controller_report(view: Json, controller: str) -> Json:
     found: Json = next(c for c in view["controller_status"] if c["controller_name"] == controller)
     return found
+
+
+async def all_ready_at(stack: Stack, latest: dict[str, int], within: float = 90.0) -> None:
+    async def probe() -> Json | None:
+        views = await asyncio.gather(*(status_of(stack.http, p) for p in latest))
+        lagging = [
+            v["nodepool_id"]
+            for v in views
+            if v["status"]["phase"] != "Ready"
+            or v["status"]["observedGeneration"] != latest[v["nodepool_id"]]
+        ]
+        return None if lagging else {"ok": True}
+
+    await eventually(probe, "every nodepool Ready at its latest generation", within)

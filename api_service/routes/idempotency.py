@@ -1,0 +1,101 @@
+"""The HTTP side of ``Idempotency-Key`` (the rules are in ``services/idempotency.py``).
+
+The create routes declare ``idempotency: IdempotencyKey``: the header is read from the request,
+validated, and the request fingerprinted (method, path and body as a canonical document, so
+whitespace and key order do not matter). A retry answers 200 with the first response's body and
+``Idempotent-Replayed: true``. Dry runs neither read nor store keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from api_service.deps import Owner, State
+from api_service.errors import ValidationFailed
+from api_service.json_response import OrjsonResponse
+from api_service.services.common import etag
+from api_service.services.idempotency import HEADER, IdempotentCreate, Replayed, claim_key
+
+# Visible ASCII, as the IETF draft's examples and every major API use; room for a UUID or a
+# client's own request id, short enough for a Redis key.
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_LOCATIONS = {"cluster": "/api/v1/clusters/{id}", "nodepool": "/api/v1/nodepools/{id}"}
+_FALSE = ("false", "0", "no", "off", "f", "n")
+
+# For the create routes' ``openapi_extra``.
+IDEMPOTENCY_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+            "description": "Makes a retried create safe: the same key with the same request "
+            "returns the first result (200 with the body of the first 201) for 24 hours instead "
+            "of creating a duplicate; the same key with another request is a 409. Per caller.",
+        }
+    ]
+}
+
+
+def replayed(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The create routes' 200: the replay of a retried create."""
+    return {
+        200: {
+            "model": model,
+            "description": "A retried create (same Idempotency-Key, same request): the body of "
+            "the first response, with the header Idempotent-Replayed: true",
+            "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+        }
+    }
+
+
+async def _idempotency(request: Request, owner: Owner, state: State) -> IdempotentCreate | None:
+    raw = request.headers.get(HEADER)
+    if raw is None or _dry_run(request):
+        return None
+    if not _KEY.fullmatch(raw):
+        raise ValidationFailed.of(HEADER, f"{HEADER}: 1-255 visible ASCII characters, no spaces")
+    fingerprint = await _fingerprint(request)
+    return await claim_key(state.store, owner, raw, fingerprint, state.settings.idempotency_ttl)
+
+
+IdempotencyKey = Annotated[IdempotentCreate | None, Depends(_idempotency)]
+
+
+def _dry_run(request: Request) -> bool:
+    value = request.query_params.get("dryRun")
+    return value is not None and value.strip().lower() not in ("", *_FALSE)
+
+
+async def _fingerprint(request: Request) -> str:
+    body = await request.body()
+    # Not JSON: the route refuses it anyway; the raw bytes still tell requests apart.
+    with contextlib.suppress(orjson.JSONDecodeError):
+        body = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
+    digest.update(body)
+    return digest.hexdigest()
+
+
+async def _replayed(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Replayed)
+    body = exc.body
+    headers = {
+        "ETag": etag(body["resource_version"]),
+        "Location": _LOCATIONS[exc.kind].format(id=body["id"]),
+        "Idempotent-Replayed": "true",
+    }
+    return OrjsonResponse(body, status_code=200, headers=headers)
+
+
+def install_replay_handler(app: FastAPI) -> None:
+    app.add_exception_handler(Replayed, _replayed)
