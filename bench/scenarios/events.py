@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 from aio_pika.abc import AbstractRobustConnection
@@ -96,10 +97,15 @@ async def _bare_rate(
 async def _lags(api: Server, tap: EventTap, cluster_id: str, writes: int) -> list[float]:
     lags: list[float] = []
     async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
-        page = await client.get(
-            f"/api/v1/clusters/{cluster_id}/nodepools?limit={writes}", headers=bodies.USER_HEADERS
-        )
-        pools = page.json()["nodepools"]
+        pools: list[dict[str, Any]] = []
+        while len(pools) < writes:  # pages of at most 100, the API's limit
+            page = await client.get(
+                f"/api/v1/clusters/{cluster_id}/nodepools",
+                params={"limit": min(100, writes - len(pools)), "offset": len(pools)},
+                headers=bodies.USER_HEADERS,
+            )
+            page.raise_for_status()
+            pools += page.json()["nodepools"]
         for i, pool in enumerate(pools):
             body = {"name": pool["name"], "spec": bodies.nodepool_spec(2 + (i % 2) * 3)}
             sent = time.monotonic()
