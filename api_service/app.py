@@ -30,8 +30,6 @@ from shared_models.settings import Settings
 
 log = logging.getLogger("api_service")
 
-API_PREFIX = "/api/v1"
-
 
 def build_state(settings: Settings) -> AppState:
     store = RedisStore(connect_redis(settings.redis_url), settings.names)
@@ -93,13 +91,17 @@ def create_app(settings: Settings | None = None, *, relay_events: bool = True) -
     templates = RouteTemplates()
     app.add_middleware(RequestContextMiddleware, metrics=metrics, templates=templates)
     templates.include(app.router.routes)  # /openapi.json, /docs
-    for router, prefix in (
-        (health.router, ""),
-        (metrics_route.router, ""),
-        (clusters.router, API_PREFIX),
-        (nodepools.router, API_PREFIX),
-        (status.router, API_PREFIX),
+    # The routes are added to the app itself, not with ``include_router``: since FastAPI 0.165
+    # an included router is matched lazily, so every request scanned the routes of each router
+    # before its own, then its own router's a second time, with scope bookkeeping around every
+    # candidate: about a quarter of a GET's CPU. The routers carry their prefix themselves.
+    for router in (
+        health.router,
+        metrics_route.router,
+        nodepools.router,
+        status.router,
+        clusters.router,
     ):
-        app.include_router(router, prefix=prefix)
-        templates.include(router.routes, prefix)
+        app.router.routes.extend(router.routes)
+        templates.include(router.routes)
     return app

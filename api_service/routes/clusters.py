@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api_service.deps import ClusterId, Clusters, IfMatch, Owner
+from api_service.deps import ClusterId, IfMatch, User
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter
 from api_service.routes.responses import (
+    API_PREFIX,
     CREATED,
     ERRORS,
     WITH_ETAG,
@@ -26,7 +27,7 @@ from shared_models.resources import (
 )
 from shared_models.specs import Platform
 
-router = APIRouter(tags=["clusters"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["clusters"], responses=ERRORS)
 
 
 @router.post(
@@ -37,27 +38,25 @@ router = APIRouter(tags=["clusters"], responses=ERRORS)
     openapi_extra=IDEMPOTENCY_DOC,
 )
 async def create(
-    owner: Owner,
+    user: User,
     body: ClusterCreate,
-    svc: Clusters,
     idempotency: IdempotencyKey,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await svc.create(owner, body, dry_run, idempotency)
+    record = await user.clusters.create(user.owner, body, dry_run, idempotency)
     return resource_response(record.view(), 201, f"/api/v1/clusters/{record.id}")
 
 
 @router.get("/clusters", response_model=ClusterList)
 async def list_clusters(
-    owner: Owner,
-    svc: Clusters,
+    user: User,
     limit: Limit = 50,
     offset: Offset = 0,
     platform: Annotated[Platform | None, Query(description="Filter by platform")] = None,
     phase: PhaseFilter = None,
 ) -> Response:
-    total, items = await svc.list(
-        owner,
+    total, items = await user.clusters.list(
+        user.owner,
         platform=platform,
         phase=phase.value if phase else None,
         limit=limit,
@@ -67,30 +66,28 @@ async def list_clusters(
 
 
 @router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
-async def get(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> Response:
-    return stored_resource_response(*await svc.get_view(owner, cluster_id))
+async def get(user: User, cluster_id: ClusterId) -> Response:
+    return stored_resource_response(*await user.clusters.get_view(user.owner, cluster_id))
 
 
 @router.put("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
 async def replace(
-    owner: Owner,
+    user: User,
     cluster_id: ClusterId,
     body: ClusterUpdate,
-    svc: Clusters,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await svc.replace(owner, cluster_id, body, if_match, dry_run)
+    record = await user.clusters.replace(user.owner, cluster_id, body, if_match, dry_run)
     return resource_response(record.view())
 
 
 @router.delete("/clusters/{id}", status_code=204, response_class=Response)
 async def delete(
-    owner: Owner,
+    user: User,
     cluster_id: ClusterId,
-    svc: Clusters,
     if_match: IfMatch = None,
     force: Annotated[bool, Query(description="Also delete the cluster's nodepools")] = False,
 ) -> Response:
-    await svc.delete(owner, cluster_id, if_match, force)
+    await user.clusters.delete(user.owner, cluster_id, if_match, force)
     return Response(status_code=204)

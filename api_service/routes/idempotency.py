@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from api_service.deps import Owner, State
+from api_service.deps import User, state_of
 from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.services.common import etag
@@ -58,14 +58,16 @@ def replayed(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     }
 
 
-async def _idempotency(request: Request, owner: Owner, state: State) -> IdempotentCreate | None:
+async def _idempotency(request: Request, user: User) -> IdempotentCreate | None:
     raw = request.headers.get(HEADER)
     if raw is None or _dry_run(request):
         return None
     if not _KEY.fullmatch(raw):
         raise ValidationFailed.of(HEADER, f"{HEADER}: 1-255 visible ASCII characters, no spaces")
     fingerprint = await _fingerprint(request)
-    return await claim_key(state.store, owner, raw, fingerprint, state.settings.idempotency_ttl)
+    state = state_of(request)
+    ttl = state.settings.idempotency_ttl
+    return await claim_key(state.store, user.owner, raw, fingerprint, ttl)
 
 
 IdempotencyKey = Annotated[IdempotentCreate | None, Depends(_idempotency)]

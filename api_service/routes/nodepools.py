@@ -11,14 +11,15 @@ from api_service.deps import (
     ClusterFilter,
     IfMatch,
     NodePoolId,
-    NodePools,
-    Owner,
     ParentClusterId,
+    User,
+    UserCall,
 )
 from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.responses import (
+    API_PREFIX,
     CREATED,
     ERRORS,
     WITH_ETAG,
@@ -35,7 +36,7 @@ from shared_models.resources import (
 )
 from shared_models.status import Health, Phase
 
-router = APIRouter(tags=["nodepools"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["nodepools"], responses=ERRORS)
 
 DryRun = Annotated[bool, Query(alias="dryRun", description="Validate everything, write nothing")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")]
@@ -54,14 +55,13 @@ MERGE_PATCH = "application/merge-patch+json"
     openapi_extra=IDEMPOTENCY_DOC,
 )
 async def create_in_cluster(
-    owner: Owner,
+    user: User,
     cluster_id: ParentClusterId,
     body: NodePoolCreate,
-    svc: NodePools,
     idempotency: IdempotencyKey,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await svc.create(owner, body, cluster_id, dry_run, idempotency)
+    record = await user.nodepools.create(user.owner, body, cluster_id, dry_run, idempotency)
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 
@@ -73,54 +73,50 @@ async def create_in_cluster(
     openapi_extra=IDEMPOTENCY_DOC,
 )
 async def create(
-    owner: Owner,
+    user: User,
     body: NodePoolCreate,
-    svc: NodePools,
     idempotency: IdempotencyKey,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await svc.create(owner, body, None, dry_run, idempotency)
+    record = await user.nodepools.create(user.owner, body, None, dry_run, idempotency)
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 
 @router.get("/clusters/{clusterId}/nodepools", response_model=NodePoolList)
 async def list_in_cluster(
-    owner: Owner,
+    user: User,
     cluster_id: ParentClusterId,
-    svc: NodePools,
     limit: Limit = 50,
     offset: Offset = 0,
     phase: PhaseFilter = None,
     health: HealthFilter = None,
 ) -> Response:
-    await svc.owned_cluster(owner, cluster_id)
-    return await _page(svc, owner, cluster_id, phase, health, limit, offset)
+    await user.nodepools.owned_cluster(user.owner, cluster_id)
+    return await _page(user, cluster_id, phase, health, limit, offset)
 
 
 @router.get("/nodepools", response_model=NodePoolList)
 async def list_all(
-    owner: Owner,
-    svc: NodePools,
+    user: User,
     cluster_id: ClusterFilter,
     limit: Limit = 50,
     offset: Offset = 0,
     phase: PhaseFilter = None,
     health: HealthFilter = None,
 ) -> Response:
-    return await _page(svc, owner, cluster_id, phase, health, limit, offset)
+    return await _page(user, cluster_id, phase, health, limit, offset)
 
 
 async def _page(
-    svc: NodePools,
-    owner: str,
+    user: UserCall,
     cluster_id: str | None,
     phase: Phase | None,
     health: Health | None,
     limit: int,
     offset: int,
 ) -> Response:
-    total, items = await svc.list(
-        owner,
+    total, items = await user.nodepools.list(
+        user.owner,
         cluster_id=cluster_id,
         phase=phase.value if phase else None,
         health=health.value if health else None,
@@ -131,20 +127,19 @@ async def _page(
 
 
 @router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
-async def get(owner: Owner, nodepool_id: NodePoolId, svc: NodePools) -> Response:
-    return stored_resource_response(*await svc.get_view(owner, nodepool_id))
+async def get(user: User, nodepool_id: NodePoolId) -> Response:
+    return stored_resource_response(*await user.nodepools.get_view(user.owner, nodepool_id))
 
 
 @router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
 async def replace(
-    owner: Owner,
+    user: User,
     nodepool_id: NodePoolId,
     body: NodePoolUpdate,
-    svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await svc.replace(owner, nodepool_id, body, if_match, dry_run)
+    record = await user.nodepools.replace(user.owner, nodepool_id, body, if_match, dry_run)
     return resource_response(record.view())
 
 
@@ -164,23 +159,20 @@ async def replace(
     },
 )
 async def patch(
-    owner: Owner,
+    user: User,
     nodepool_id: NodePoolId,
     request: Request,
-    svc: NodePools,
     if_match: IfMatch = None,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
     patch_body = await read_merge_patch(request)
-    record = await svc.patch(owner, nodepool_id, patch_body, if_match, dry_run)
+    record = await user.nodepools.patch(user.owner, nodepool_id, patch_body, if_match, dry_run)
     return resource_response(record.view())
 
 
 @router.delete("/nodepools/{id}", status_code=204, response_class=Response)
-async def delete(
-    owner: Owner, nodepool_id: NodePoolId, svc: NodePools, if_match: IfMatch = None
-) -> Response:
-    await svc.delete(owner, nodepool_id, if_match)
+async def delete(user: User, nodepool_id: NodePoolId, if_match: IfMatch = None) -> Response:
+    await user.nodepools.delete(user.owner, nodepool_id, if_match)
     return Response(status_code=204)
 
 

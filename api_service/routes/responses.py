@@ -12,6 +12,9 @@ from api_service.services.common import etag
 from shared_models.errors import ErrorEnvelope
 from shared_models.logs import bind, resource_log_fields
 
+# Where the resource routes live (the routers carry it: see api_service.app).
+API_PREFIX = "/api/v1"
+
 # Documented on every route so that generated clients know the error shape. "default" also
 # stops FastAPI from documenting its own 422 body, which this API never sends.
 _ERROR_CODES: dict[int | str, str] = {

@@ -11,18 +11,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api_service.deps import (
-    ClusterId,
-    Clusters,
-    Controller,
-    NodePoolId,
-    NodePools,
-    Owner,
-    StatusDep,
-)
+from api_service.deps import ClusterId, Controller, ControllerCall, NodePoolId, User
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.routes.responses import ERRORS
+from api_service.routes.responses import API_PREFIX, ERRORS
 from api_service.services.common import status_document
 from api_service.services.status import ApplyResult, InvalidReport, Outcome, parse_report
 from shared_models.errors import ErrorEnvelope
@@ -30,7 +22,7 @@ from shared_models.names import Kind
 from shared_models.resources import ClusterStatusView, NodePoolStatusView
 from shared_models.status import ControllerReport
 
-router = APIRouter(tags=["status"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["status"], responses=ERRORS)
 
 _CONTENT_TYPES = ("", "application/json")
 
@@ -58,10 +50,8 @@ _WHO: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/nodepools/{id}/status", response_model=NodePoolStatusView, tags=["nodepools"])
-async def get_nodepool_status(
-    owner: Owner, nodepool_id: NodePoolId, svc: NodePools
-) -> OrjsonResponse:
-    return OrjsonResponse(await svc.status_view(owner, nodepool_id))
+async def get_nodepool_status(user: User, nodepool_id: NodePoolId) -> OrjsonResponse:
+    return OrjsonResponse(await user.nodepools.status_view(user.owner, nodepool_id))
 
 
 @router.put(
@@ -74,17 +64,16 @@ async def put_nodepool_status(
     nodepool_id: NodePoolId,
     request: Request,
     controller: Controller,
-    status: StatusDep,
 ) -> OrjsonResponse:
     report = await read_report(request)
-    result = await apply_report(status, "nodepool", nodepool_id, report, controller)
+    result = await apply_report(controller, "nodepool", nodepool_id, report)
     # A controller may report on any owner's nodepool; answer with what that owner would see.
     return status_response("nodepool_id", nodepool_id, result)
 
 
 @router.get("/clusters/{id}/status", response_model=ClusterStatusView, tags=["clusters"])
-async def get_cluster_status(owner: Owner, cluster_id: ClusterId, svc: Clusters) -> OrjsonResponse:
-    return OrjsonResponse(await svc.status_view(owner, cluster_id))
+async def get_cluster_status(user: User, cluster_id: ClusterId) -> OrjsonResponse:
+    return OrjsonResponse(await user.clusters.status_view(user.owner, cluster_id))
 
 
 @router.put(
@@ -97,10 +86,9 @@ async def put_cluster_status(
     cluster_id: ClusterId,
     request: Request,
     controller: Controller,
-    status: StatusDep,
 ) -> OrjsonResponse:
     report = await read_report(request)
-    result = await apply_report(status, "cluster", cluster_id, report, controller)
+    result = await apply_report(controller, "cluster", cluster_id, report)
     return status_response("cluster_id", cluster_id, result)
 
 
@@ -128,14 +116,15 @@ async def read_report(request: Request) -> ControllerReport:
 
 
 async def apply_report(
-    status: StatusDep, kind: Kind, resource_id: str, report: ControllerReport, controller: str
+    controller: ControllerCall, kind: Kind, resource_id: str, report: ControllerReport
 ) -> ApplyResult:
-    if report.controller_name != controller:
+    if report.controller_name != controller.name:
         raise Forbidden(
             "A controller may only report as itself",
-            f"the token belongs to '{controller}', the report names '{report.controller_name}'",
+            f"the token belongs to '{controller.name}', "
+            f"the report names '{report.controller_name}'",
         )
-    result = await status.apply(kind, resource_id, report)
+    result = await controller.status.apply(kind, resource_id, report)
     what = "NodePool" if kind == "nodepool" else "Cluster"
     errors: dict[Outcome, ApiError] = {
         Outcome.NOT_FOUND: NotFound(f"{what} not found"),
