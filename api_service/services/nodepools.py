@@ -164,8 +164,8 @@ class NodePoolService:
         dry_run: bool,
     ) -> NodePoolRecord:
         async def attempt() -> NodePoolRecord:
-            record, reports = await self._owned_with_reports(owner, nodepool_id)
-            return await self._replace(record, reports, body, if_match, dry_run)
+            record, reports, cluster = await self._owned_for_write(owner, nodepool_id)
+            return await self._replace(record, reports, cluster, body, if_match, dry_run)
 
         return await retry_on_race(attempt, "NodePool")
 
@@ -181,14 +181,14 @@ class NodePoolService:
             raise ValidationFailed.of("body", "a merge patch must be a JSON object")
 
         async def attempt() -> NodePoolRecord:
-            record, reports = await self._owned_with_reports(owner, nodepool_id)
+            record, reports, cluster = await self._owned_for_write(owner, nodepool_id)
             current = {"name": record.name, "spec": record.doc["spec"]}
             merged = merge_patch(current, patch)
             try:
                 body = NodePoolUpdate.model_validate(merged)
             except ValidationError as exc:
                 raise ValidationFailed(field_errors(exc, prefix="")) from exc
-            return await self._replace(record, reports, body, if_match, dry_run)
+            return await self._replace(record, reports, cluster, body, if_match, dry_run)
 
         return await retry_on_race(attempt, "NodePool")
 
@@ -217,19 +217,21 @@ class NodePoolService:
         self._emit(txn, "nodepool.deleted", record, record.generation + 1, now)
 
     # ---- internals -------------------------------------------------------------------------
-    async def _owned_with_reports(
+    async def _owned_for_write(
         self, owner: str, nodepool_id: str
-    ) -> tuple[NodePoolRecord, dict[str, str]]:
-        """The nodepool and its controllers' reports (for a new aggregate), one round trip."""
-        record, reports = await self.store.get_nodepool_with_reports(nodepool_id)
-        if record is None or record.owner != owner:
+    ) -> tuple[NodePoolRecord, dict[str, str], ClusterRecord]:
+        """The nodepool, its controllers' reports (for a new aggregate) and its cluster (for the
+        rules that depend on it), in one round trip."""
+        record, reports, cluster = await self.store.get_nodepool_for_write(nodepool_id)
+        if record is None or record.owner != owner or cluster is None:
             raise nodepool_not_found()
-        return record, reports
+        return record, reports, cluster
 
     async def _replace(
         self,
         record: NodePoolRecord,
         reports: dict[str, str],
+        cluster: ClusterRecord,
         body: NodePoolUpdate,
         if_match: str | None,
         dry_run: bool,
@@ -237,9 +239,6 @@ class NodePoolService:
         if body.cluster_id is not None and body.cluster_id != record.cluster_id:
             raise ValidationFailed.of("cluster_id", "cluster_id cannot be changed")
         check_if_match(if_match, record.rv, "NodePool")
-        cluster = await self.store.get_cluster(record.cluster_id)
-        if cluster is None:
-            raise nodepool_not_found()
         validate_nodepool_against_cluster(body.spec, cluster)
         new_spec = body.spec.model_dump(mode="json", exclude_none=True)
         spec_changed = new_spec != record.doc["spec"]

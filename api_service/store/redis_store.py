@@ -45,6 +45,7 @@ class RedisStore:
         self._txn_script = redis.register_script(_lua("guarded_txn.lua"))
         self._page_script = redis.register_script(_lua("list_page.lua"))
         self._read_with_reports_script = redis.register_script(_lua("record_with_reports.lua"))
+        self._nodepool_for_write_script = redis.register_script(_lua("nodepool_for_write.lua"))
 
     async def run(self, txn: Txn, dry_run: bool = False) -> None:
         """Apply a guarded transaction atomically, or raise TxnFailed without writing anything.
@@ -131,6 +132,29 @@ class RedisStore:
     ) -> tuple[NodePoolRecord | None, dict[str, str]]:
         raw, reports = await self._record_with_reports("nodepool", nodepool_id)
         return (None if raw is None else NodePoolRecord.from_hash(nodepool_id, raw)), reports
+
+    async def get_nodepool_for_write(
+        self, nodepool_id: str
+    ) -> tuple[NodePoolRecord | None, dict[str, str], ClusterRecord | None]:
+        """A nodepool, its controllers' reports and its cluster, as of one moment, in one round
+        trip: everything a replace or a patch decides on."""
+        keys = [
+            self.names.record("nodepool", nodepool_id),
+            self.names.controller_reports("nodepool", nodepool_id),
+        ]
+        args = [self.names.record("cluster", ""), *RECORD_FIELDS]
+        values, flat, cluster_values = await self._nodepool_for_write_script(keys=keys, args=args)
+        if values[0] is None:
+            return None, {}, None
+        record = NodePoolRecord.from_hash(
+            nodepool_id, dict(zip(RECORD_FIELDS, values, strict=True))
+        )
+        reports = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+        cluster = None
+        if cluster_values and cluster_values[0] is not None:
+            cluster_raw = dict(zip(RECORD_FIELDS, cluster_values, strict=True))
+            cluster = ClusterRecord.from_hash(record.cluster_id, cluster_raw)
+        return record, reports, cluster
 
     async def get_cluster_with_reports(
         self, cluster_id: str
