@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
@@ -161,17 +161,3 @@ ClusterId = Annotated[str, Path(alias="id", description="Cluster id (UUID)"), _u
 ParentClusterId = Annotated[
     str, Path(alias="clusterId", description="Cluster id (UUID)"), _uuid_of("clusterId")
 ]
-
-
-async def _cluster_filter(
-    cluster_id: Annotated[
-        str | None,
-        Query(description="Only the nodepools of this cluster (UUID)"),
-    ] = None,
-) -> str | None:
-    # Validated like a path id: a non-UUID would silently match nothing (or, for '*', the
-    # wildcard of the index keys, i.e. every cluster).
-    return None if cluster_id is None else resource_id(cluster_id, "cluster_id")
-
-
-ClusterFilter = Annotated[str | None, Depends(_cluster_filter)]

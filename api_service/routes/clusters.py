@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Response
 from api_service.deps import ClusterId, IfMatch, User
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
-from api_service.routes.nodepools import DryRun, Limit, Offset, PhaseFilter
+from api_service.routes.nodepools import DryRun
+from api_service.routes.queries import ClusterListQuery
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
@@ -25,7 +26,6 @@ from shared_models.resources import (
     ClusterList,
     ClusterUpdate,
 )
-from shared_models.specs import Platform
 
 router = APIRouter(prefix=API_PREFIX, tags=["clusters"], responses=ERRORS)
 
@@ -48,21 +48,15 @@ async def create(
 
 
 @router.get("/clusters", response_model=ClusterList)
-async def list_clusters(
-    user: User,
-    limit: Limit = 50,
-    offset: Offset = 0,
-    platform: Annotated[Platform | None, Query(description="Filter by platform")] = None,
-    phase: PhaseFilter = None,
-) -> Response:
+async def list_clusters(user: User, query: Annotated[ClusterListQuery, Query()]) -> Response:
     total, items = await user.clusters.list(
         user.owner,
-        platform=platform,
-        phase=phase.value if phase else None,
-        limit=limit,
-        offset=offset,
+        platform=query.platform,
+        phase=query.phase.value if query.phase else None,
+        limit=query.limit,
+        offset=query.offset,
     )
-    return page_response("clusters", total, items, limit, offset)
+    return page_response("clusters", total, items, query.limit, query.offset)
 
 
 @router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)

@@ -8,7 +8,6 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api_service.deps import (
-    ClusterFilter,
     IfMatch,
     NodePoolId,
     ParentClusterId,
@@ -18,6 +17,7 @@ from api_service.deps import (
 from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
+from api_service.routes.queries import NodePoolListQuery, NodePoolPageQuery
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
@@ -34,15 +34,10 @@ from shared_models.resources import (
     NodePoolPatch,
     NodePoolUpdate,
 )
-from shared_models.status import Health, Phase
 
 router = APIRouter(prefix=API_PREFIX, tags=["nodepools"], responses=ERRORS)
 
 DryRun = Annotated[bool, Query(alias="dryRun", description="Validate everything, write nothing")]
-Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")]
-Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip")]
-PhaseFilter = Annotated[Phase | None, Query(alias="status", description="Filter by phase")]
-HealthFilter = Annotated[Health | None, Query(description="Filter by health")]
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -86,44 +81,27 @@ async def create(
 async def list_in_cluster(
     user: User,
     cluster_id: ParentClusterId,
-    limit: Limit = 50,
-    offset: Offset = 0,
-    phase: PhaseFilter = None,
-    health: HealthFilter = None,
+    query: Annotated[NodePoolPageQuery, Query()],
 ) -> Response:
     await user.nodepools.owned_cluster(user.owner, cluster_id)
-    return await _page(user, cluster_id, phase, health, limit, offset)
+    return await _page(user, cluster_id, query)
 
 
 @router.get("/nodepools", response_model=NodePoolList)
-async def list_all(
-    user: User,
-    cluster_id: ClusterFilter,
-    limit: Limit = 50,
-    offset: Offset = 0,
-    phase: PhaseFilter = None,
-    health: HealthFilter = None,
-) -> Response:
-    return await _page(user, cluster_id, phase, health, limit, offset)
+async def list_all(user: User, query: Annotated[NodePoolListQuery, Query()]) -> Response:
+    return await _page(user, query.cluster_id, query)
 
 
-async def _page(
-    user: UserCall,
-    cluster_id: str | None,
-    phase: Phase | None,
-    health: Health | None,
-    limit: int,
-    offset: int,
-) -> Response:
+async def _page(user: UserCall, cluster_id: str | None, query: NodePoolPageQuery) -> Response:
     total, items = await user.nodepools.list(
         user.owner,
         cluster_id=cluster_id,
-        phase=phase.value if phase else None,
-        health=health.value if health else None,
-        limit=limit,
-        offset=offset,
+        phase=query.phase.value if query.phase else None,
+        health=query.health.value if query.health else None,
+        limit=query.limit,
+        offset=query.offset,
     )
-    return page_response("nodepools", total, items, limit, offset)
+    return page_response("nodepools", total, items, query.limit, query.offset)
 
 
 @router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
