@@ -74,6 +74,10 @@ def create_app(settings: Settings | None = None, *, relay_events: bool = True) -
         description="Manage the node pools of Kubernetes clusters on GCP, AWS and Azure.",
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry checks for configured providers on every request and
+        # wraps each dependency and endpoint in an operation; this service exports Prometheus
+        # metrics (/metrics) and JSON logs instead, so none of it would ever be recorded.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_record_context()  # log lines carry the request's context, whoever handles them
     metrics = ApiMetrics()
