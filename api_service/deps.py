@@ -21,7 +21,7 @@ from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
 from api_service.store import RedisStore
 from shared_models.settings import Settings
-from shared_models.validators import is_uuid
+from shared_models.validators import UUID, is_uuid
 
 
 @dataclass
@@ -141,6 +141,15 @@ def document_identity_headers(router: APIRouter) -> None:
             route.openapi_extra = extra
 
 
+# How the ids of paths and of the cluster_id filter are documented: exactly what resource_id
+# accepts (the 8-4-4-4-12 hex form, any case), so that a client generated from the document
+# never sends an id the API refuses with a 400.
+UUID_DOC: dict[str, Any] = {
+    "format": "uuid",
+    "pattern": f"^{UUID.pattern}$",
+}
+
+
 def resource_id(raw: str, what: str) -> str:
     """Path ids are UUIDs; anything else is a 400 naming the parameter."""
     if not is_uuid(raw):
@@ -149,19 +158,25 @@ def resource_id(raw: str, what: str) -> str:
 
 
 async def _nodepool_id(
-    nodepool_id: Annotated[str, Path(alias="id", description="NodePool id (UUID)")],
+    nodepool_id: Annotated[
+        str, Path(alias="id", description="NodePool id (UUID)", json_schema_extra=UUID_DOC)
+    ],
 ) -> str:
     return resource_id(nodepool_id, "id")
 
 
 async def _cluster_id(
-    cluster_id: Annotated[str, Path(alias="id", description="Cluster id (UUID)")],
+    cluster_id: Annotated[
+        str, Path(alias="id", description="Cluster id (UUID)", json_schema_extra=UUID_DOC)
+    ],
 ) -> str:
     return resource_id(cluster_id, "id")
 
 
 async def _parent_cluster_id(
-    cluster_id: Annotated[str, Path(alias="clusterId", description="Cluster id (UUID)")],
+    cluster_id: Annotated[
+        str, Path(alias="clusterId", description="Cluster id (UUID)", json_schema_extra=UUID_DOC)
+    ],
 ) -> str:
     return resource_id(cluster_id, "clusterId")
 
@@ -174,7 +189,7 @@ ParentClusterId = Annotated[str, Depends(_parent_cluster_id)]
 async def _cluster_filter(
     cluster_id: Annotated[
         str | None,
-        Query(description="Only the nodepools of this cluster (UUID)"),
+        Query(description="Only the nodepools of this cluster (UUID)", json_schema_extra=UUID_DOC),
     ] = None,
 ) -> str | None:
     # Validated like a path id: a non-UUID would silently match nothing (or, for '*', the
