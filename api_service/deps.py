@@ -22,7 +22,7 @@ from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
 from api_service.store import RedisStore
 from shared_models.settings import Settings
-from shared_models.validators import is_uuid
+from shared_models.validators import UUID, is_uuid
 
 
 @dataclass
@@ -142,6 +142,15 @@ def document_identity_headers(router: APIRouter) -> None:
             route.openapi_extra = extra
 
 
+# How the ids of paths and of the cluster_id filter are documented: exactly what resource_id
+# accepts (the 8-4-4-4-12 hex form, any case), so that a client generated from the document
+# never sends an id the API refuses with a 400.
+UUID_DOC: dict[str, Any] = {
+    "format": "uuid",
+    "pattern": f"^{UUID.pattern}$",
+}
+
+
 def resource_id(raw: str, what: str) -> str:
     """Path ids are UUIDs; anything else is a 400 naming the parameter."""
     if not is_uuid(raw):
@@ -155,9 +164,11 @@ def _uuid_of(what: str) -> AfterValidator:
     return AfterValidator(lambda raw: resource_id(raw, what))
 
 
+def _path_id(alias: str, description: str) -> Any:
+    return Path(alias=alias, description=description, json_schema_extra=UUID_DOC)
+
+
 # Plain path parameters (validated with the route's own parameters, at no extra dependency).
-NodePoolId = Annotated[str, Path(alias="id", description="NodePool id (UUID)"), _uuid_of("id")]
-ClusterId = Annotated[str, Path(alias="id", description="Cluster id (UUID)"), _uuid_of("id")]
-ParentClusterId = Annotated[
-    str, Path(alias="clusterId", description="Cluster id (UUID)"), _uuid_of("clusterId")
-]
+NodePoolId = Annotated[str, _path_id("id", "NodePool id (UUID)"), _uuid_of("id")]
+ClusterId = Annotated[str, _path_id("id", "Cluster id (UUID)"), _uuid_of("id")]
+ParentClusterId = Annotated[str, _path_id("clusterId", "Cluster id (UUID)"), _uuid_of("clusterId")]

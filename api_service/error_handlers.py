@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api_service.errors import ApiError, ValidationFailed
 from api_service.json_response import OrjsonResponse
@@ -84,7 +85,25 @@ def _unparsable_body(exc: StarletteHTTPException) -> ValidationFailed:
     return ValidationFailed.of("body", f"request body is not valid JSON: {reason}")
 
 
-async def _http_exception(_: Request, exc: Exception) -> OrjsonResponse:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's 405 names only the methods of
+    the first route whose path matched, and FastAPI makes one route per method: GET, PUT and
+    DELETE of /clusters/{id} would answer an OPTIONS with ``Allow: GET``."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+async def _http_exception(request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:
         return error_response(_unparsable_body(exc))
@@ -98,6 +117,8 @@ async def _http_exception(_: Request, exc: Exception) -> OrjsonResponse:
     response = OrjsonResponse(envelope(code, message, ""), status_code=exc.status_code)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["Allow"] = allowed_methods(request) or response.headers.get("Allow", "")
     return response
 
 

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from shared_models.validators import (
     DNS1123_SUBDOMAIN,
+    DURATION,
     check_duration,
     check_label_key,
     check_label_value,
@@ -55,7 +59,14 @@ MachineType = Annotated[
 ]
 LabelKey = Annotated[str, StringConstraints(max_length=317), AfterValidator(check_label_key)]
 LabelValue = Annotated[str, StringConstraints(max_length=63), AfterValidator(check_label_value)]
-Duration = Annotated[str, StringConstraints(max_length=16), AfterValidator(check_duration)]
+# The syntax rules that run as validators are also in the schema, so that the OpenAPI document
+# says what the API accepts (the validators give the better error message).
+Duration = Annotated[
+    str,
+    StringConstraints(max_length=16),
+    AfterValidator(check_duration),
+    Field(json_schema_extra={"pattern": DURATION.pattern}),
+]
 DiskSize = Annotated[int, Field(ge=10, le=65536)]
 Zone = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ZONE_PATTERN)]
 
@@ -137,6 +148,37 @@ class _PlatformChoice(StrictModel):
     """``type`` names the platform; exactly the block of that name must be present."""
 
     type: Platform
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """Documented as what it is, a union discriminated by ``type``: one variant per platform,
+        each with its own block required and the other blocks absent (or null, which the
+        validator treats as absent). Pydantic alone would say "type, and any blocks"."""
+        reference = handler(core_schema)
+        schema = handler.resolve_ref_schema(reference)
+        blocks = {p: schema["properties"][p]["anyOf"][0] for p in PLATFORMS}
+        variants = []
+        for platform in PLATFORMS:
+            properties: dict[str, Any] = {"type": {"type": "string", "const": platform}}
+            for other in PLATFORMS:
+                properties[other] = blocks[other] if other == platform else {"type": "null"}
+            variants.append(
+                {
+                    "type": "object",
+                    "title": f"{cls.__name__} ({platform})",
+                    "properties": properties,
+                    "required": ["type", platform],
+                    "additionalProperties": False,
+                }
+            )
+        for key in ("properties", "required", "additionalProperties", "type"):
+            schema.pop(key, None)
+        # No OpenAPI "discriminator": it needs each variant as a named component; the "const"
+        # of each variant's type says the same to any JSON Schema validator.
+        schema["oneOf"] = variants
+        return reference
 
     @model_validator(mode="after")
     def _exactly_the_matching_block(self) -> Self:
@@ -315,7 +357,11 @@ def _dns_name(value: str) -> str:
 
 
 class DNS(StrictModel):
-    baseDomain: Annotated[str, AfterValidator(_dns_name)]  # noqa: N815
+    baseDomain: Annotated[  # noqa: N815
+        str,
+        AfterValidator(_dns_name),
+        Field(json_schema_extra={"pattern": DNS1123_SUBDOMAIN.pattern}),
+    ]
 
 
 class ClusterSpec(StrictModel):

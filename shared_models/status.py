@@ -91,7 +91,8 @@ class ControllerReport(_Strict):
     """The body of ``PUT .../status``: one controller's view of one resource at a generation."""
 
     controller_name: ControllerName
-    observed_generation: Annotated[int, Field(ge=1, strict=True)]
+    # Generations are stored as 64-bit integers; a larger one cannot be a real generation.
+    observed_generation: Annotated[int, Field(ge=1, le=2**63 - 1, strict=True)]
     conditions: Annotated[list[Condition], Field(max_length=MAX_CONDITIONS)] = []
     metadata: Annotated[
         dict[str, Any], Field(max_length=MAX_METADATA_KEYS), AfterValidator(_plain_json)

@@ -1,9 +1,9 @@
 """The HTTP side of ``Idempotency-Key`` (the rules are in ``services/idempotency.py``).
 
 The create routes declare ``idempotency: IdempotencyKey``: the header is read from the request,
-validated, and the request fingerprinted (method, path and body as a canonical document, so
-whitespace and key order do not matter). A retry answers 200 with the first response's body and
-``Idempotent-Replayed: true``. Dry runs neither read nor store keys.
+validated (on dry runs too), and the request fingerprinted (method, path and body as a canonical
+document, so whitespace and key order do not matter). A retry answers 200 with the first
+response's body and ``Idempotent-Replayed: true``. Dry runs neither read nor store keys.
 """
 
 from __future__ import annotations
@@ -60,10 +60,13 @@ def replayed(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
 
 async def _idempotency(request: Request, user: User) -> IdempotentCreate | None:
     raw = request.headers.get(HEADER)
-    if raw is None or _dry_run(request):
+    if raw is None:
         return None
+    # Checked on a dry run too: a dry run validates everything the real request would.
     if not _KEY.fullmatch(raw):
         raise ValidationFailed.of(HEADER, f"{HEADER}: 1-255 visible ASCII characters, no spaces")
+    if _dry_run(request):
+        return None
     fingerprint = await _fingerprint(request)
     state = state_of(request)
     ttl = state.settings.idempotency_ttl

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api_service.deps import resource_id
+from api_service.deps import UUID_DOC, resource_id
 from shared_models.specs import Platform
 from shared_models.status import Health, Phase
 
@@ -39,7 +39,7 @@ def _cluster_filter(raw: str | None) -> str | None:
 
 class NodePoolListQuery(NodePoolPageQuery):
     cluster_id: Annotated[str | None, AfterValidator(_cluster_filter)] = Field(
-        None, description="Only the nodepools of this cluster (UUID)"
+        None, description="Only the nodepools of this cluster (UUID)", json_schema_extra=UUID_DOC
     )
 
 

@@ -4,16 +4,32 @@ request path), every JSON route with a valid body to start from, and a log watch
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from api_service.app import create_app
 from shared_models.settings import Settings
-from tests.conftest import USER, api_client, controller_headers, seed_nodepool_body
+from tests.conftest import (
+    AMQP_URL,
+    CONTROLLER_TOKENS,
+    OTHER_USER,
+    REDIS_URL,
+    USER,
+    api_client,
+    controller_headers,
+    seed_nodepool_body,
+)
 
 API = "/api/v1"
 JSON = {"Content-Type": "application/json"}
@@ -96,3 +112,103 @@ def trouble(caplog: pytest.LogCaptureFixture) -> list[str]:
         for r in caplog.records
         if r.levelno >= logging.WARNING or r.exc_info or "RecursionError" in r.getMessage()
     ]
+
+
+# ---- the API as a real server for the OpenAPI fuzzer (test_fuzz_openapi.py) ----------------
+
+FUZZ_USER = {"X-User-Email": "fuzzer@example.com"}
+# The controller each status route is fuzzed as (its token is in CONTROLLER_TOKENS).
+FUZZ_CONTROLLERS = {"nodepool": "gcp-nodepool-controller", "cluster": "gcp-cluster-controller"}
+
+
+@dataclass
+class FuzzTarget:
+    """The API served by uvicorn over real Redis, with resources for path ids to hit.
+
+    ``own_*`` belong to the fuzzing user, ``foreign_*`` to another user (they must answer exactly
+    like ids that exist nowhere). A fuzzed DELETE may remove the fuzzing user's resources;
+    ``reseed`` puts them back (the cluster under the same id), so later examples still hit them.
+    """
+
+    base_url: str
+    http: httpx.Client
+    own_cluster: str = ""
+    own_nodepool: str = ""
+    foreign_cluster: str = ""
+    foreign_nodepool: str = ""
+
+    def seed(self) -> None:
+        self.foreign_cluster, self.foreign_nodepool = self._create(OTHER_USER, None)
+        self.reseed()
+
+    def reseed(self) -> None:
+        """Make sure the fuzzing user's cluster and nodepool exist (one GET when they do)."""
+        if self.own_nodepool:
+            found = self.http.get(f"{API}/nodepools/{self.own_nodepool}", headers=FUZZ_USER)
+            if found.status_code == 200:
+                return
+        self.own_cluster, self.own_nodepool = self._create(FUZZ_USER, self.own_cluster or None)
+
+    def _create(self, user: dict[str, str], cluster_id: str | None) -> tuple[str, str]:
+        cluster = (
+            self.http.get(f"{API}/clusters/{cluster_id}", headers=user) if cluster_id else None
+        )
+        if cluster is None or cluster.status_code != 200:
+            body: dict[str, Any] = {"name": f"fuzz-{uuid.uuid4().hex[:8]}", "spec": GCP_CLUSTER}
+            if cluster_id:
+                body["id"] = cluster_id
+            cluster = self.http.post(f"{API}/clusters", json=body, headers=user)
+            assert cluster.status_code == 201, cluster.text
+        pool = seed_nodepool_body(cluster.json()["id"], f"pool-{uuid.uuid4().hex[:8]}")
+        created = self.http.post(f"{API}/nodepools", json=pool, headers=user)
+        assert created.status_code == 201, created.text
+        return cluster.json()["id"], created.json()["id"]
+
+
+GCP_CLUSTER = {
+    "platform": {"type": "gcp", "gcp": {"projectID": "my-project-123", "region": "us-central1"}}
+}
+
+
+@pytest.fixture(scope="module")
+def fuzz_target() -> Iterator[FuzzTarget]:
+    """``create_app`` (event relay off: the fuzzer is about the request path) served by uvicorn
+    in a thread of this process, in a namespace of its own that is removed afterwards."""
+    namespace = f"t{uuid.uuid4().hex[:12]}"
+    settings = Settings(
+        namespace=namespace,
+        redis_url=REDIS_URL,
+        amqp_url=AMQP_URL,
+        controller_tokens=",".join(f"{n}={t}" for n, t in CONTROLLER_TOKENS.items()),
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings, relay_events=False),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            target = FuzzTarget(base_url=f"http://127.0.0.1:{port}", http=http)
+            target.seed()
+            yield target
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        cleanup = SyncRedis.from_url(REDIS_URL)
+        try:
+            for key in cleanup.scan_iter(match=f"{namespace}:*", count=1000):
+                cleanup.delete(key)
+        finally:
+            cleanup.close()
