@@ -259,7 +259,7 @@ async def stack(
             await running.start(*PACKAGES)
             yield running
         finally:
-            codes = {name: s.stop() for name, s in services.items()}
+            codes = await running.stop()
             failed = getattr(request.node, "report_call", None)
             if failed is not None and failed.failed:
                 print(f"\nservice exit codes: {codes}\n{running.logs()}")

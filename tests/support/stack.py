@@ -75,6 +75,14 @@ class Stack:
                 raise RuntimeError(f"{service.package} not consuming:\n{service.log_tail()}")
             await asyncio.sleep(0.1)
 
+    async def stop(self) -> dict[str, int | None]:
+        """SIGTERM every service at once and wait for their exits off the event loop: a broker
+        proxy or consumer the test runs in this loop must keep serving while they shut down,
+        since their last AMQP calls (cancel, close) go through it. Returns the exit codes."""
+        names = list(self.services)
+        codes = await asyncio.gather(*(asyncio.to_thread(self.services[n].stop) for n in names))
+        return dict(zip(names, codes, strict=True))
+
     def logs(self) -> str:
         return "\n".join(
             f"----- {name} (last lines of {service.log_path}) -----\n{service.log_tail(80)}"
