@@ -29,6 +29,9 @@ from tests.support.status_reports import Reports, watch_reports
 if TYPE_CHECKING:
     from tests.support.stack import Stack
 
+# Fixtures defined in tests/support, for every test: cuttable paths to the broker and Redis.
+pytest_plugins = ["tests.support.tcp_proxy"]
+
 REDIS_URL = os.environ.get("CLS_REDIS_URL", "redis://localhost:6379/0")
 AMQP_URL = os.environ.get("CLS_AMQP_URL", "amqp://guest:guest@localhost:5672/")
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -29,10 +28,9 @@ from api_service.services.common import outbox_fields
 from shared_models import amqp as amqp_topology
 from shared_models.events import Event
 from shared_models.settings import Settings
-from tests.conftest import AMQP_URL, REDIS_URL, api_client
+from tests.conftest import api_client
 from tests.support.redis_server import free_port
 from tests.support.services import ServiceProcess, wait_http_ok
-from tests.support.tcp_proxy import TcpProxy
 
 MARKER_CLUSTER = "sync-marker"
 
@@ -138,37 +136,6 @@ def settings_with(settings: Settings, **changes: Any) -> Settings:
     return Settings.model_validate({**settings.model_dump(), **changes})
 
 
-def target_of(url: str) -> tuple[str, int]:
-    """(host, port) of a redis:// or amqp:// URL."""
-    parts = urlsplit(url)
-    default = 6379 if parts.scheme.startswith("redis") else 5672
-    return parts.hostname or "127.0.0.1", parts.port or default
-
-
-def through(url: str, proxy: TcpProxy) -> str:
-    """The same URL, pointed at the proxy instead of the server."""
-    parts = urlsplit(url)
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@127.0.0.1:{proxy.port}" if credentials else f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-@pytest.fixture
-async def broker_proxy() -> AsyncIterator[TcpProxy]:
-    """A cuttable path to RabbitMQ (the broker itself keeps running for everyone else)."""
-    proxy = await TcpProxy(*target_of(AMQP_URL)).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-async def redis_proxy() -> AsyncIterator[TcpProxy]:
-    """A cuttable path to Redis."""
-    proxy = await TcpProxy(*target_of(REDIS_URL)).start()
-    yield proxy
-    await proxy.close()
-
-
 @pytest.fixture
 async def events_consumer(
     amqp: AbstractRobustConnection, redis: Redis, settings: Settings
@@ -196,7 +163,7 @@ async def api(
         yield client
 
 
-__all__ = ["EventsConsumer", "Received", "outbox_empties", "settings_with", "through"]
+__all__ = ["EventsConsumer", "Received", "outbox_empties", "settings_with"]
 
 
 @dataclass

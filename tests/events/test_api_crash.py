@@ -7,8 +7,8 @@ from redis.asyncio import Redis
 
 from shared_models.settings import Settings
 from tests.conftest import AMQP_URL, USER, api_client, gcp_cluster_body, seed_nodepool_body
-from tests.events.conftest import ApiProcesses, EventsConsumer, settings_with, through
-from tests.support.tcp_proxy import TcpProxy
+from tests.events.conftest import ApiProcesses, EventsConsumer, settings_with
+from tests.support.tcp_proxy import TcpProxy, through
 
 LOCK_TTL = "1.0"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -22,9 +21,9 @@ from redis.asyncio import Redis
 
 from shared_models.settings import Settings
 from tests.conftest import AMQP_URL, USER
-from tests.events.conftest import EventsConsumer, target_of, through
+from tests.events.conftest import EventsConsumer
 from tests.support.stack import Stack, all_ready_at, scale_body
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, through
 
 from .conftest import (
     Writer,
@@ -45,15 +44,8 @@ CLEAN_EXIT = {"api_service": (0, -signal.SIGTERM), "status_ingester": (0,), "rec
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy(*target_of(AMQP_URL)).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-def fault_env(proxy: TcpProxy) -> dict[str, str]:
-    return {"CLS_AMQP_URL": through(AMQP_URL, proxy), "CLS_STUB_DELAY_MS": "100"}
+def fault_env(broker_proxy: TcpProxy) -> dict[str, str]:
+    return {"CLS_AMQP_URL": through(AMQP_URL, broker_proxy), "CLS_STUB_DELAY_MS": "100"}
 
 
 async def terminate(stack: Stack, package: str) -> tuple[int | None, float]:
@@ -94,12 +86,12 @@ async def scale_all(base_url: str, pools: list[str], node_count: int) -> list[ob
 
 @pytest.mark.stack_env(CLS_RECONCILE_INTERVAL="1")
 async def test_api_sigterm_finishes_requests_in_flight_and_leaves_its_outbox(
-    stack: Stack, proxy: TcpProxy, events: EventsConsumer, redis: Redis, settings: Settings
+    stack: Stack, broker_proxy: TcpProxy, events: EventsConsumer, redis: Redis, settings: Settings
 ) -> None:
     writer = Writer(stack.http)
     pools = await write_burst(writer, await writer.cluster(), POOLS, scales=0)
     await wait_delivered(writer, events)
-    await proxy.cut()  # from now on the API's relay holds every event it commits
+    await broker_proxy.cut()  # from now on the API's relay holds every event it commits
     in_flight = asyncio.create_task(scale_all(stack.base_url, pools, 7))
     # SIGTERM once the API is processing them (its first commit is in the outbox), not
     # before it has read any: a fixed sleep is too short on a loaded machine.
@@ -122,7 +114,7 @@ async def test_api_sigterm_finishes_requests_in_flight_and_leaves_its_outbox(
     assert held >= len(answered), figures  # each answered write left its event behind
     for response in answered:
         writer.record_scale(response.json(), 7)
-    await proxy.restore()
+    await broker_proxy.restore()
     await stack.start("api_service")
     await wait_delivered(writer, events)
     stored = await stored_generations(stack.http, pools)
