@@ -10,6 +10,7 @@ commit order through one channel, every event committed before the marker has ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -136,10 +137,11 @@ def settings_with(settings: Settings, **changes: Any) -> Settings:
     return Settings.model_validate({**settings.model_dump(), **changes})
 
 
-@pytest.fixture
-async def events_consumer(
+@contextlib.asynccontextmanager
+async def consume_events(
     amqp: AbstractRobustConnection, redis: Redis, settings: Settings
 ) -> AsyncIterator[EventsConsumer]:
+    """An exclusive, auto-delete queue bound to ``<ns>.events`` with ``#``, consumed."""
     channel = await amqp.channel()
     exchange = await amqp_topology.declare_events_exchange(channel, settings.names)
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
@@ -149,6 +151,14 @@ async def events_consumer(
     yield consumer
     await queue.cancel(tag)
     await channel.close()
+
+
+@pytest.fixture
+async def events_consumer(
+    amqp: AbstractRobustConnection, redis: Redis, settings: Settings
+) -> AsyncIterator[EventsConsumer]:
+    async with consume_events(amqp, redis, settings) as consumer:
+        yield consumer
 
 
 @pytest.fixture
