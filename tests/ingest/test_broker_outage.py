@@ -27,10 +27,10 @@ POOLS, STEPS = 20, 60
 
 
 async def test_broker_outage_mid_burst_loses_nothing(
+    broker_proxy: TcpProxy,  # first: set up before the ingester, so closed after it has stopped
     api: httpx.AsyncClient,
     publisher: Publisher,
     start_ingester: StartIngester,
-    broker_proxy: TcpProxy,
     redis: Redis,
     settings: Settings,
     amqp: AbstractRobustConnection,

@@ -57,7 +57,7 @@ async def test_report_returned_as_unroutable_is_published_again(
 
 
 async def test_runs_finish_across_a_broker_outage(
-    start_stub: StartStub, publish: Publish, reports: Reports, broker_proxy: TcpProxy
+    broker_proxy: TcpProxy, start_stub: StartStub, publish: Publish, reports: Reports
 ) -> None:
     service = await start_stub(amqp_url=through(AMQP_URL, broker_proxy), stub_delay_ms=200)
     try:
@@ -125,7 +125,7 @@ async def test_process_refuses_an_unknown_controller_name(
 
 
 async def test_stopping_ends_while_the_broker_is_away(
-    start_stub: StartStub, broker_proxy: TcpProxy
+    broker_proxy: TcpProxy, start_stub: StartStub
 ) -> None:
     service = await start_stub(amqp_url=through(AMQP_URL, broker_proxy))
     await broker_proxy.cut()
