@@ -66,10 +66,21 @@ def settings(namespace: str) -> Settings:
     )
 
 
+# Keys a SCAN call looks at: the shared Redis may hold ~100k keys of other runs, and SCAN's
+# default of 10 makes one sweep thousands of round trips (seconds per test).
+SCAN_COUNT = 10_000
+
+
+async def matching_keys(redis: Redis, pattern: str) -> list[str]:
+    """Every key matching ``pattern`` (SCAN is fine in a test, never in the service)."""
+    return [key async for key in redis.scan_iter(match=pattern, count=SCAN_COUNT)]
+
+
 async def delete_namespace(redis: Redis, namespace: str) -> None:
-    """Remove every key of one test namespace (SCAN is fine here: this is test cleanup)."""
-    async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
-        await redis.delete(key)
+    """Remove every key of one test namespace."""
+    keys = await matching_keys(redis, f"{namespace}:*")
+    for start in range(0, len(keys), 1000):
+        await redis.delete(*keys[start : start + 1000])
 
 
 @pytest.fixture
