@@ -23,6 +23,7 @@ from shared_models.settings import Settings
 from tests.conftest import AMQP_URL, USER
 from tests.events.conftest import EventsConsumer
 from tests.support.stack import Stack, all_ready_at, scale_body
+from tests.support.status_reports import Reports
 from tests.support.tcp_proxy import TcpProxy, through
 
 from .conftest import (
@@ -127,12 +128,19 @@ async def test_api_sigterm_finishes_requests_in_flight_and_leaves_its_outbox(
     print(f"\nFAULTS sigterm api: {figures}; lost 0")
 
 
-async def sigterm_mid_run(stack: Stack, package: str, events: EventsConsumer) -> str:
+async def sigterm_mid_run(
+    stack: Stack, package: str, events: EventsConsumer, reports: Reports
+) -> str:
     """Start a run of POOLS creates and scales, SIGTERM ``package`` in its middle, restart it;
     every nodepool must then converge."""
     writer = Writer(stack.http)
     pools = await write_burst(writer, await writer.cluster(), POOLS, scales=1)
-    await asyncio.sleep(0.3)  # runs under way: reports flowing, events in hand
+    # Runs under way: a controller has reported on a scale, so reports flow and events are in
+    # hand (polled, not slept: a fixed pause says nothing on a loaded machine).
+    scaled = set(pools)
+    await reports.wait_for(
+        lambda r: r.get("nodepool_id") in scaled and r["observed_generation"] == 2, 30
+    )
     code, took = await terminate(stack, package)
     assert "drain timed out" not in stack[package].log_tail(200)
     await stack.start(package)
@@ -146,16 +154,16 @@ async def sigterm_mid_run(stack: Stack, package: str, events: EventsConsumer) ->
 # for redelivery, not from reconcile events re-sending the work.
 @pytest.mark.stack_env(CLS_RECONCILE_INTERVAL="300")
 async def test_ingester_sigterm_mid_run_drains_and_loses_no_report(
-    stack: Stack, events: EventsConsumer
+    stack: Stack, events: EventsConsumer, reports: Reports
 ) -> None:
-    figures = await sigterm_mid_run(stack, "status_ingester", events)
+    figures = await sigterm_mid_run(stack, "status_ingester", events, reports)
     print(f"\nFAULTS sigterm ingester: {figures}; lost 0")
 
 
 # The stub forgets its runs when it stops (by design); reconcile events restart them.
 @pytest.mark.stack_env(CLS_RECONCILE_INTERVAL="1")
 async def test_stub_sigterm_mid_run_exits_promptly_and_runs_resume(
-    stack: Stack, events: EventsConsumer
+    stack: Stack, events: EventsConsumer, reports: Reports
 ) -> None:
-    figures = await sigterm_mid_run(stack, "reconciler_stub", events)
+    figures = await sigterm_mid_run(stack, "reconciler_stub", events, reports)
     print(f"\nFAULTS sigterm stub: {figures}; lost 0")
