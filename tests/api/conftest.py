@@ -28,12 +28,24 @@ SEED_CLUSTER_ID = "550e8400-e29b-41d4-a716-446655440000"
 ERROR_FIELDS = {"code", "message", "details", "fields"}
 
 
-def aws_cluster_body(name: str = "aws-demo", region: str = "us-west-2") -> dict[str, Any]:
-    return {"name": name, "spec": {"platform": {"type": "aws", "aws": {"region": region}}}}
+def aws_cluster_body(
+    name: str = "aws-demo", region: str = "us-west-2", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "spec": {"platform": {"type": "aws", "aws": {"region": region}}},
+        **extra,
+    }
 
 
-def azure_cluster_body(name: str = "azure-demo", location: str = "eastus") -> dict[str, Any]:
-    return {"name": name, "spec": {"platform": {"type": "azure", "azure": {"location": location}}}}
+def azure_cluster_body(
+    name: str = "azure-demo", location: str = "eastus", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "spec": {"platform": {"type": "azure", "azure": {"location": location}}},
+        **extra,
+    }
 
 
 def aws_nodepool_body(cluster_id: str, name: str = "aws-workers") -> dict[str, Any]:
