@@ -255,8 +255,9 @@ async def stack(
     failure, the tail of each service's log is printed with the test report.
     """
     # Imported here: tests.support.stack reads this module's constants.
+    from tests.support.redis_server import free_port
     from tests.support.services import ServiceProcess
-    from tests.support.stack import PACKAGES, Stack, free_port, stack_env
+    from tests.support.stack import PACKAGES, Stack, stack_env
 
     port = free_port()
     env = stack_env(settings.names, port, **stack_overrides)

@@ -31,7 +31,7 @@ from shared_models.events import Event
 from shared_models.settings import Settings
 from tests.conftest import api_client
 from tests.support.redis_server import free_port
-from tests.support.services import ServiceProcess, wait_http_ok
+from tests.support.services import ServiceProcess, api_env, wait_http_ok
 
 MARKER_CLUSTER = "sync-marker"
 
@@ -203,18 +203,7 @@ class ApiProcesses:
         log_dir = self.log_dir / f"api-{len(self.started)}"
         log_dir.mkdir(parents=True, exist_ok=True)
         service = ServiceProcess(
-            "api_service",
-            {
-                "CLS_NAMESPACE": self.settings.namespace,
-                "CLS_REDIS_URL": self.settings.redis_url,
-                "CLS_AMQP_URL": self.settings.amqp_url,
-                "CLS_CONTROLLER_TOKENS": self.settings.controller_tokens,
-                "CLS_HOST": "127.0.0.1",
-                "CLS_PORT": str(port),
-                "CLS_LOG_LEVEL": "INFO",
-                **env,
-            },
-            log_dir,
+            "api_service", api_env(self.settings, port, **{"CLS_LOG_LEVEL": "INFO", **env}), log_dir
         ).start()
         process = ApiProcess(service, f"http://127.0.0.1:{port}")
         self.started.append(process)

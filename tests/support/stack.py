@@ -8,7 +8,6 @@ The ``stack`` and ``reports`` fixtures (tests/conftest.py) build on this module.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,12 +27,6 @@ STUB_DELAY_MS = 20
 START_TIMEOUT = 30.0
 
 Json = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
