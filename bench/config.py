@@ -16,7 +16,7 @@ RESULTS_PATH = REPO_ROOT / "bench" / "RESULTS.md"
 class BenchConfig:
     quick: bool
     rounds: int  # rounds per figure; figures are medians over rounds
-    seconds: int  # length of one load round
+    seconds: float  # length of one load round (wrk rounds it to whole seconds, at least 1)
     warmup_seconds: int
     concurrencies: tuple[int, ...]
     list_sizes: tuple[int, ...]  # nodepools stored for the listing-growth scenario
@@ -47,10 +47,10 @@ def load_config() -> BenchConfig:
         return BenchConfig(
             quick=True,
             rounds=int(os.environ.get("BENCH_ROUNDS", "1")),
-            seconds=int(os.environ.get("BENCH_SECONDS", "1")),
+            seconds=float(os.environ.get("BENCH_SECONDS", "0.5")),
             warmup_seconds=0,
             concurrencies=_concurrencies((16,)),
-            list_sizes=(100, 1_000),
+            list_sizes=(50, 200),  # the smallest fills one page of 50
             e2e_batch=20,
             ingest_reports=200,
             event_backlog=200,
@@ -60,7 +60,7 @@ def load_config() -> BenchConfig:
     return BenchConfig(
         quick=False,
         rounds=int(os.environ.get("BENCH_ROUNDS", "5")),
-        seconds=int(os.environ.get("BENCH_SECONDS", "3")),
+        seconds=float(os.environ.get("BENCH_SECONDS", "3")),
         warmup_seconds=1,
         concurrencies=_concurrencies((1, 16, 64)),
         list_sizes=(1_000, 10_000, 100_000),

@@ -29,6 +29,9 @@ from tests.support.status_reports import Reports, watch_reports
 if TYPE_CHECKING:
     from tests.support.stack import Stack
 
+# Fixtures defined in tests/support, for every test: cuttable paths to the broker and Redis.
+pytest_plugins = ["tests.support.tcp_proxy"]
+
 REDIS_URL = os.environ.get("CLS_REDIS_URL", "redis://localhost:6379/0")
 AMQP_URL = os.environ.get("CLS_AMQP_URL", "amqp://guest:guest@localhost:5672/")
 
@@ -63,10 +66,21 @@ def settings(namespace: str) -> Settings:
     )
 
 
+# Keys a SCAN call looks at: the shared Redis may hold ~100k keys of other runs, and SCAN's
+# default of 10 makes one sweep thousands of round trips (seconds per test).
+SCAN_COUNT = 10_000
+
+
+async def matching_keys(redis: Redis, pattern: str) -> list[str]:
+    """Every key matching ``pattern`` (SCAN is fine in a test, never in the service)."""
+    return [key async for key in redis.scan_iter(match=pattern, count=SCAN_COUNT)]
+
+
 async def delete_namespace(redis: Redis, namespace: str) -> None:
-    """Remove every key of one test namespace (SCAN is fine here: this is test cleanup)."""
-    async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
-        await redis.delete(key)
+    """Remove every key of one test namespace."""
+    keys = await matching_keys(redis, f"{namespace}:*")
+    for start in range(0, len(keys), 1000):
+        await redis.delete(*keys[start : start + 1000])
 
 
 @pytest.fixture
@@ -241,8 +255,9 @@ async def stack(
     failure, the tail of each service's log is printed with the test report.
     """
     # Imported here: tests.support.stack reads this module's constants.
+    from tests.support.redis_server import free_port
     from tests.support.services import ServiceProcess
-    from tests.support.stack import PACKAGES, Stack, free_port, stack_env
+    from tests.support.stack import PACKAGES, Stack, stack_env
 
     port = free_port()
     env = stack_env(settings.names, port, **stack_overrides)
@@ -259,7 +274,7 @@ async def stack(
             await running.start(*PACKAGES)
             yield running
         finally:
-            codes = {name: s.stop() for name, s in services.items()}
+            codes = await running.stop()
             failed = getattr(request.node, "report_call", None)
             if failed is not None and failed.failed:
                 print(f"\nservice exit codes: {codes}\n{running.logs()}")

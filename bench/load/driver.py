@@ -28,8 +28,9 @@ def describe_generator() -> str:
     return "bench.load.pyload (Python asyncio HTTP/1.1 client, separate process)"
 
 
-def run_load(url: str, plan: LoadPlan, concurrency: int, seconds: int) -> LoadResult:
-    """Drive ``url`` with ``concurrency`` keep-alive connections for ``seconds``."""
+def run_load(url: str, plan: LoadPlan, concurrency: int, seconds: float) -> LoadResult:
+    """Drive ``url`` with ``concurrency`` keep-alive connections for ``seconds`` (wrk: whole
+    seconds, at least 1)."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         if generator_name() == "wrk":
             plan_file = Path(tmp) / "plan_table.lua"
@@ -38,7 +39,7 @@ def run_load(url: str, plan: LoadPlan, concurrency: int, seconds: int) -> LoadRe
                 "wrk",
                 "-t1",
                 f"-c{concurrency}",
-                f"-d{max(1, seconds)}s",
+                f"-d{max(1, round(seconds))}s",
                 "--timeout",
                 "10s",
                 "-s",

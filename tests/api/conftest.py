@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from api_service.app import create_app
 from shared_models.settings import Settings
 from tests.conftest import USER, api_client, gcp_cluster_body, seed_nodepool_body
-from tests.support.redis_server import PrivateRedis, free_port
-from tests.support.services import ServiceProcess, wait_http_ok
+from tests.support.redis_server import PrivateRedis
+from tests.support.services import api_process, base_url
 
 API = "/api/v1"
 JSON = {"Content-Type": "application/json"}
@@ -28,12 +28,24 @@ SEED_CLUSTER_ID = "550e8400-e29b-41d4-a716-446655440000"
 ERROR_FIELDS = {"code", "message", "details", "fields"}
 
 
-def aws_cluster_body(name: str = "aws-demo", region: str = "us-west-2") -> dict[str, Any]:
-    return {"name": name, "spec": {"platform": {"type": "aws", "aws": {"region": region}}}}
+def aws_cluster_body(
+    name: str = "aws-demo", region: str = "us-west-2", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "spec": {"platform": {"type": "aws", "aws": {"region": region}}},
+        **extra,
+    }
 
 
-def azure_cluster_body(name: str = "azure-demo", location: str = "eastus") -> dict[str, Any]:
-    return {"name": name, "spec": {"platform": {"type": "azure", "azure": {"location": location}}}}
+def azure_cluster_body(
+    name: str = "azure-demo", location: str = "eastus", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "spec": {"platform": {"type": "azure", "azure": {"location": location}}},
+        **extra,
+    }
 
 
 def aws_nodepool_body(cluster_id: str, name: str = "aws-workers") -> dict[str, Any]:
@@ -171,21 +183,8 @@ def running_api(
     settings: Settings, redis: Redis, amqp: AbstractRobustConnection, tmp_path: Path
 ) -> Iterator[str]:
     """``python -m api_service`` as a process, on a free port, in this test's namespace."""
-    port = free_port()
-    env = {
-        "CLS_NAMESPACE": settings.namespace,
-        "CLS_REDIS_URL": settings.redis_url,
-        "CLS_AMQP_URL": settings.amqp_url,
-        "CLS_CONTROLLER_TOKENS": settings.controller_tokens,
-        "CLS_HOST": "127.0.0.1",
-        "CLS_PORT": str(port),
-    }
-    service = ServiceProcess("api_service", env, tmp_path).start()
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/health", service=service)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        service.stop()
+    with api_process(settings, tmp_path) as service:
+        yield base_url(service)
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,7 @@ from tests.api.conftest import (
     create_nodepool,
     update_body,
 )
-from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.conftest import USER, gcp_cluster_body, matching_keys, seed_nodepool_body
 
 RACERS = 20
 
@@ -135,7 +135,7 @@ async def test_concurrent_creates_of_one_cluster_name_have_exactly_one_winner(
 async def namespace_nodepool_keys(redis: Redis, settings: Settings) -> list[str]:
     """Every nodepool record left in Redis (scanning is fine in a test)."""
     prefix = settings.names.record("nodepool", "")
-    return [k async for k in redis.scan_iter(match=f"{prefix}*") if not k.endswith(":controllers")]
+    return [k for k in await matching_keys(redis, f"{prefix}*") if not k.endswith(":controllers")]
 
 
 async def test_create_racing_a_cluster_delete_never_leaves_an_orphan(

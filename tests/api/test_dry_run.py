@@ -20,7 +20,7 @@ from tests.api.conftest import (
     error_fields,
     update_body,
 )
-from tests.conftest import OTHER_USER, USER, gcp_cluster_body, seed_nodepool_body
+from tests.conftest import OTHER_USER, USER, gcp_cluster_body, matching_keys, seed_nodepool_body
 
 NO_SUCH_ID = "0f0f0f0f-0000-4000-8000-000000000000"
 
@@ -28,7 +28,7 @@ NO_SUCH_ID = "0f0f0f0f-0000-4000-8000-000000000000"
 async def footprint(redis: Redis, settings: Settings) -> tuple[int, int, int]:
     """(outbox events, reconcile entries, keys) of the test's namespace."""
     names = settings.names
-    keys = [k async for k in redis.scan_iter(match=f"{settings.namespace}:*")]
+    keys = await matching_keys(redis, f"{settings.namespace}:*")
     return await redis.xlen(names.outbox), await redis.zcard(names.reconcile_due), len(keys)
 
 

@@ -16,7 +16,15 @@ import httpx
 import orjson
 import pytest
 
-from tests.api.conftest import API, SEED_CLUSTER_ID, assert_error, create_cluster
+from tests.api.conftest import (
+    API,
+    JSON,
+    SEED_CLUSTER_ID,
+    assert_error,
+    aws_cluster_body,
+    azure_cluster_body,
+    create_cluster,
+)
 from tests.conftest import USER, controller_headers, gcp_cluster_body
 
 SEED_NODEPOOL_ID = "123e4567-e89b-12d3-a456-426614174000"
@@ -299,7 +307,7 @@ async def test_create_in_cluster_answers_the_guides_response(api: httpx.AsyncCli
     response = await api.post(
         f"{API}/clusters/{SEED_CLUSTER_ID}/nodepools",
         content=CREATE_IN_CLUSTER_BODY,
-        headers={**USER, "Content-Type": "application/json"},
+        headers={**USER, **JSON},
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -325,22 +333,8 @@ async def test_workflow_create_curl_answers_201(api: httpx.AsyncClient) -> None:
     ("cluster", "block"),
     [
         (gcp_cluster_body("seed", id=SEED_CLUSTER_ID), GCP_BLOCK),
-        (
-            {
-                "id": SEED_CLUSTER_ID,
-                "name": "seed",
-                "spec": {"platform": {"type": "aws", "aws": {"region": "us-west-2"}}},
-            },
-            AWS_BLOCK,
-        ),
-        (
-            {
-                "id": SEED_CLUSTER_ID,
-                "name": "seed",
-                "spec": {"platform": {"type": "azure", "azure": {"location": "eastus"}}},
-            },
-            AZURE_BLOCK,
-        ),
+        (aws_cluster_body("seed", id=SEED_CLUSTER_ID), AWS_BLOCK),
+        (azure_cluster_body("seed", id=SEED_CLUSTER_ID), AZURE_BLOCK),
     ],
     ids=["gcp", "aws", "azure"],
 )
@@ -386,7 +380,7 @@ async def test_list_curl_finds_a_nodepool_once_its_controller_reports_ready(
     report = await api.put(
         f"{API}/nodepools/{created['id']}/status",
         content=STATUS_REPORT_BODY,
-        headers={**controller_headers(), "Content-Type": "application/json"},
+        headers={**controller_headers(), **JSON},
     )
     assert report.status_code == 200, report.text
     response = await replay(api, LIST_CURL)
@@ -416,7 +410,7 @@ async def test_update_body_renames_and_increments_generation(api: httpx.AsyncCli
     response = await api.put(
         f"{API}/nodepools/{created['id']}",
         content=UPDATE_BODY,
-        headers={**USER, "Content-Type": "application/json"},
+        headers={**USER, **JSON},
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -449,7 +443,7 @@ async def test_status_curl_lists_the_controller_report(api: httpx.AsyncClient) -
     await api.put(
         f"{API}/nodepools/{created['id']}/status",
         content=STATUS_REPORT_BODY,
-        headers={**controller_headers(), "Content-Type": "application/json"},
+        headers={**controller_headers(), **JSON},
     )
     response = await replay(api, WORKFLOW_STATUS_CURL, created["id"])
     assert response.status_code == 200, response.text

@@ -16,7 +16,7 @@ from tests.support.stack import (
     create_nodepool,
     scale_body,
 )
-from tests.support.status_reports import Reports
+from tests.support.status_reports import Report, Reports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -46,6 +46,17 @@ async def scale_half(http: httpx.AsyncClient, pools: list[str]) -> dict[str, int
     return latest
 
 
+async def reports_of_the_scales_published(reports: Reports, latest: dict[str, int]) -> None:
+    """Until a controller has reported on a scale: with a consumer down, such reports (or the
+    events behind them) pile up in its queue meanwhile."""
+    scaled = {p: g for p, g in latest.items() if g > 1}
+
+    def on_a_scale(report: Report) -> bool:
+        return bool(scaled.get(report.get("nodepool_id", "")) == report["observed_generation"])
+
+    await reports.wait_for(on_a_scale, 30)
+
+
 async def ready_count(http: httpx.AsyncClient) -> int:
     response = await http.get("/api/v1/nodepools", params={"status": "Ready", "limit": 1})
     assert response.status_code == 200, response.text
@@ -59,7 +70,7 @@ async def test_ingester_killed_and_restarted_mid_run(stack: Stack, reports: Repo
     stack["status_ingester"].kill()
     assert await ready_count(stack.http) < len(pools)  # killed mid-run
     latest = await scale_half(stack.http, pools)
-    await asyncio.sleep(1.0)  # reports pile up in the status queue meanwhile
+    await reports_of_the_scales_published(reports, latest)  # piling up in the status queue
     await stack.start("status_ingester")
     await all_ready_at(stack, latest)
 
@@ -84,7 +95,7 @@ async def test_both_consumers_killed_and_restarted_mid_run(stack: Stack, reports
     stack["status_ingester"].kill()
     latest = await scale_half(stack.http, pools)
     await stack.start("reconciler_stub")
-    await asyncio.sleep(0.5)
+    await reports_of_the_scales_published(reports, latest)  # piling up for the ingester
     await stack.start("status_ingester")
     await all_ready_at(stack, latest)
 

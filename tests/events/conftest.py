@@ -10,6 +10,7 @@ commit order through one channel, every event committed before the marker has ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -29,10 +29,9 @@ from api_service.services.common import outbox_fields
 from shared_models import amqp as amqp_topology
 from shared_models.events import Event
 from shared_models.settings import Settings
-from tests.conftest import AMQP_URL, REDIS_URL, api_client
+from tests.conftest import api_client
 from tests.support.redis_server import free_port
-from tests.support.services import ServiceProcess, wait_http_ok
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.services import ServiceProcess, api_env, wait_http_ok
 
 MARKER_CLUSTER = "sync-marker"
 
@@ -138,41 +137,11 @@ def settings_with(settings: Settings, **changes: Any) -> Settings:
     return Settings.model_validate({**settings.model_dump(), **changes})
 
 
-def target_of(url: str) -> tuple[str, int]:
-    """(host, port) of a redis:// or amqp:// URL."""
-    parts = urlsplit(url)
-    default = 6379 if parts.scheme.startswith("redis") else 5672
-    return parts.hostname or "127.0.0.1", parts.port or default
-
-
-def through(url: str, proxy: TcpProxy) -> str:
-    """The same URL, pointed at the proxy instead of the server."""
-    parts = urlsplit(url)
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@127.0.0.1:{proxy.port}" if credentials else f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-@pytest.fixture
-async def broker_proxy() -> AsyncIterator[TcpProxy]:
-    """A cuttable path to RabbitMQ (the broker itself keeps running for everyone else)."""
-    proxy = await TcpProxy(*target_of(AMQP_URL)).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-async def redis_proxy() -> AsyncIterator[TcpProxy]:
-    """A cuttable path to Redis."""
-    proxy = await TcpProxy(*target_of(REDIS_URL)).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-async def events_consumer(
+@contextlib.asynccontextmanager
+async def consume_events(
     amqp: AbstractRobustConnection, redis: Redis, settings: Settings
 ) -> AsyncIterator[EventsConsumer]:
+    """An exclusive, auto-delete queue bound to ``<ns>.events`` with ``#``, consumed."""
     channel = await amqp.channel()
     exchange = await amqp_topology.declare_events_exchange(channel, settings.names)
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
@@ -182,6 +151,14 @@ async def events_consumer(
     yield consumer
     await queue.cancel(tag)
     await channel.close()
+
+
+@pytest.fixture
+async def events_consumer(
+    amqp: AbstractRobustConnection, redis: Redis, settings: Settings
+) -> AsyncIterator[EventsConsumer]:
+    async with consume_events(amqp, redis, settings) as consumer:
+        yield consumer
 
 
 @pytest.fixture
@@ -196,7 +173,7 @@ async def api(
         yield client
 
 
-__all__ = ["EventsConsumer", "Received", "outbox_empties", "settings_with", "through"]
+__all__ = ["EventsConsumer", "Received", "outbox_empties", "settings_with"]
 
 
 @dataclass
@@ -226,18 +203,7 @@ class ApiProcesses:
         log_dir = self.log_dir / f"api-{len(self.started)}"
         log_dir.mkdir(parents=True, exist_ok=True)
         service = ServiceProcess(
-            "api_service",
-            {
-                "CLS_NAMESPACE": self.settings.namespace,
-                "CLS_REDIS_URL": self.settings.redis_url,
-                "CLS_AMQP_URL": self.settings.amqp_url,
-                "CLS_CONTROLLER_TOKENS": self.settings.controller_tokens,
-                "CLS_HOST": "127.0.0.1",
-                "CLS_PORT": str(port),
-                "CLS_LOG_LEVEL": "INFO",
-                **env,
-            },
-            log_dir,
+            "api_service", api_env(self.settings, port, **{"CLS_LOG_LEVEL": "INFO", **env}), log_dir
         ).start()
         process = ApiProcess(service, f"http://127.0.0.1:{port}")
         self.started.append(process)

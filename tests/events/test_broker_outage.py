@@ -20,9 +20,8 @@ from tests.events.conftest import (
     Received,
     outbox_empties,
     settings_with,
-    through,
 )
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, through
 
 NP = "/api/v1/nodepools"
 

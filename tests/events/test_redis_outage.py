@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 
 from shared_models.settings import Settings
 from tests.conftest import REDIS_URL, USER, api_client, gcp_cluster_body
-from tests.events.conftest import EventsConsumer, settings_with, through
-from tests.support.tcp_proxy import TcpProxy
+from tests.events.conftest import EventsConsumer, settings_with
+from tests.support.tcp_proxy import TcpProxy, through
 
 
 async def test_the_relay_resumes_after_redis_was_unreachable(

@@ -19,9 +19,8 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models import amqp as amqp_topology
 from shared_models.settings import Settings
-from tests.events.conftest import EventsConsumer
+from tests.events.conftest import EventsConsumer, consume_events
 from tests.support.stack import Json, Stack, create_body, create_cluster, scale_body
 
 # How long a writer keeps retrying one request through an outage before the test fails.
@@ -49,15 +48,8 @@ async def events(
     amqp: AbstractRobustConnection, redis: Redis, settings: Settings
 ) -> AsyncIterator[EventsConsumer]:
     """Every event published to ``<ns>.events``, received on a direct link to the broker."""
-    channel = await amqp.channel()
-    exchange = await amqp_topology.declare_events_exchange(channel, settings.names)
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange, routing_key="#")
-    consumer = EventsConsumer(queue, redis, settings)
-    tag = await queue.consume(consumer.on_message, no_ack=True)
-    yield consumer
-    await queue.cancel(tag)
-    await channel.close()
+    async with consume_events(amqp, redis, settings) as consumer:
+        yield consumer
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
@@ -20,9 +19,9 @@ from shared_models import amqp as topology
 from shared_models.names import Names
 from shared_models.settings import Settings
 from tests.conftest import AMQP_URL
-from tests.events.conftest import EventsConsumer, target_of, through
+from tests.events.conftest import EventsConsumer
 from tests.support.stack import Json, Stack, all_ready_at, status_of
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, through
 
 from .conftest import (
     Writer,
@@ -44,16 +43,9 @@ OUTAGE_SECONDS = 4.0
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy(*target_of(AMQP_URL)).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-def fault_env(proxy: TcpProxy) -> dict[str, str]:
+def fault_env(broker_proxy: TcpProxy) -> dict[str, str]:
     return {
-        "CLS_AMQP_URL": through(AMQP_URL, proxy),
+        "CLS_AMQP_URL": through(AMQP_URL, broker_proxy),
         "CLS_STUB_DELAY_MS": "50",
         "CLS_RECONCILE_INTERVAL": "2",
     }
@@ -137,16 +129,16 @@ def regressed_controllers(views: list[Json], latest: dict[str, int]) -> list[str
 
 
 async def test_broker_outage_during_write_and_report_bursts_loses_nothing(
-    stack: Stack, proxy: TcpProxy, events: EventsConsumer, settings: Settings
+    stack: Stack, broker_proxy: TcpProxy, events: EventsConsumer, settings: Settings
 ) -> None:
     writer = Writer(stack.http)
     cluster_id = await writer.cluster()
     burst = asyncio.create_task(write_burst(writer, cluster_id, POOLS, SCALES))
-    cut = asyncio.create_task(outage(proxy, writer, after_writes=POOLS + 20))
+    cut = asyncio.create_task(outage(broker_proxy, writer, after_writes=POOLS + 20))
     # The probe reports start once the pools exist, so that they race the outage too.
     await writer.wait_pools(POOLS)
     probes = asyncio.create_task(
-        probe_reports(through(AMQP_URL, proxy), settings.names, list(writer.latest()))
+        probe_reports(through(AMQP_URL, broker_proxy), settings.names, list(writer.latest()))
     )
     pools, down_for, published = await asyncio.gather(burst, cut, probes)
     await wait_delivered(writer, events)

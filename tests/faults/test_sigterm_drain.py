@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -22,9 +21,10 @@ from redis.asyncio import Redis
 
 from shared_models.settings import Settings
 from tests.conftest import AMQP_URL, USER
-from tests.events.conftest import EventsConsumer, target_of, through
+from tests.events.conftest import EventsConsumer
 from tests.support.stack import Stack, all_ready_at, scale_body
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.status_reports import Reports
+from tests.support.tcp_proxy import TcpProxy, through
 
 from .conftest import (
     Writer,
@@ -45,15 +45,8 @@ CLEAN_EXIT = {"api_service": (0, -signal.SIGTERM), "status_ingester": (0,), "rec
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy(*target_of(AMQP_URL)).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-def fault_env(proxy: TcpProxy) -> dict[str, str]:
-    return {"CLS_AMQP_URL": through(AMQP_URL, proxy), "CLS_STUB_DELAY_MS": "100"}
+def fault_env(broker_proxy: TcpProxy) -> dict[str, str]:
+    return {"CLS_AMQP_URL": through(AMQP_URL, broker_proxy), "CLS_STUB_DELAY_MS": "100"}
 
 
 async def terminate(stack: Stack, package: str) -> tuple[int | None, float]:
@@ -94,12 +87,12 @@ async def scale_all(base_url: str, pools: list[str], node_count: int) -> list[ob
 
 @pytest.mark.stack_env(CLS_RECONCILE_INTERVAL="1")
 async def test_api_sigterm_finishes_requests_in_flight_and_leaves_its_outbox(
-    stack: Stack, proxy: TcpProxy, events: EventsConsumer, redis: Redis, settings: Settings
+    stack: Stack, broker_proxy: TcpProxy, events: EventsConsumer, redis: Redis, settings: Settings
 ) -> None:
     writer = Writer(stack.http)
     pools = await write_burst(writer, await writer.cluster(), POOLS, scales=0)
     await wait_delivered(writer, events)
-    await proxy.cut()  # from now on the API's relay holds every event it commits
+    await broker_proxy.cut()  # from now on the API's relay holds every event it commits
     in_flight = asyncio.create_task(scale_all(stack.base_url, pools, 7))
     # SIGTERM once the API is processing them (its first commit is in the outbox), not
     # before it has read any: a fixed sleep is too short on a loaded machine.
@@ -122,7 +115,7 @@ async def test_api_sigterm_finishes_requests_in_flight_and_leaves_its_outbox(
     assert held >= len(answered), figures  # each answered write left its event behind
     for response in answered:
         writer.record_scale(response.json(), 7)
-    await proxy.restore()
+    await broker_proxy.restore()
     await stack.start("api_service")
     await wait_delivered(writer, events)
     stored = await stored_generations(stack.http, pools)
@@ -135,12 +128,19 @@ async def test_api_sigterm_finishes_requests_in_flight_and_leaves_its_outbox(
     print(f"\nFAULTS sigterm api: {figures}; lost 0")
 
 
-async def sigterm_mid_run(stack: Stack, package: str, events: EventsConsumer) -> str:
+async def sigterm_mid_run(
+    stack: Stack, package: str, events: EventsConsumer, reports: Reports
+) -> str:
     """Start a run of POOLS creates and scales, SIGTERM ``package`` in its middle, restart it;
     every nodepool must then converge."""
     writer = Writer(stack.http)
     pools = await write_burst(writer, await writer.cluster(), POOLS, scales=1)
-    await asyncio.sleep(0.3)  # runs under way: reports flowing, events in hand
+    # Runs under way: a controller has reported on a scale, so reports flow and events are in
+    # hand (polled, not slept: a fixed pause says nothing on a loaded machine).
+    scaled = set(pools)
+    await reports.wait_for(
+        lambda r: r.get("nodepool_id") in scaled and r["observed_generation"] == 2, 30
+    )
     code, took = await terminate(stack, package)
     assert "drain timed out" not in stack[package].log_tail(200)
     await stack.start(package)
@@ -154,16 +154,16 @@ async def sigterm_mid_run(stack: Stack, package: str, events: EventsConsumer) ->
 # for redelivery, not from reconcile events re-sending the work.
 @pytest.mark.stack_env(CLS_RECONCILE_INTERVAL="300")
 async def test_ingester_sigterm_mid_run_drains_and_loses_no_report(
-    stack: Stack, events: EventsConsumer
+    stack: Stack, events: EventsConsumer, reports: Reports
 ) -> None:
-    figures = await sigterm_mid_run(stack, "status_ingester", events)
+    figures = await sigterm_mid_run(stack, "status_ingester", events, reports)
     print(f"\nFAULTS sigterm ingester: {figures}; lost 0")
 
 
 # The stub forgets its runs when it stops (by design); reconcile events restart them.
 @pytest.mark.stack_env(CLS_RECONCILE_INTERVAL="1")
 async def test_stub_sigterm_mid_run_exits_promptly_and_runs_resume(
-    stack: Stack, events: EventsConsumer
+    stack: Stack, events: EventsConsumer, reports: Reports
 ) -> None:
-    figures = await sigterm_mid_run(stack, "reconciler_stub", events)
+    figures = await sigterm_mid_run(stack, "reconciler_stub", events, reports)
     print(f"\nFAULTS sigterm stub: {figures}; lost 0")

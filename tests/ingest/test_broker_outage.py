@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
-
 import httpx
-import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from shared_models.settings import Settings
+from tests.events.conftest import settings_with
 from tests.ingest.conftest import (
     CONTROLLER,
     Publisher,
@@ -24,41 +21,23 @@ from tests.ingest.conftest import (
     queue_counts,
     steps_behind,
 )
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, through
 
 POOLS, STEPS = 20, 60
 
 
-def through(url: str, port: int) -> str:
-    """``url`` with its host and port replaced by the local proxy's."""
-    parts = urlsplit(url)
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-@pytest.fixture
-async def broker_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    target = urlsplit(settings.amqp_url)
-    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5672).start()
-    yield proxy
-    await proxy.close()
-
-
 async def test_broker_outage_mid_burst_loses_nothing(
+    broker_proxy: TcpProxy,  # first: set up before the ingester, so closed after it has stopped
     api: httpx.AsyncClient,
     publisher: Publisher,
     start_ingester: StartIngester,
-    broker_proxy: TcpProxy,
     redis: Redis,
     settings: Settings,
     amqp: AbstractRobustConnection,
 ) -> None:
     cluster_id = await create_cluster(api)
     pools = await create_nodepools(api, cluster_id, POOLS)
-    proxied = Settings(
-        **{**settings.model_dump(), "amqp_url": through(settings.amqp_url, broker_proxy.port)}
-    )
+    proxied = settings_with(settings, amqp_url=through(settings.amqp_url, broker_proxy))
     await start_ingester(proxied)
 
     def burst(steps: range) -> list[dict[str, object]]:

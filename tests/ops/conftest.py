@@ -1,16 +1,9 @@
-"""Helpers for the operability tests: reading /metrics, cuttable paths to Redis and RabbitMQ."""
+"""Helpers for the operability tests: reading /metrics."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from tests.conftest import AMQP_URL, REDIS_URL
-from tests.events.conftest import target_of
-from tests.support.tcp_proxy import TcpProxy
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -34,17 +27,3 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 def series(samples: Samples, name: str) -> list[dict[str, str]]:
     """The label sets of every sample of ``name``."""
     return [dict(labels) for sample, labels in samples if sample == name]
-
-
-@pytest.fixture
-async def broker_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy(*target_of(AMQP_URL)).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-async def redis_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy(*target_of(REDIS_URL)).start()
-    yield proxy
-    await proxy.close()

@@ -26,8 +26,7 @@ from tests.conftest import (
     gcp_cluster_body,
     seed_nodepool_body,
 )
-from tests.support.redis_server import free_port
-from tests.support.services import ServiceProcess, wait_http_ok
+from tests.support.services import api_process, base_url
 
 API = "/api/v1"
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -222,34 +221,21 @@ def test_json_lines_carry_context_and_extra_fields() -> None:
 def test_the_running_service_logs_json_lines_without_credentials(
     settings: Settings, redis: Redis, amqp: AbstractRobustConnection, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = {
-        "CLS_NAMESPACE": settings.namespace,
-        "CLS_REDIS_URL": settings.redis_url,
-        "CLS_AMQP_URL": settings.amqp_url,
-        "CLS_CONTROLLER_TOKENS": settings.controller_tokens,
-        "CLS_HOST": "127.0.0.1",
-        "CLS_PORT": str(port),
-        "CLS_LOG_LEVEL": "DEBUG",
-    }
-    service = ServiceProcess("api_service", env, tmp_path).start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_ok(f"{base}/health", service=service)
-        with httpx.Client(base_url=base, timeout=10) as client:
-            cluster = client.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER).json()
-            pool = client.post(
-                f"{API}/nodepools", json=seed_nodepool_body(cluster["id"]), headers=USER
-            ).json()
-            report = {"controller_name": "gcp-nodepool-controller", "observed_generation": 1}
-            put = client.put(
-                f"{API}/nodepools/{pool['id']}/status",
-                json=report,
-                headers={**controller_headers(), "X-Request-ID": "e2e-status-put"},
-            )
-            assert put.status_code == 200, put.text
-    finally:
-        service.stop()
+    with (
+        api_process(settings, tmp_path, CLS_LOG_LEVEL="DEBUG") as service,
+        httpx.Client(base_url=base_url(service), timeout=10) as client,
+    ):
+        cluster = client.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER).json()
+        pool = client.post(
+            f"{API}/nodepools", json=seed_nodepool_body(cluster["id"]), headers=USER
+        ).json()
+        report = {"controller_name": "gcp-nodepool-controller", "observed_generation": 1}
+        put = client.put(
+            f"{API}/nodepools/{pool['id']}/status",
+            json=report,
+            headers={**controller_headers(), "X-Request-ID": "e2e-status-put"},
+        )
+        assert put.status_code == 200, put.text
     lines = [orjson.loads(line) for line in service.log_path.read_text().splitlines() if line]
     put_line = next(line for line in lines if line.get("request_id") == "e2e-status-put")
     assert (put_line["route"], put_line["status"]) == ("/api/v1/nodepools/{id}/status", 200)

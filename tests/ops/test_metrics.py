@@ -23,9 +23,9 @@ from tests.conftest import (
     gcp_cluster_body,
     seed_nodepool_body,
 )
-from tests.events.conftest import settings_with, through
+from tests.events.conftest import settings_with
 from tests.ops.conftest import Samples, scrape, series, value
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, through
 
 API = "/api/v1"
 

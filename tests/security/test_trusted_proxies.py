@@ -17,8 +17,7 @@ from shared_models.settings import Settings
 from tests.api.conftest import assert_error
 from tests.conftest import USER, controller_headers, gcp_cluster_body, seed_nodepool_body
 from tests.events.conftest import settings_with
-from tests.support.redis_server import free_port
-from tests.support.services import ServiceProcess, wait_http_ok
+from tests.support.services import api_process, base_url
 
 API = "/api/v1"
 GATEWAY = ("10.1.2.3", 40000)
@@ -112,23 +111,10 @@ def test_the_service_ignores_x_forwarded_for(
 ) -> None:
     # Trusting only the gateway's address, a client on 127.0.0.1 claiming to be forwarded by
     # it must still be refused: the server must not take the peer address from the header.
-    port = free_port()
-    env = {
-        "CLS_NAMESPACE": settings.namespace,
-        "CLS_REDIS_URL": settings.redis_url,
-        "CLS_AMQP_URL": settings.amqp_url,
-        "CLS_HOST": "127.0.0.1",
-        "CLS_PORT": str(port),
-        "CLS_TRUSTED_PROXIES": "203.0.113.9",
-    }
-    service = ServiceProcess("api_service", env, tmp_path).start()
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/health", service=service)
+    with api_process(settings, tmp_path, CLS_TRUSTED_PROXIES="203.0.113.9") as service:
         spoofed = httpx.get(
-            f"http://127.0.0.1:{port}{API}/clusters",
+            f"{base_url(service)}{API}/clusters",
             headers={**USER, "X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9"},
             timeout=10,
         )
-    finally:
-        service.stop()
     assert_error(spoofed, 401, "UNAUTHORIZED")

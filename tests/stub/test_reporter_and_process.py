@@ -7,7 +7,6 @@ import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
@@ -20,7 +19,7 @@ from shared_models.settings import Settings
 from shared_models.status import NodePoolStatusReport
 from tests.conftest import AMQP_URL
 from tests.support.services import ServiceProcess
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, through
 
 from .conftest import (
     SEED_SPEC,
@@ -57,26 +56,17 @@ async def test_report_returned_as_unroutable_is_published_again(
     await message.ack()
 
 
-def amqp_url_via(port: int) -> str:
-    parts = urlsplit(AMQP_URL)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
-
-
 async def test_runs_finish_across_a_broker_outage(
-    start_stub: StartStub, publish: Publish, reports: Reports
+    broker_proxy: TcpProxy, start_stub: StartStub, publish: Publish, reports: Reports
 ) -> None:
-    target = urlsplit(AMQP_URL)
-    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5672).start()
-    service = await start_stub(amqp_url=amqp_url_via(proxy.port), stub_delay_ms=200)
+    service = await start_stub(amqp_url=through(AMQP_URL, broker_proxy), stub_delay_ms=200)
     try:
         nodepool_id = new_id()
         await publish(nodepool_event("nodepool.created", nodepool_id, 1, SEED_SPEC))
         await reports.wait_first(nodepool_id, 1)
-        await proxy.cut()
+        await broker_proxy.cut()
         await asyncio.sleep(1.0)  # the outage itself: steps fall due while the broker is away
-        await proxy.restore()
+        await broker_proxy.restore()
         ready = await reports.wait_ready(nodepool_id, 1, within=30)
         assert ready["metadata"]["active_nodes"] == 3
         # And the controller consumes again after reconnecting.
@@ -85,7 +75,6 @@ async def test_runs_finish_across_a_broker_outage(
         await reports.wait_ready(later, 1, within=30)
     finally:
         await service.stop()  # while it can still reach the broker
-        await proxy.close()
 
 
 def stub_process(settings: Settings, tmp_path: Path, **env: str) -> ServiceProcess:
@@ -135,12 +124,9 @@ async def test_process_refuses_an_unknown_controller_name(
     assert "gpc-nodepool-controller" in process.log_tail()
 
 
-async def test_stopping_ends_while_the_broker_is_away(start_stub: StartStub) -> None:
-    target = urlsplit(AMQP_URL)
-    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5672).start()
-    try:
-        service = await start_stub(amqp_url=amqp_url_via(proxy.port))
-        await proxy.cut()
-        await asyncio.wait_for(service.stop(), 30)
-    finally:
-        await proxy.close()
+async def test_stopping_ends_while_the_broker_is_away(
+    broker_proxy: TcpProxy, start_stub: StartStub
+) -> None:
+    service = await start_stub(amqp_url=through(AMQP_URL, broker_proxy))
+    await broker_proxy.cut()
+    await asyncio.wait_for(service.stop(), 30)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+
+from shared_models.settings import Settings
+from tests.support.redis_server import free_port
 
 
 class ServiceProcess:
@@ -81,3 +86,34 @@ def wait_http_ok(url: str, timeout: float = 20.0, service: ServiceProcess | None
         time.sleep(0.1)
     tail = service.log_tail() if service is not None else ""
     raise RuntimeError(f"{url} did not answer 200 within {timeout}s\n{tail}")
+
+
+def api_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
+    """The environment of ``python -m api_service`` in the test's namespace, on ``port``."""
+    return {
+        "CLS_NAMESPACE": settings.namespace,
+        "CLS_REDIS_URL": settings.redis_url,
+        "CLS_AMQP_URL": settings.amqp_url,
+        "CLS_CONTROLLER_TOKENS": settings.controller_tokens,
+        "CLS_HOST": "127.0.0.1",
+        "CLS_PORT": str(port),
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def api_process(settings: Settings, log_dir: Path, **extra: str) -> Iterator[ServiceProcess]:
+    """``python -m api_service`` on a free port, once it answers /health; stopped after.
+    Its URL is ``base_url(service)``."""
+    port = free_port()
+    service = ServiceProcess("api_service", api_env(settings, port, **extra), log_dir).start()
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/health", service=service)
+        yield service
+    finally:
+        service.stop()
+
+
+def base_url(service: ServiceProcess) -> str:
+    """The URL an API process started by ``api_process`` serves on."""
+    return f"http://127.0.0.1:{service.env['CLS_PORT']}"

@@ -8,7 +8,6 @@ The ``stack`` and ``reports`` fixtures (tests/conftest.py) build on this module.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,12 +27,6 @@ STUB_DELAY_MS = 20
 START_TIMEOUT = 30.0
 
 Json = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -74,6 +67,14 @@ class Stack:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{service.package} not consuming:\n{service.log_tail()}")
             await asyncio.sleep(0.1)
+
+    async def stop(self) -> dict[str, int | None]:
+        """SIGTERM every service at once and wait for their exits off the event loop: a broker
+        proxy or consumer the test runs in this loop must keep serving while they shut down,
+        since their last AMQP calls (cancel, close) go through it. Returns the exit codes."""
+        names = list(self.services)
+        codes = await asyncio.gather(*(asyncio.to_thread(self.services[n].stop) for n in names))
+        return dict(zip(names, codes, strict=True))
 
     def logs(self) -> str:
         return "\n".join(

@@ -1,10 +1,24 @@
 """A TCP proxy a test can cut and restore: the broker or Redis "goes away" for the code under
-test while the real server (shared by other tests on this machine) keeps running."""
+test while the real server (shared by other tests on this machine) keeps running.
+
+The ``broker_proxy`` and ``redis_proxy`` fixtures (registered for every test by tests/conftest.py)
+are cuttable paths to the shared RabbitMQ and Redis; ``through(url, proxy)`` points a URL at one.
+
+The proxy runs in the test's event loop: whatever the code under test does through it (its
+shutdown included) needs that loop running, so wait for processes off the loop
+(``asyncio.to_thread``), never with a blocking call.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.conftest import AMQP_URL, REDIS_URL
 
 
 class TcpProxy:
@@ -64,3 +78,34 @@ class TcpProxy:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.transport.abort()
+
+
+def target_of(url: str) -> tuple[str, int]:
+    """(host, port) of a redis:// or amqp:// URL."""
+    parts = urlsplit(url)
+    default = 6379 if parts.scheme.startswith("redis") else 5672
+    return parts.hostname or "127.0.0.1", parts.port or default
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    """The same URL, pointed at the proxy instead of the server."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:{proxy.port}" if credentials else f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture
+async def broker_proxy() -> AsyncIterator[TcpProxy]:
+    """A cuttable path to RabbitMQ (the broker itself keeps running for everyone else)."""
+    proxy = await TcpProxy(*target_of(AMQP_URL)).start()
+    yield proxy
+    await proxy.close()
+
+
+@pytest.fixture
+async def redis_proxy() -> AsyncIterator[TcpProxy]:
+    """A cuttable path to Redis."""
+    proxy = await TcpProxy(*target_of(REDIS_URL)).start()
+    yield proxy
+    await proxy.close()
