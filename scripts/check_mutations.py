@@ -2,7 +2,8 @@
 """Mutation check: every protection has a test that fails when the protection is removed.
 
 Each ``tests/mutations/*.patch`` removes one protection from the code. Its header (``#`` lines
-before the diff) names the protection and the tests that must catch it::
+before the diff) names the protection and the tests that must catch it, one file or test id a
+line::
 
     # protection: Relay deletes an outbox entry only after the broker confirmed it
     # tests: tests/events/test_broker_outage.py::test_an_event_the_broker_refuses_stays_...
@@ -88,7 +89,7 @@ def parse_patch(path: Path) -> Mutant:
             if key == "protection":
                 protection = f"{protection} {value}".strip()
             else:
-                tests += value.split()
+                tests.append(value)  # one entry a line: test ids may contain spaces
             continue
         changed = _DIFF_FILE.match(line)
         if changed and changed.group(1) != "/dev/null":
