@@ -175,7 +175,8 @@ def check_imports(python: str, tree: Path, mutant: Mutant | None) -> str | None:
     return None
 
 
-_FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)")
+# "FAILED <test id> - <message>"; a parametrized id may contain spaces.
+_FAILED = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$")
 
 
 def run_tests(
