@@ -5,6 +5,7 @@
 #   VENV            virtualenv directory                                    [.venv]
 #   PYTEST_ARGS     extra arguments for pytest                              []
 #   PYTEST_RC_FILE  if set, `make test` writes pytest's exit code there (used by .ci/run)
+#   MUTANTS_ARGS    extra arguments for scripts/check_mutations.py, e.g. '--only relay' []
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,13 +16,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 PYTEST_RC_FILE ?=
+MUTANTS_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cls-installed
 # Paths checked by the linters; only those that exist (bench/ arrives later).
 LINT_PATHS := $(wildcard api_service status_ingester reconciler_stub shared_models bench scripts tests)
 
-.PHONY: help venv services run test lint fmt bench clean distclean
+.PHONY: help venv services run test lint fmt bench mutants clean distclean
 
 help: ## Show this help
 	@echo "CLS Backend — make targets:"
@@ -75,6 +77,9 @@ fmt: venv ## Format the code and apply ruff's safe fixes
 bench: venv services ## Run the benchmarks (python -m bench; BENCH_QUICK=1 for a smoke run)
 	@bash scripts/ensure_wrk.sh
 	$(BIN)/python -m bench
+
+mutants: venv services ## Remove each protection (tests/mutations/*.patch); its tests must fail
+	$(BIN)/python scripts/check_mutations.py --baseline --markdown docs/mutation-results.md $(MUTANTS_ARGS)
 
 clean: ## Remove caches and build artefacts (keeps the venv)
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .run *.egg-info

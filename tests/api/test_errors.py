@@ -83,6 +83,23 @@ async def test_a_header_that_is_not_an_email_is_401(api: httpx.AsyncClient, emai
     assert_error(response, 401, "UNAUTHORIZED")
 
 
+# An address of exactly 254 characters (the most RFC 5321 allows), each part within its own
+# limit: a 64-character local part, 63-character domain labels.
+LONGEST_EMAIL = "u" * 64 + "@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 57 + ".com"
+
+
+async def test_an_email_of_254_characters_is_accepted_and_one_more_is_401(
+    api: httpx.AsyncClient,
+) -> None:
+    assert len(LONGEST_EMAIL) == 254
+    response = await api.get(f"{API}/nodepools", headers={"X-User-Email": LONGEST_EMAIL})
+    assert response.status_code == 200, response.text
+    too_long = LONGEST_EMAIL.replace("c" * 57, "c" * 58)  # still an email, one character over
+    assert len(too_long) == 255
+    response = await api.get(f"{API}/nodepools", headers={"X-User-Email": too_long})
+    assert_error(response, 401, "UNAUTHORIZED")
+
+
 async def test_401_comes_before_validating_the_path_id(api: httpx.AsyncClient) -> None:
     response = await api.get(f"{API}/nodepools/not-a-uuid")
     assert_error(response, 401, "UNAUTHORIZED")
