@@ -7,6 +7,9 @@ from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api_service.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord, assemble_view
 from api_service.store.txn import Txn
@@ -35,7 +38,16 @@ def connect_redis(url: str) -> Redis:
         socket_connect_timeout=2.0,
         health_check_interval=15,
         max_connections=256,
+        retry=_STALE_CONNECTION_RETRY,
     )
+
+
+# After a Redis restart every pooled connection is dead, and without a retry each one failed
+# the first request that drew it (a 503 while Redis was back). One immediate retry on a new
+# connection covers that. Only on a connection error: then the command reached no live server
+# (a server that dies mid-command answers the retry with "connection refused", so a 503).
+# Never on a timeout, after which the command may still run: a write must not be sent twice.
+_STALE_CONNECTION_RETRY = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
 
 
 class RedisStore:
