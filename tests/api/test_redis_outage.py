@@ -168,3 +168,20 @@ async def test_a_frozen_redis_gives_503_after_the_socket_timeout_not_a_hang(
     finally:
         os.kill(pid, signal.SIGCONT)
     await wait_until_served(private_api, url)
+
+
+async def test_after_a_restart_no_request_fails_on_a_connection_to_the_old_server(
+    private_api: httpx.AsyncClient, private_redis: PrivateRedis, before_outage: dict[str, Any]
+) -> None:
+    """Every pooled connection dies with the server; each must be replaced on use, not fail the
+    request that draws it once Redis is back."""
+    url = f"{API}/nodepools/{before_outage['id']}"
+    wave = 24  # concurrent requests: as many pooled connections
+    filled = await asyncio.gather(*(private_api.get(url, headers=USER) for _ in range(wave)))
+    assert {r.status_code for r in filled} == {200}
+    private_redis.stop()
+    private_redis.start()  # returns once the new server answers
+    after = await asyncio.gather(*(private_api.get(url, headers=USER) for _ in range(wave)))
+    assert [r.status_code for r in after] == [200] * wave, after[0].text
+    scaled = await private_api.put(url, json=update_body(node_count=8), headers=USER)
+    assert scaled.status_code == 200, scaled.text
