@@ -60,18 +60,26 @@ class RedisStore:
     async def run_each(self, txns: list[Txn]) -> list[TxnFailed | None]:
         """Apply several independent guarded transactions in one round trip.
 
-        Each one is atomic on its own and fails on its own (None where it was applied).
+        Each one is atomic on its own and fails on its own (None where it was applied). An
+        error reply raises (after every transaction ran).
         """
+        outcomes = await self.run_each_settled(txns)
+        for outcome in outcomes:
+            if outcome is not None and not isinstance(outcome, TxnFailed):
+                raise outcome
+        return [o if isinstance(o, TxnFailed) else None for o in outcomes]
+
+    async def run_each_settled(self, txns: list[Txn]) -> list[TxnFailed | Exception | None]:
+        """``run_each``, with an error reply (a script error, Redis loading...) returned in the
+        place of its transaction instead of raised. A lost connection still raises: then any
+        of them may or may not have been applied."""
         if not txns:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for txn in txns:
                 await self._txn_script(keys=txn.keys, args=[txn.payload()], client=pipe)
-            replies = await pipe.execute()
-        return [
-            None if reply[0] == "ok" else TxnFailed(str(reply[1]), str(reply[2]))
-            for reply in replies
-        ]
+            replies = await pipe.execute(raise_on_error=False)
+        return [_txn_outcome(reply) for reply in replies]
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -121,10 +129,39 @@ class RedisStore:
             self.names.record(kind, resource_id),
             self.names.controller_reports(kind, resource_id),
         ]
-        values, flat = await self._read_with_reports_script(keys=keys, args=list(RECORD_FIELDS))
-        raw = None if values[0] is None else dict(zip(RECORD_FIELDS, values, strict=True))
-        reports = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return raw, reports
+        reply = await self._read_with_reports_script(keys=keys, args=list(RECORD_FIELDS))
+        return _record_and_reports(reply)
+
+    async def get_many_with_reports(
+        self, wanted: list[tuple[Kind, str]]
+    ) -> list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception]:
+        """``get_<kind>_with_reports`` of several resources in one round trip: each read is
+        atomic on its own. An error reply is returned in the place of its read; a lost
+        connection raises."""
+        if not wanted:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for kind, resource_id in wanted:
+                keys = [
+                    self.names.record(kind, resource_id),
+                    self.names.controller_reports(kind, resource_id),
+                ]
+                await self._read_with_reports_script(
+                    keys=keys, args=list(RECORD_FIELDS), client=pipe
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        found: list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception] = []
+        for (kind, resource_id), reply in zip(wanted, replies, strict=True):
+            if isinstance(reply, Exception):
+                found.append(reply)
+                continue
+            raw, reports = _record_and_reports(reply)
+            record: NodePoolRecord | ClusterRecord | None = None
+            if raw is not None:
+                record_type = NodePoolRecord if kind == "nodepool" else ClusterRecord
+                record = record_type.from_hash(resource_id, raw)
+            found.append((record, reports))
+        return found
 
     async def get_nodepool_with_reports(
         self, nodepool_id: str
@@ -198,3 +235,18 @@ class RedisStore:
                 view = assemble_view(orjson.loads(doc), rv, orjson.loads(status))
                 items.append(orjson.dumps(view).decode())
         return total, items
+
+
+def _txn_outcome(reply: Any) -> TxnFailed | Exception | None:
+    if isinstance(reply, Exception):
+        return reply
+    return None if reply[0] == "ok" else TxnFailed(str(reply[1]), str(reply[2]))
+
+
+def _record_and_reports(reply: Any) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The reply of ``record_with_reports.lua``: the record's fields (None when it does not
+    exist) and its reports, controller -> JSON."""
+    values, flat = reply
+    raw = None if values[0] is None else dict(zip(RECORD_FIELDS, values, strict=True))
+    reports = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return raw, reports
