@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from api_service.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord, assemble_view
 from api_service.store.txn import Txn
@@ -73,13 +75,34 @@ class RedisStore:
         """``run_each``, with an error reply (a script error, Redis loading...) returned in the
         place of its transaction instead of raised. A lost connection still raises: then any
         of them may or may not have been applied."""
-        if not txns:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for txn in txns:
-                await self._txn_script(keys=txn.keys, args=[txn.payload()], client=pipe)
-            replies = await pipe.execute(raise_on_error=False)
-        return [_txn_outcome(reply) for reply in replies]
+        calls = [(txn.keys, [txn.payload()]) for txn in txns]
+        return [_txn_outcome(reply) for reply in await self._eval_each(self._txn_script, calls)]
+
+    async def _eval_each(
+        self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run ``script`` once per (keys, args), pipelined: one round trip, replies (or error
+        replies) in order. Loads the script only when Redis has lost it (a restart): a
+        pipeline of ``register_script`` scripts would ask whether it exists on every call."""
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            if not todo:
+                break
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for index in todo:
+                    keys, args = calls[index]
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                answers = await pipe.execute(raise_on_error=False)
+            missing = []
+            for index, answer in zip(todo, answers, strict=True):
+                replies[index] = answer
+                if isinstance(answer, NoScriptError) and attempt == 0:
+                    missing.append(index)  # nothing ran: safe to run again
+            if missing:
+                script.sha = await self.redis.script_load(script.script)
+            todo = missing
+        return replies
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -138,18 +161,18 @@ class RedisStore:
         """``get_<kind>_with_reports`` of several resources in one round trip: each read is
         atomic on its own. An error reply is returned in the place of its read; a lost
         connection raises."""
-        if not wanted:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for kind, resource_id in wanted:
-                keys = [
+        fields = list(RECORD_FIELDS)
+        calls: list[tuple[list[str], list[Any]]] = [
+            (
+                [
                     self.names.record(kind, resource_id),
                     self.names.controller_reports(kind, resource_id),
-                ]
-                await self._read_with_reports_script(
-                    keys=keys, args=list(RECORD_FIELDS), client=pipe
-                )
-            replies = await pipe.execute(raise_on_error=False)
+                ],
+                fields,
+            )
+            for kind, resource_id in wanted
+        ]
+        replies = await self._eval_each(self._read_with_reports_script, calls)
         found: list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception] = []
         for (kind, resource_id), reply in zip(wanted, replies, strict=True):
             if isinstance(reply, Exception):
