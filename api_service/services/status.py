@@ -145,7 +145,8 @@ class StatusService:
         reply from Redis fails the items of its resource only). A lost connection raises: then
         any of the resources may have been written, and applying the items again is safe.
         """
-        reports = [_bare(item.report) for item in items]
+        # A report is stored as a ControllerReport's fields only (never the queue's resource id).
+        reports = [item.report for item in items]
         groups: dict[Resource, list[int]] = {}
         for index, item in enumerate(items):
             groups.setdefault((item.kind, item.resource_id), []).append(index)
@@ -295,16 +296,6 @@ class _State:
         return ApplyResult(
             Outcome.APPLIED, generation, report.observed_generation, record, self.raw
         )
-
-
-def _bare(report: ControllerReport) -> ControllerReport:
-    """The report without the queue's resource id (or any other subclass field)."""
-    if type(report) is ControllerReport:
-        return report
-    # Every field was validated already, as a ControllerReport's field.
-    return ControllerReport.model_construct(
-        **{name: getattr(report, name) for name in _REPORT_FIELDS}
-    )
 
 
 def _judge(
