@@ -25,12 +25,14 @@ from tests.conftest import USER, controller_headers
 from tests.ingest.conftest import (
     CONTROLLER,
     Publisher,
+    StartIngester,
     counters,
     create_cluster,
     create_nodepools,
     dead_letter_count,
     eventually,
     nodepool_report,
+    queue_counts,
     report,
     steps_behind,
     without_times,
@@ -235,3 +237,40 @@ async def test_redis_failing_in_the_middle_of_a_window_acks_nothing_not_stored(
     assert tally.get("requeued", 0) == 0 and tally.get("dead_lettered", 0) == 0, tally
     assert await dead_letter_count(amqp, settings.names) == 0
     assert (await status_of(api, pools[0]))["status"]["phase"] == "Ready"
+
+
+async def test_dead_letters_in_the_middle_of_windows_and_the_acks_around_them(
+    api: httpx.AsyncClient,
+    publisher: Publisher,
+    start_ingester: StartIngester,
+    redis: Redis,
+    settings: Settings,
+    amqp: AbstractRobustConnection,
+) -> None:
+    """Garbage and reports for a generation not reached yet, between good reports of the same
+    windows: each dead-lettered once, every good report applied and acked once (a ``multiple``
+    ack over a dead-lettered delivery, or a settle twice, would show in the counts)."""
+    pools = await create_nodepools(api, await create_cluster(api), 8)
+    good = 0
+    for step in range(1, 6):
+        for index, pool in enumerate(pools):
+            if (index + step) % 4 == 0:
+                await publisher.raw(b"not json at all")
+            elif (index + step) % 4 == 1:
+                await publisher.report(nodepool_report(pool, 9, step=step))
+            good += 1
+            await publisher.report(nodepool_report(pool, step=step, ready=step == 5))
+    poisons = 2 * 5 * len(pools) // 4
+    await start_ingester()  # everything queued first: windows mix good and bad
+    await eventually(
+        lambda: counters(redis, settings.names),
+        lambda c: sum(c.values()) >= good + poisons,
+        what="every report counted",
+    )
+    await asyncio.sleep(0.5)  # counters flush every 0.2 s: nothing more may come
+    tally = await counters(redis, settings.names)
+    assert tally == {"applied": good, "dead_lettered": poisons}, tally
+    assert await dead_letter_count(amqp, settings.names) == poisons
+    final = {f"{pool}/{CONTROLLER}": 5 for pool in pools}
+    assert not await steps_behind(redis, settings.names, final)
+    assert (await queue_counts(amqp, settings.names))[0] == 0
