@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.commands.core import AsyncScript
 from redis.connection import HiredisRespSerializer
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 from api_service.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord, assemble_view
@@ -104,6 +104,12 @@ class RedisStore:
         """Run ``script`` once per (keys, args), pipelined: one round trip, replies (or error
         replies) in order. Loads the script only when Redis has lost it (a restart): a
         pipeline of ``register_script`` scripts would ask whether it exists on every call."""
+        if len(calls) == 1:  # one call (an HTTP request): no pipeline to set up
+            keys, args = calls[0]
+            try:
+                return [await script(keys=keys, args=args)]  # loads the script if need be
+            except ResponseError as exc:
+                return [exc]
         replies: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for attempt in range(2):
