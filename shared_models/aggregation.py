@@ -53,7 +53,8 @@ def aggregate(
     ``Available``. Timestamps move only when something changed, so recomputing the same
     aggregate returns an object equal to ``previous``.
     """
-    verdict = _verdict(generation, reports)
+    controllers = [_Controller.of(report) for report in reports]
+    verdict = _verdict(generation, controllers)
     conditions = [
         _condition(
             "Ready",
@@ -63,7 +64,7 @@ def aggregate(
             previous,
             now,
         ),
-        _available_condition(reports, previous, now),
+        _available_condition(controllers, previous, now),
     ]
     candidate = AggregatedStatus(
         observedGeneration=_observed_generation(generation, reports),
@@ -84,27 +85,50 @@ def aggregate(
 # ---- per-controller predicates ----------------------------------------------------------------
 
 
-def _is_ready(report: ControllerReport) -> bool:
-    return any(report.is_true(type_) for type_ in _READY_TYPES)
+@dataclass(frozen=True)
+class _Controller:
+    """A report and what it says, worked out once per aggregation."""
+
+    report: ControllerReport
+    ready: bool
+    in_error: bool
+
+    @classmethod
+    def of(cls, report: ControllerReport) -> _Controller:
+        true = _true_types(report)
+        return cls(
+            report,
+            ready=not true.isdisjoint(_READY_TYPES),
+            in_error=bool(report.last_error) or not true.isdisjoint(_ERROR_TYPES),
+        )
 
 
-def _is_in_error(report: ControllerReport) -> bool:
-    return bool(report.last_error) or any(report.is_true(type_) for type_ in _ERROR_TYPES)
+def _true_types(report: ControllerReport) -> set[str]:
+    """The condition types that are True, as ``report.is_true`` reads them: the first condition
+    of a type decides."""
+    seen: set[str] = set()
+    true: set[str] = set()
+    for condition in report.conditions:
+        if condition.type not in seen:
+            seen.add(condition.type)
+            if condition.status == "True":
+                true.add(condition.type)
+    return true
 
 
-def _by_name(reports: Sequence[ControllerReport]) -> list[ControllerReport]:
-    return sorted(reports, key=lambda report: report.controller_name)
+def _by_name(controllers: Sequence[_Controller]) -> list[_Controller]:
+    return sorted(controllers, key=lambda c: c.report.controller_name)
 
 
 # ---- phase, health, reason and message --------------------------------------------------------
 
 
-def _verdict(generation: int, reports: Sequence[ControllerReport]) -> _Verdict:
-    current = _by_name([r for r in reports if r.observed_generation == generation])
+def _verdict(generation: int, controllers: Sequence[_Controller]) -> _Verdict:
+    current = _by_name([c for c in controllers if c.report.observed_generation == generation])
     if not current:
-        return _waiting_verdict(generation, reports)
-    ready = [r for r in current if _is_ready(r)]
-    failing = [r for r in current if _is_in_error(r)]
+        return _waiting_verdict(generation, [c.report for c in controllers])
+    ready = [c.report for c in current if c.ready]
+    failing = [c.report for c in current if c.in_error]
     summary = f"{len(ready)} of {_controllers(len(current))} ready at generation {generation}"
     if len(ready) == len(current) and not failing:
         return _Verdict(Phase.READY, Health.HEALTHY, "AllControllersReady", summary)
@@ -153,10 +177,10 @@ def _failure_detail(report: ControllerReport) -> str:
 
 
 def _available_condition(
-    reports: Sequence[ControllerReport], previous: AggregatedStatus | None, now: datetime
+    controllers: Sequence[_Controller], previous: AggregatedStatus | None, now: datetime
 ) -> AggregateCondition:
     # Any generation counts: nodes of an older generation keep serving while a change rolls out.
-    serving = sum(1 for r in reports if _is_ready(r) and not _is_in_error(r))
+    serving = sum(1 for c in controllers if c.ready and not c.in_error)
     if serving:
         message = f"{_controllers(serving)} ready without errors"
         return _condition("Available", "True", "ControllersAvailable", message, previous, now)

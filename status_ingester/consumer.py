@@ -1,7 +1,8 @@
 """The status ingester: controller reports from ``<ns>.status.ingest`` into Redis.
 
-Every report goes through ``StatusService.apply``, the same code the API's ``PUT .../status``
-runs, and is acked only once that returned (Redis holds its effect). How each delivery ends:
+Every report goes through ``StatusService.apply_many``, the same rules the API's
+``PUT .../status`` runs, and is acked only once that returned (Redis holds its effect). How each
+delivery ends:
 
 - applied, unchanged (a duplicate), stale (an older generation): ack;
 - unknown or deleted resource: ack, counted as ``unknown``;
@@ -13,10 +14,13 @@ runs, and is acked only once that returned (Redis holds its effect). How each de
   Redis answers again; meanwhile the full prefetch window stops the broker from sending more.
   Handing them back to the broker instead would count against their delivery limit.
 
-Reports run concurrently up to the prefetch window, but those on one resource run one at a
-time in delivery order (see ``lanes``). A broker outage is handled by the robust connection:
-reports in hand whose channel died are dropped unsettled (the broker delivers them again) and
-the consumer is restored on the new channel.
+Reports are handled a window at a time (see ``window``): every report delivered since the last
+window, up to the prefetch count, is read in one Redis round trip and written in another (one
+guarded transaction per resource, reports on one resource applied in delivery order), then
+settled: dead-letters and requeues one by one, then the acks, with one ``multiple`` ack when that
+settles exactly them. A broker outage is handled by the robust connection: reports in hand whose
+channel died are dropped unsettled (the broker delivers them again) and the consumer is restored
+on the new channel.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -35,7 +41,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 
-from api_service.services.status import ApplyResult, Outcome, StatusService
+from api_service.services.status import ApplyResult, Outcome, ReportFor, StatusService
 from api_service.store import RedisStore
 from api_service.store.redis_store import connect_redis
 from shared_models import amqp
@@ -43,8 +49,8 @@ from shared_models.logs import install_record_context, log_context
 from shared_models.settings import Settings
 from status_ingester.counters import Count, IngestCounters
 from status_ingester.decode import Poison, Report, decode
-from status_ingester.lanes import Lanes
 from status_ingester.redis_health import is_redis_unavailable, redis_answers, wait_for_redis
+from status_ingester.window import Windows
 
 log = logging.getLogger("status_ingester")
 
@@ -73,10 +79,12 @@ _BY_OUTCOME: dict[Outcome, tuple[Settle, Count]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Delivery:
     message: AbstractIncomingMessage
     decoded: Report | Poison | Exception  # an exception: decoding itself failed
+    finished: bool = False  # handled: settled, or due to be acked (ack_count), or died
+    ack_count: Count | None = None  # due to be acked, and counted as this once it is
 
 
 class StatusIngester:
@@ -97,7 +105,14 @@ class StatusIngester:
         self.redis_probe_interval = redis_probe_interval
         # Set while a consumer is registered with the broker (tests wait on it).
         self.consuming = asyncio.Event()
-        self._lanes: Lanes[Delivery] = Lanes(self._handle)
+        self._windows: Windows[Delivery] = Windows(
+            self._handle_window, _key, limit=settings.ingest_prefetch
+        )
+        # Every delivery not settled yet, in delivery order (acks go in that order).
+        self._ledger: deque[Delivery] = deque()
+        self._ack_lock = asyncio.Lock()
+        # Channels where a settle failed: no ``multiple`` ack there.
+        self._unclean: weakref.WeakSet[object] = weakref.WeakSet()
         self._redis_ok = asyncio.Event()
         self._redis_failed = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
@@ -110,7 +125,7 @@ class StatusIngester:
     @property
     def in_hand(self) -> int:
         """Reports delivered to this ingester and not settled yet."""
-        return len(self._lanes)
+        return len(self._ledger)
 
     # ---- life cycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -161,11 +176,11 @@ class StatusIngester:
         """Stop new deliveries, then let the reports in hand finish (bounded)."""
         self._stopping = True
         await self._stop_consuming()
-        log.info("draining: %d report(s) in hand", len(self._lanes))
+        log.info("draining: %d report(s) in hand", self.in_hand)
         try:
             await asyncio.wait_for(self._finish_in_hand(), self.drain_timeout)
         except TimeoutError:
-            abandoned = await self._lanes.cancel()
+            abandoned = await self._abandon()
             log.warning(
                 "drain timed out after %.1fs: %d report(s) left unacked for redelivery",
                 self.drain_timeout,
@@ -174,17 +189,24 @@ class StatusIngester:
 
     async def _finish_in_hand(self) -> None:
         while True:
-            await self._lanes.wait_idle()
+            await self._windows.wait_idle()
             # Deliveries that reached the channel before CancelOk reach our callback through
             # tasks the client library has already scheduled, a few loop turns later: wait for
             # any straggler before declaring the hand empty.
             await asyncio.sleep(DELIVERY_GRACE)
-            if not self._lanes:
+            if not self.in_hand:
                 return
+
+    async def _abandon(self) -> int:
+        """Give up the reports in hand, unsettled (the broker delivers them again)."""
+        abandoned = self.in_hand
+        await self._windows.cancel()
+        self._ledger.clear()
+        return abandoned
 
     async def _close(self) -> None:
         self._stopping = True
-        await self._lanes.cancel()
+        await self._abandon()
         await self.counters.close()
         await self._close_connection()
         await self.redis.aclose()
@@ -208,7 +230,7 @@ class StatusIngester:
             # a quorum queue hand back the deliveries in transit, each one a delivery attempt.)
             log.warning(
                 "redis unavailable: paused with %d report(s) held unacked until it answers",
-                len(self._lanes),
+                self.in_hand,
             )
             await self._wait_for_redis("to resume")
             self._redis_failed.clear()
@@ -259,7 +281,7 @@ class StatusIngester:
         if self._broker_up and not self._stopping:
             log.warning(
                 "broker connection lost: %d report(s) in hand will be redelivered; reconnecting",
-                len(self._lanes),
+                self.in_hand,
             )
         self._broker_up = False
 
@@ -267,103 +289,209 @@ class StatusIngester:
         self._broker_up = True
         log.info("broker connection restored")
 
-    # ---- one delivery ----------------------------------------------------------------------
+    # ---- deliveries, a window at a time ---------------------------------------------------
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        # No await before submit: callbacks start in delivery order, and so lanes get the
-        # reports of one resource in that order.
+        # No await before submit: callbacks start in delivery order, and so windows hold the
+        # reports in that order.
         decoded: Report | Poison | Exception
         try:
             decoded = decode(message, self.settings.max_body_bytes)
         except Exception as exc:  # a bug of ours, not a bad message: requeue, don't strand it
             decoded = exc
-        key = decoded.key if isinstance(decoded, Report) else f"other:{message.delivery_tag}"
-        self._lanes.submit(key, Delivery(message, decoded))
+        delivery = Delivery(message, decoded)
+        self._ledger.append(delivery)
+        self._windows.submit(delivery)
 
-    async def _handle(self, delivery: Delivery) -> None:
-        # Every line logged about this report (here and in the apply path, which binds the
-        # resource's generation) names the message and, once decoded, the resource.
-        decoded = delivery.decoded
-        fields = decoded.log_fields() if isinstance(decoded, Report) else {}
-        with log_context(message_id=delivery.message.message_id, **fields):
-            await self._handle_in_context(delivery)
-
-    async def _handle_in_context(self, delivery: Delivery) -> None:
-        message, decoded = delivery.message, delivery.decoded
-        if isinstance(decoded, Poison):
-            log.debug("dead-lettering %s: %s", message.message_id, decoded.reason)
-            await self._settle(message, Settle.DEAD, Count.DEAD_LETTERED)
-            return
+    async def _handle_window(self, window: list[Delivery]) -> None:
         try:
-            if isinstance(decoded, Exception):
-                raise decoded
-            result = await self._apply(decoded, message)
-        except Exception as exc:
-            self._failed(message, exc)
-            await self._settle(message, Settle.REQUEUE, Count.REQUEUED)
-            return
-        if result is not None:
-            self._succeeded()
-            log.debug("report %s: %s", message.message_id, result.outcome.value)
-            await self._settle(message, *_BY_OUTCOME[result.outcome])
+            await self._handle_reports(window)
+        except Exception:
+            # A bug of ours: requeue what is not settled yet, or the acks after it wait forever.
+            log.exception("a window of %d report(s) failed; requeued", len(window))
+            for delivery in window:
+                if not delivery.finished:
+                    await self._settle_one(delivery.message, Settle.REQUEUE)
+                    self.counters.add(Count.REQUEUED)
+                    delivery.finished = True
+            await self._flush_acks()
 
-    def _failed(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+    async def _handle_reports(self, window: list[Delivery]) -> None:
+        settles: list[tuple[Delivery, Settle, Count]] = []
+        reports: list[Delivery] = []
+        for delivery in window:
+            decoded = delivery.decoded
+            if isinstance(decoded, Poison):
+                log.debug("dead-lettering %s: %s", delivery.message.message_id, decoded.reason)
+                settles.append((delivery, Settle.DEAD, Count.DEAD_LETTERED))
+            elif isinstance(decoded, Exception):
+                self._failed(delivery, decoded)
+                settles.append((delivery, Settle.REQUEUE, Count.REQUEUED))
+            else:
+                reports.append(delivery)
+        applied = False
+        for delivery, result in await self._apply(reports):
+            if isinstance(result, Exception):
+                self._failed(delivery, result)
+                settles.append((delivery, Settle.REQUEUE, Count.REQUEUED))
+            else:
+                applied = True
+                settles.append((delivery, *_BY_OUTCOME[result.outcome]))
+        if applied:
+            self._succeeded()
+        await self._settle(window, settles)
+
+    def _failed(self, delivery: Delivery, exc: Exception) -> None:
         # One line when reports start failing, not one per report of a poison storm.
-        if not self._failing:
-            log.warning(
-                "reports are failing; requeued until their delivery limit (first: %s: %r)",
-                message.message_id,
-                exc,
-                exc_info=exc,
-            )
-            self._failing = True
-        else:
-            log.debug("report %s failed (%r); requeued", message.message_id, exc)
+        message, decoded = delivery.message, delivery.decoded
+        fields = decoded.log_fields() if isinstance(decoded, Report) else {}
+        with log_context(message_id=message.message_id, **fields):
+            if not self._failing:
+                log.warning(
+                    "reports are failing; requeued until their delivery limit (first: %s: %r)",
+                    message.message_id,
+                    exc,
+                    exc_info=exc,
+                )
+                self._failing = True
+            else:
+                log.debug("report %s failed (%r); requeued", message.message_id, exc)
 
     def _succeeded(self) -> None:
         if self._failing:
             log.info("reports apply again")
             self._failing = False
 
-    async def _apply(self, report: Report, message: AbstractIncomingMessage) -> ApplyResult | None:
-        """Apply, waiting through Redis outages; None when the delivery died meanwhile."""
-        while True:
+    async def _apply(
+        self, deliveries: list[Delivery]
+    ) -> list[tuple[Delivery, ApplyResult | Exception]]:
+        """Apply the reports of a window, waiting through Redis outages. The deliveries that
+        died meanwhile (the broker has taken them back and will deliver them again) are left
+        out."""
+        done: list[tuple[Delivery, ApplyResult | Exception]] = []
+        waiting = deliveries
+        while waiting:
             await self._redis_ok.wait()
-            if not _channel_open(message):
-                return None  # the broker has taken it back and will deliver it again
+            waiting = [d for d in waiting if _channel_open(d.message)]
+            if not waiting:
+                break
+            items = [_item(d) for d in waiting]
             try:
-                return await self.status.apply(report.kind, report.resource_id, report.report)
+                results: list[ApplyResult | Exception] = await self.status.apply_many(items)
             except Exception as exc:
                 if not is_redis_unavailable(exc):
-                    raise
-                # Retrying is safe even if the write landed before the error: applying the
-                # same report again is a no-op.
+                    done += [(d, exc) for d in waiting]
+                    break
+                # Retrying is safe even if some writes landed before the error: applying the
+                # same reports again is a no-op.
                 self._redis_lost()
+                continue
+            # Each resource's reports fail or succeed together, so those retried are still in
+            # delivery order among themselves.
+            retry = []
+            for delivery, result in zip(waiting, results, strict=True):
+                if isinstance(result, Exception) and is_redis_unavailable(result):
+                    retry.append(delivery)
+                else:
+                    done.append((delivery, result))
+            if retry:
+                self._redis_lost()
+            waiting = retry
+        return done
 
-    async def _settle(self, message: AbstractIncomingMessage, settle: Settle, count: Count) -> None:
+    # ---- settling ----------------------------------------------------------------------------
+    async def _settle(
+        self, window: list[Delivery], settles: list[tuple[Delivery, Settle, Count]]
+    ) -> None:
+        """Settle a window: dead-letters and requeues now, one by one; acks are due once every
+        delivery before them is settled too, and then go in one ``multiple`` ack per channel
+        (see ``_flush_acks``)."""
+        for delivery, settle, count in settles:
+            if settle is Settle.ACK:
+                delivery.ack_count = count
+                delivery.finished = True
+                continue
+            settled = await self._settle_one(delivery.message, settle)
+            delivery.finished = True
+            if not settled:
+                self._note_unclean(delivery.message)
+            if settled or settle is not Settle.DEAD:
+                self.counters.add(count)
+        for delivery in window:
+            delivery.finished = True  # the ones left out died with their channel: not settled
+        await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        """Ack the deliveries due, in delivery order, up to the first one not finished yet.
+
+        One ``multiple`` ack of the last one due on a channel acks exactly those due before it
+        on that channel: every delivery before it is finished, and the ones not acked were
+        dead-lettered or requeued before (frames of a channel are handled in order) or died
+        with an earlier channel. After a settle that failed on a channel, its acks go one by one.
+        """
+        async with self._ack_lock:  # acks go out in delivery order
+            due: dict[object | None, list[Delivery]] = {}
+            while self._ledger and self._ledger[0].finished:
+                delivery = self._ledger.popleft()
+                if delivery.ack_count is not None:
+                    due.setdefault(_channel_of(delivery.message), []).append(delivery)
+            for channel, deliveries in due.items():
+                if channel is not None and channel not in self._unclean:
+                    last = max(deliveries, key=lambda d: d.message.delivery_tag or 0)
+                    if not await self._settle_one(last.message, Settle.ACK, multiple=True):
+                        self._note_unclean(last.message)
+                else:
+                    for delivery in deliveries:
+                        await self._settle_one(delivery.message, Settle.ACK)
+                for delivery in deliveries:
+                    # Counted even when the ack was lost: the work was done, and a redelivery
+                    # of the report changes nothing.
+                    assert delivery.ack_count is not None
+                    self.counters.add(delivery.ack_count)
+
+    def _note_unclean(self, message: AbstractIncomingMessage) -> None:
+        channel = _channel_of(message)
+        if channel is not None:
+            self._unclean.add(channel)
+
+    async def _settle_one(
+        self, message: AbstractIncomingMessage, settle: Settle, multiple: bool = False
+    ) -> bool:
         try:
             # Bounded: a settle written to a connection that died in the meantime may never
-            # complete, and a lane waiting on it would hold up its resource's reports forever.
-            await asyncio.wait_for(_settle_once(message, settle), SETTLE_TIMEOUT)
+            # complete, and the windows waiting on it would hold up every report.
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                if settle is Settle.ACK:
+                    await message.ack(multiple=multiple)
+                elif settle is Settle.DEAD:
+                    await message.reject(requeue=False)
+                else:
+                    await message.nack(requeue=True)
         except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
             # The channel died after the work was done: the broker delivers the report again,
             # and applying it again changes nothing.
             log.debug("could not %s %s: %r", settle.value, message.message_id, exc)
-            if settle is Settle.DEAD:
-                return
-        self.counters.add(count)
+            return False
+        return True
 
 
-async def _settle_once(message: AbstractIncomingMessage, settle: Settle) -> None:
-    if settle is Settle.ACK:
-        await message.ack()
-    elif settle is Settle.DEAD:
-        await message.reject(requeue=False)
-    else:
-        await message.nack(requeue=True)
+def _item(delivery: Delivery) -> ReportFor:
+    report = delivery.decoded
+    assert isinstance(report, Report)
+    return ReportFor(report.kind, report.resource_id, report.report)
+
+
+def _key(delivery: Delivery) -> str | None:
+    """Deliveries on one resource are applied in delivery order; the others need no order."""
+    return delivery.decoded.key if isinstance(delivery.decoded, Report) else None
+
+
+def _channel_of(message: AbstractIncomingMessage) -> object | None:
+    """The (client) channel the message came on, None once it is closed."""
+    try:
+        return message.channel
+    except ChannelInvalidStateError:
+        return None
 
 
 def _channel_open(message: AbstractIncomingMessage) -> bool:
-    try:
-        return not message.channel.is_closed
-    except ChannelInvalidStateError:
-        return False
+    return _channel_of(message) is not None

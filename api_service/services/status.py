@@ -1,18 +1,20 @@
 """Applying a controller's status report: the one code path for the queue and for HTTP.
 
 A report body is parsed and validated by ``parse_report`` (both the ingester and
-``PUT .../status`` call it), then applied by ``StatusService.apply``: the report is stored per
-controller, and the aggregate is recomputed with ``shared_models.aggregation`` and written with
-the phase/health indexes, all in one guarded Redis transaction. Reports never move a
-controller's ``observed_generation`` backwards, and applying the same report twice writes
-nothing.
+``PUT .../status`` call it), then applied by ``StatusService.apply_many`` (``PUT .../status``
+calls it through ``apply``, with one report; the ingester with a prefetch window of them): the
+report is stored per controller, and the aggregate is recomputed with
+``shared_models.aggregation`` and written with the phase/health indexes, all in one guarded Redis
+transaction per resource. Reports never move a controller's ``observed_generation`` backwards,
+and applying the same report twice writes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -92,7 +94,18 @@ def parse_report(raw: bytes, model: type[R]) -> R:
 # ---- applying ---------------------------------------------------------------------------------
 
 MAX_ATTEMPTS = 50
-_REPORT_FIELDS = set(ControllerReport.model_fields)
+_REPORT_FIELDS = tuple(ControllerReport.model_fields)
+
+Record = NodePoolRecord | ClusterRecord
+Resource = tuple[Kind, str]
+
+
+class ReportFor(NamedTuple):
+    """One report to apply, and the resource it is about."""
+
+    kind: Kind
+    resource_id: str
+    report: ControllerReport
 
 
 class StatusService:
@@ -102,49 +115,116 @@ class StatusService:
         self.settings = settings
 
     async def apply(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
-        """Apply one report; retried when another write to the same resource got there first."""
-        report = _bare(report)
+        """Apply one report; retried when another write to the same resource got there first.
+
+        ``apply_many`` with one item: HTTP and the queue go through the same rules.
+        """
         bind(
             **{f"{kind}_id": resource_id},
             controller=report.controller_name,
             observed_generation=report.observed_generation,
         )
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                result = await self._attempt(kind, resource_id, report)
-                bind(generation=result.generation or None, outcome=result.outcome.value)
-                return result
-            except TxnFailed as failed:
-                if failed.code != RV_CHANGED:
-                    raise
-        raise Conflict(
-            f"The {kind} is being changed too often; retry the status report",
-            f"{MAX_ATTEMPTS} attempts lost a race with other writes",
-        )
+        (result,) = await self.apply_many([ReportFor(kind, resource_id, report)])
+        if isinstance(result, Exception):
+            raise result
+        bind(generation=result.generation or None, outcome=result.outcome.value)
+        return result
 
-    async def _attempt(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
-        record, raw_reports = await self._read(kind, resource_id)
+    async def apply_many(self, items: Sequence[ReportFor]) -> list[ApplyResult | Exception]:
+        """Apply reports in their order, in a few round trips whatever their number.
+
+        The result of each item is what applying the items one after the other would give:
+        reports on one resource are judged in order, each against the state the ones before it
+        left, and the state the last one leaves is written in one guarded transaction (the
+        intermediate states are never stored: each item's ``record`` is the state it left);
+        reports on different resources are independent. One round trip reads every resource,
+        one writes every changed one; only the resources whose write lost a race with another
+        writer are read and judged again (at most ``MAX_ATTEMPTS`` times, then ``Conflict``).
+
+        Each item's result is an ``ApplyResult`` or the exception it failed with (an error
+        reply from Redis fails the items of its resource only). A lost connection raises: then
+        any of the resources may have been written, and applying the items again is safe.
+        """
+        # A report is stored as a ControllerReport's fields only (never the queue's resource id).
+        reports = [item.report for item in items]
+        groups: dict[Resource, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault((item.kind, item.resource_id), []).append(index)
+        results: list[ApplyResult | Exception | None] = [None] * len(items)
+        pending = list(groups)
+        for _ in range(MAX_ATTEMPTS):
+            if not pending:
+                break
+            reads = await self.store.get_many_with_reports(pending)
+            writes: list[tuple[Resource, list[ApplyResult | Exception], Txn]] = []
+            for resource, read in zip(pending, reads, strict=True):
+                indexes = groups[resource]
+                if isinstance(read, Exception):
+                    for index in indexes:
+                        results[index] = read
+                    continue
+                outcomes, txn = self._plan(resource, read, [reports[i] for i in indexes])
+                if txn is None:
+                    for index, outcome in zip(indexes, outcomes, strict=True):
+                        results[index] = outcome
+                else:
+                    writes.append((resource, outcomes, txn))
+            pending = []
+            replies = await self.store.run_each_settled([txn for _, _, txn in writes])
+            for (resource, outcomes, _), reply in zip(writes, replies, strict=True):
+                if isinstance(reply, TxnFailed) and reply.code == RV_CHANGED:
+                    pending.append(resource)  # another write got there first: judge again
+                    continue
+                for index, outcome in zip(groups[resource], outcomes, strict=True):
+                    results[index] = outcome if reply is None else reply
+        for resource in pending:
+            kind = resource[0]
+            conflict = Conflict(
+                f"The {kind} is being changed too often; retry the status report",
+                f"{MAX_ATTEMPTS} attempts lost a race with other writes",
+            )
+            for index in groups[resource]:
+                results[index] = conflict
+        return [result for result in results if result is not None]
+
+    def _plan(
+        self,
+        resource: Resource,
+        read: tuple[Record | None, dict[str, str]],
+        reports: list[ControllerReport],
+    ) -> tuple[list[ApplyResult | Exception], Txn | None]:
+        """Judge the reports on one resource in order; the outcome of each, and the guarded
+        transaction storing the state the last one left (None when nothing is to be written)."""
+        kind, resource_id = resource
+        record, raw_reports = read
         if record is None:
-            return ApplyResult(Outcome.NOT_FOUND)
-        reports = {r.controller_name: r for r in stored_reports(raw_reports)}
-        verdict = _judge(record.generation, reports.get(report.controller_name), report)
-        if verdict is not None:
-            return replace(verdict, record=record, reports=raw_reports)
-        now = utcnow()
-        stored = StoredControllerStatus(**report.model_dump(), updated_at=now)
-        reports[report.controller_name] = stored
-        old_status = AggregatedStatus.model_validate(record.status)
-        new_status = aggregate(record.generation, list(reports.values()), old_status, now)
-        updated = record.with_changes(
-            rv=new_resource_version(), status=new_status.model_dump(mode="json")
-        )
-        stored_json = orjson.dumps(stored.model_dump(mode="json")).decode()
+            return [ApplyResult(Outcome.NOT_FOUND) for _ in reports], None
+        try:
+            state = _State(record, raw_reports)
+        except Exception as exc:  # what is stored cannot be read back: a bug, not the reports'
+            return [exc for _ in reports], None
+        outcomes: list[ApplyResult | Exception] = []
+        for report in reports:
+            try:
+                outcomes.append(state.apply(report))
+            except Exception as exc:  # this report's bug; the others still apply
+                outcomes.append(exc)
+        if not state.changed:
+            return outcomes, None
+        try:
+            return outcomes, self._txn(kind, resource_id, record, state)
+        except Exception as exc:
+            return [exc if isinstance(o, ApplyResult) else o for o in outcomes], None
+
+    def _txn(self, kind: Kind, resource_id: str, original: Record, state: _State) -> Txn:
+        updated = state.record
         txn = Txn()
         record_key = self.names.record(kind, resource_id)
-        # Every status write changes rv, so this one check also covers the reports read above.
-        txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
+        # Every status write changes rv, so this one check also covers the reports read.
+        txn.expect_field(record_key, "rv", original.rv, RV_CHANGED)
         txn.hset(
-            self.names.controller_reports(kind, resource_id), {report.controller_name: stored_json}
+            self.names.controller_reports(kind, resource_id),
+            {name: state.raw[name] for name in state.written},
         )
         txn.hset(
             record_key,
@@ -157,25 +237,14 @@ class StatusService:
             },
         )
         txn.move_in_indexes(
-            record.index_keys(self.names), updated.index_keys(self.names), record.seq, resource_id
+            original.index_keys(self.names),
+            updated.index_keys(self.names),
+            original.seq,
+            resource_id,
         )
-        if kind == "nodepool" and old_status.phase != new_status.phase:
-            self._reschedule(txn, resource_id, new_status.phase)
-        await self.store.run(txn)
-        return ApplyResult(
-            Outcome.APPLIED,
-            record.generation,
-            report.observed_generation,
-            updated,
-            {**raw_reports, report.controller_name: stored_json},
-        )
-
-    async def _read(
-        self, kind: Kind, resource_id: str
-    ) -> tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]]:
-        if kind == "nodepool":
-            return await self.store.get_nodepool_with_reports(resource_id)
-        return await self.store.get_cluster_with_reports(resource_id)
+        if kind == "nodepool" and state.rescheduled is not None:
+            self._reschedule(txn, resource_id, state.rescheduled)
+        return txn
 
     def _reschedule(self, txn: Txn, nodepool_id: str, phase: Phase) -> None:
         """Ready resources are re-checked rarely; the others soon."""
@@ -189,11 +258,44 @@ class StatusService:
         )
 
 
-def _bare(report: ControllerReport) -> ControllerReport:
-    """The report without the queue's resource id (or any other subclass field)."""
-    if type(report) is ControllerReport:
-        return report
-    return ControllerReport.model_validate(report.model_dump(include=_REPORT_FIELDS))
+class _State:
+    """A resource and its reports as the reports judged so far left them (not yet stored)."""
+
+    def __init__(self, record: Record, raw: dict[str, str]) -> None:
+        self.record = record
+        self.raw = raw  # controller -> its report as stored (JSON)
+        self.reports = {r.controller_name: r for r in stored_reports(raw)}
+        self.status = AggregatedStatus.model_validate(record.status)
+        self.written: list[str] = []  # controllers whose report is to be written
+        self.rescheduled: Phase | None = None  # the phase of the last change of phase
+        self.changed = False
+
+    def apply(self, report: ControllerReport) -> ApplyResult:
+        verdict = _judge(self.record.generation, self.reports.get(report.controller_name), report)
+        if verdict is not None:
+            return replace(verdict, record=self.record, reports=self.raw)
+        now = utcnow()
+        stored = StoredControllerStatus.model_construct(
+            **{name: getattr(report, name) for name in _REPORT_FIELDS}, updated_at=now
+        )
+        reports = {**self.reports, report.controller_name: stored}
+        generation = self.record.generation
+        status = aggregate(generation, list(reports.values()), self.status, now)
+        record = self.record.with_changes(
+            rv=new_resource_version(), status=status.model_dump(mode="json")
+        )
+        stored_json = orjson.dumps(stored.model_dump(mode="json")).decode()
+        # Nothing above raised: the report is part of the state.
+        if status.phase != self.status.phase:
+            self.rescheduled = status.phase
+        self.record, self.reports, self.status = record, reports, status
+        self.raw = {**self.raw, report.controller_name: stored_json}
+        if report.controller_name not in self.written:
+            self.written.append(report.controller_name)
+        self.changed = True
+        return ApplyResult(
+            Outcome.APPLIED, generation, report.observed_generation, record, self.raw
+        )
 
 
 def _judge(
@@ -206,10 +308,11 @@ def _judge(
         return None
     if report.observed_generation < previous.observed_generation:
         return ApplyResult(Outcome.STALE, generation, previous.observed_generation)
-    if _bare_stored(previous) == report:
+    if _same_report(previous, report):
         return ApplyResult(Outcome.UNCHANGED, generation, previous.observed_generation)
     return None
 
 
-def _bare_stored(stored: StoredControllerStatus) -> ControllerReport:
-    return ControllerReport.model_validate(stored.model_dump(include=_REPORT_FIELDS))
+def _same_report(stored: StoredControllerStatus, report: ControllerReport) -> bool:
+    """True when ``stored`` is ``report`` (its time of storage aside)."""
+    return all(getattr(stored, name) == getattr(report, name) for name in _REPORT_FIELDS)

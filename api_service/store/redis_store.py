@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from importlib.resources import files
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.utils import HIREDIS_AVAILABLE
 
 from api_service.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord, assemble_view
 from api_service.store.txn import Txn
@@ -29,8 +35,23 @@ def _lua(name: str) -> str:
     return files("api_service.store").joinpath(name).read_text(encoding="utf-8")
 
 
+class _HiredisPackedConnection(Connection):
+    """A TCP connection whose commands hiredis packs (in C), as redis-py's synchronous client
+    does; its asyncio client packs them in Python, a visible share of the CPU of a pipeline of
+    scripts with many keys. The same bytes go on the wire."""
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        packed: list[bytes] = self._packer.pack(*args)
+        return packed
+
+
 def connect_redis(url: str) -> Redis:
     """A client that fails fast when Redis is gone and reconnects by itself when it returns."""
+    options: dict[str, Any] = {}
+    if HIREDIS_AVAILABLE and urlsplit(url).scheme == "redis":  # not TLS, not a Unix socket
+        options["connection_class"] = _HiredisPackedConnection
     return Redis.from_url(
         url,
         decode_responses=True,
@@ -39,6 +60,7 @@ def connect_redis(url: str) -> Redis:
         health_check_interval=15,
         max_connections=256,
         retry=_STALE_CONNECTION_RETRY,
+        **options,
     )
 
 
@@ -73,18 +95,53 @@ class RedisStore:
     async def run_each(self, txns: list[Txn]) -> list[TxnFailed | None]:
         """Apply several independent guarded transactions in one round trip.
 
-        Each one is atomic on its own and fails on its own (None where it was applied).
+        Each one is atomic on its own and fails on its own (None where it was applied). An
+        error reply raises (after every transaction ran).
         """
-        if not txns:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for txn in txns:
-                await self._txn_script(keys=txn.keys, args=[txn.payload()], client=pipe)
-            replies = await pipe.execute()
-        return [
-            None if reply[0] == "ok" else TxnFailed(str(reply[1]), str(reply[2]))
-            for reply in replies
-        ]
+        outcomes = await self.run_each_settled(txns)
+        for outcome in outcomes:
+            if outcome is not None and not isinstance(outcome, TxnFailed):
+                raise outcome
+        return [o if isinstance(o, TxnFailed) else None for o in outcomes]
+
+    async def run_each_settled(self, txns: list[Txn]) -> list[TxnFailed | Exception | None]:
+        """``run_each``, with an error reply (a script error, Redis loading...) returned in the
+        place of its transaction instead of raised. A lost connection still raises: then any
+        of them may or may not have been applied."""
+        calls = [(txn.keys, [txn.payload()]) for txn in txns]
+        return [_txn_outcome(reply) for reply in await self._eval_each(self._txn_script, calls)]
+
+    async def _eval_each(
+        self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run ``script`` once per (keys, args), pipelined: one round trip, replies (or error
+        replies) in order. Loads the script only when Redis has lost it (a restart): a
+        pipeline of ``register_script`` scripts would ask whether it exists on every call."""
+        if len(calls) == 1:  # one call (an HTTP request): no pipeline to set up
+            keys, args = calls[0]
+            try:
+                return [await script(keys=keys, args=args)]  # loads the script if need be
+            except ResponseError as exc:
+                return [exc]
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            if not todo:
+                break
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for index in todo:
+                    keys, args = calls[index]
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                answers = await pipe.execute(raise_on_error=False)
+            missing = []
+            for index, answer in zip(todo, answers, strict=True):
+                replies[index] = answer
+                if isinstance(answer, NoScriptError) and attempt == 0:
+                    missing.append(index)  # nothing ran: safe to run again
+            if missing:
+                script.sha = await self.redis.script_load(script.script)
+            todo = missing
+        return replies
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -134,10 +191,39 @@ class RedisStore:
             self.names.record(kind, resource_id),
             self.names.controller_reports(kind, resource_id),
         ]
-        values, flat = await self._read_with_reports_script(keys=keys, args=list(RECORD_FIELDS))
-        raw = None if values[0] is None else dict(zip(RECORD_FIELDS, values, strict=True))
-        reports = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return raw, reports
+        reply = await self._read_with_reports_script(keys=keys, args=list(RECORD_FIELDS))
+        return _record_and_reports(reply)
+
+    async def get_many_with_reports(
+        self, wanted: list[tuple[Kind, str]]
+    ) -> list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception]:
+        """``get_<kind>_with_reports`` of several resources in one round trip: each read is
+        atomic on its own. An error reply is returned in the place of its read; a lost
+        connection raises."""
+        fields = list(RECORD_FIELDS)
+        calls: list[tuple[list[str], list[Any]]] = [
+            (
+                [
+                    self.names.record(kind, resource_id),
+                    self.names.controller_reports(kind, resource_id),
+                ],
+                fields,
+            )
+            for kind, resource_id in wanted
+        ]
+        replies = await self._eval_each(self._read_with_reports_script, calls)
+        found: list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception] = []
+        for (kind, resource_id), reply in zip(wanted, replies, strict=True):
+            if isinstance(reply, Exception):
+                found.append(reply)
+                continue
+            raw, reports = _record_and_reports(reply)
+            record: NodePoolRecord | ClusterRecord | None = None
+            if raw is not None:
+                record_type = NodePoolRecord if kind == "nodepool" else ClusterRecord
+                record = record_type.from_hash(resource_id, raw)
+            found.append((record, reports))
+        return found
 
     async def get_nodepool_with_reports(
         self, nodepool_id: str
@@ -234,3 +320,18 @@ class RedisStore:
                 view = assemble_view(orjson.loads(doc), rv, orjson.loads(status))
                 items.append(orjson.dumps(view).decode())
         return total, items
+
+
+def _txn_outcome(reply: Any) -> TxnFailed | Exception | None:
+    if isinstance(reply, Exception):
+        return reply
+    return None if reply[0] == "ok" else TxnFailed(str(reply[1]), str(reply[2]))
+
+
+def _record_and_reports(reply: Any) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The reply of ``record_with_reports.lua``: the record's fields (None when it does not
+    exist) and its reports, controller -> JSON."""
+    values, flat = reply
+    raw = None if values[0] is None else dict(zip(RECORD_FIELDS, values, strict=True))
+    reports = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return raw, reports

@@ -393,3 +393,24 @@ def test_message_is_truncated() -> None:
     assert len(message) == MAX_MESSAGE_LENGTH
     assert message.endswith("…")
     assert "c00: " in message and "c01: " in message
+
+
+@pytest.mark.parametrize(
+    ("conditions", "phase"),
+    [
+        ((("Ready", "False"), ("Ready", "True")), Phase.PROGRESSING),
+        ((("Ready", "True"), ("Ready", "False")), Phase.READY),
+        ((("Ready", "True"), ("Failed", "False"), ("Failed", "True")), Phase.READY),
+        ((("Available", "True"), ("Failed", "True"), ("Failed", "False")), Phase.PROGRESSING),
+    ],
+)
+def test_the_first_condition_of_a_type_decides(
+    conditions: tuple[tuple[str, ConditionStatus], ...], phase: Phase
+) -> None:
+    """As ``ControllerReport.is_true`` reads a report: a repeated type is read at its first."""
+    repeated = ControllerReport(
+        controller_name="a",
+        observed_generation=GEN,
+        conditions=[_condition(type_, status, "") for type_, status in conditions],
+    )
+    assert aggregate(GEN, [repeated], None, T1).phase is phase
