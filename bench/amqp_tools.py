@@ -32,12 +32,6 @@ async def publish_reports(
         )
 
 
-async def ready_count(channel: AbstractChannel, queue: str) -> int:
-    declared = await channel.declare_queue(queue, passive=True)
-    result = declared.declaration_result
-    return int(result.message_count or 0)
-
-
 async def wait_for(
     check: Callable[[], Awaitable[bool]], within: float, what: str, every: float = 0.02
 ) -> float:
