@@ -236,12 +236,15 @@ class StatusService:
                 **updated.view_fields(),
             },
         )
-        txn.move_in_indexes(
-            original.index_keys(self.names),
-            updated.index_keys(self.names),
-            original.seq,
-            resource_id,
-        )
+        if (original.phase, original.health) != (updated.phase, updated.health):
+            # Of the index dimensions (owner, cluster, phase, health) a report changes only
+            # phase and health: when neither moved, no index entry does.
+            txn.move_in_indexes(
+                original.index_keys(self.names),
+                updated.index_keys(self.names),
+                original.seq,
+                resource_id,
+            )
         if kind == "nodepool" and state.rescheduled is not None:
             self._reschedule(txn, resource_id, state.rescheduled)
         return txn
