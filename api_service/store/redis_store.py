@@ -47,6 +47,14 @@ class _HiredisPackedConnection(Connection):
         return packed
 
 
+# After a Redis restart every pooled connection is dead, and without a retry each one failed
+# the first request that drew it (a 503 while Redis was back). One immediate retry on a new
+# connection covers that. Only on a connection error: then the command reached no live server
+# (a server that dies mid-command answers the retry with "connection refused", so a 503).
+# Never on a timeout, after which the command may still run: a write must not be sent twice.
+_STALE_CONNECTION_RETRY = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
+
+
 def connect_redis(url: str) -> Redis:
     """A client that fails fast when Redis is gone and reconnects by itself when it returns."""
     options: dict[str, Any] = {}
@@ -62,14 +70,6 @@ def connect_redis(url: str) -> Redis:
         retry=_STALE_CONNECTION_RETRY,
         **options,
     )
-
-
-# After a Redis restart every pooled connection is dead, and without a retry each one failed
-# the first request that drew it (a 503 while Redis was back). One immediate retry on a new
-# connection covers that. Only on a connection error: then the command reached no live server
-# (a server that dies mid-command answers the retry with "connection refused", so a 503).
-# Never on a timeout, after which the command may still run: a write must not be sent twice.
-_STALE_CONNECTION_RETRY = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
 
 
 class RedisStore:
