@@ -179,26 +179,11 @@ class RedisStore:
             return None
         return record.owner, record.rv, orjson.dumps(record.view()).decode()
 
-    async def _record_with_reports(
-        self, kind: Kind, resource_id: str
-    ) -> tuple[dict[str, Any] | None, dict[str, str]]:
-        """A record and its controllers' reports as of one moment, in one round trip.
-
-        One script rather than a MULTI/EXEC pipeline: as atomic, and about half the client-side
-        cost (this read is on every status report, from the queue and over HTTP).
-        """
-        keys = [
-            self.names.record(kind, resource_id),
-            self.names.controller_reports(kind, resource_id),
-        ]
-        reply = await self._read_with_reports_script(keys=keys, args=list(RECORD_FIELDS))
-        return _record_and_reports(reply)
-
     async def get_many_with_reports(
         self, wanted: list[tuple[Kind, str]]
     ) -> list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception]:
-        """``get_<kind>_with_reports`` of several resources in one round trip: each read is
-        atomic on its own. An error reply is returned in the place of its read; a lost
+        """Records and their controllers' reports, several resources in one round trip: each
+        read is atomic on its own. An error reply is returned in the place of its read; a lost
         connection raises."""
         fields = list(RECORD_FIELDS)
         calls: list[tuple[list[str], list[Any]]] = [
@@ -225,12 +210,6 @@ class RedisStore:
             found.append((record, reports))
         return found
 
-    async def get_nodepool_with_reports(
-        self, nodepool_id: str
-    ) -> tuple[NodePoolRecord | None, dict[str, str]]:
-        raw, reports = await self._record_with_reports("nodepool", nodepool_id)
-        return (None if raw is None else NodePoolRecord.from_hash(nodepool_id, raw)), reports
-
     async def get_nodepool_for_write(
         self, nodepool_id: str
     ) -> tuple[NodePoolRecord | None, dict[str, str], ClusterRecord | None]:
@@ -242,23 +221,15 @@ class RedisStore:
         ]
         args = [self.names.record("cluster", ""), *RECORD_FIELDS]
         values, flat, cluster_values = await self._nodepool_for_write_script(keys=keys, args=args)
-        if values[0] is None:
+        raw, reports = _record_and_reports((values, flat))
+        if raw is None:
             return None, {}, None
-        record = NodePoolRecord.from_hash(
-            nodepool_id, dict(zip(RECORD_FIELDS, values, strict=True))
-        )
-        reports = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+        record = NodePoolRecord.from_hash(nodepool_id, raw)
         cluster = None
         if cluster_values and cluster_values[0] is not None:
             cluster_raw = dict(zip(RECORD_FIELDS, cluster_values, strict=True))
             cluster = ClusterRecord.from_hash(record.cluster_id, cluster_raw)
         return record, reports, cluster
-
-    async def get_cluster_with_reports(
-        self, cluster_id: str
-    ) -> tuple[ClusterRecord | None, dict[str, str]]:
-        raw, reports = await self._record_with_reports("cluster", cluster_id)
-        return (None if raw is None else ClusterRecord.from_hash(cluster_id, raw)), reports
 
     async def get_nodepools(self, ids: list[str]) -> list[NodePoolRecord]:
         """Records of the ids that still exist, in the order given."""
@@ -297,10 +268,6 @@ class RedisStore:
     async def cluster_nodepool_ids(self, cluster_id: str) -> list[str]:
         ids = await self.redis.zrange(self.names.cluster_nodepools(cluster_id), 0, -1)
         return [str(i) for i in ids]
-
-    async def lookup_name(self, names_key: str, name: str) -> str | None:
-        found = await self.redis.hget(names_key, name)
-        return None if found is None else str(found)
 
     # ---- lists -----------------------------------------------------------------------------
     async def list_page(
