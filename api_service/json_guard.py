@@ -18,8 +18,9 @@ Content-Type (the route says which one it takes).
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api_service.body_limit import replaying
 from api_service.error_handlers import error_response
 from api_service.errors import ValidationFailed
 from shared_models.strict_json import Malformed, StrictJsonError, lenient_parsers_accept, loads
@@ -55,16 +56,7 @@ class JsonGuardMiddleware:
             if problem is not None:
                 await error_response(problem)(scope, receive, send)
                 return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 def _problem(body: bytes) -> ValidationFailed | None:
