@@ -19,7 +19,7 @@ from api_service.services.common import (
     status_document,
     utcnow,
 )
-from api_service.services.idempotency import IdempotentCreate
+from api_service.services.idempotency import IdempotentCreate, commit_create
 from api_service.services.nodepools import NodePoolService
 from api_service.store import ClusterRecord, RedisStore, Txn, TxnFailed
 from shared_models.aggregation import aggregate
@@ -109,12 +109,7 @@ class ClusterService:
         txn.hset(names.cluster_names(owner), {body.name: cluster_id})
         txn.move_in_indexes(set(), record.index_keys(names), record.seq, cluster_id)
         self._emit(txn, "cluster.created", record, 1, now)
-        try:
-            await self._run(txn, body.name, dry_run)
-        except TxnFailed as failed:
-            if idempotency is None:
-                raise
-            idempotency.settle(failed)
+        await commit_create(self._run(txn, body.name, dry_run), idempotency)
         return record
 
     async def replace(

@@ -16,6 +16,7 @@ The HTTP side (the header, the fingerprint, the replayed response) is ``routes/i
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -70,6 +71,17 @@ class IdempotentCreate:
             f"this key created {stored.get('kind')} {stored.get('body', {}).get('id')} with "
             "another method, path or body; use a new key for a new request",
         )
+
+
+async def commit_create(commit: Awaitable[None], idempotency: IdempotentCreate | None) -> None:
+    """Await a create's transaction; with a key, a race lost on the key is settled as a replay
+    (or a conflict), any other failure raises as it is."""
+    try:
+        await commit
+    except TxnFailed as failed:
+        if idempotency is None:
+            raise
+        idempotency.settle(failed)
 
 
 async def claim_key(

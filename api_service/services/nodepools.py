@@ -20,7 +20,7 @@ from api_service.services.common import (
     status_document,
     utcnow,
 )
-from api_service.services.idempotency import IdempotentCreate
+from api_service.services.idempotency import IdempotentCreate, commit_create
 from api_service.services.merge_patch import merge_patch
 from api_service.services.validation import field_errors, validate_nodepool_against_cluster
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
@@ -147,12 +147,7 @@ class NodePoolService:
         txn.zadd(self.names.cluster_nodepools(cluster_id), record.seq, nodepool_id)
         self._schedule_reconcile(txn, nodepool_id, status)
         self._emit(txn, "nodepool.created", record, record.generation, now)
-        try:
-            await self._run(txn, body.name, dry_run)
-        except TxnFailed as failed:
-            if idempotency is None:
-                raise
-            idempotency.settle(failed)
+        await commit_create(self._run(txn, body.name, dry_run), idempotency)
         return record
 
     async def replace(
