@@ -38,17 +38,16 @@ class AppState:
     readiness_probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
 
-async def app_state(request: Request) -> AppState:
-    state: AppState = request.app.state.cls
-    return state
-
-
-State = Annotated[AppState, Depends(app_state)]
-
-
 def state_of(request: Request) -> AppState:
     state: AppState = request.app.state.cls
     return state
+
+
+async def app_state(request: Request) -> AppState:
+    return state_of(request)
+
+
+State = Annotated[AppState, Depends(app_state)]
 
 
 IfMatch = Annotated[
