@@ -7,6 +7,7 @@ from typing import Any
 import uvicorn
 
 from api_service.app import create_app
+from shared_models.gc_tuning import tune_for_service
 from shared_models.logs import configure_logging
 from shared_models.settings import Settings
 
@@ -31,7 +32,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), **uvicorn_options(settings))
+    app = create_app(settings)
+    tune_for_service()
+    uvicorn.run(app, **uvicorn_options(settings))
 
 
 if __name__ == "__main__":

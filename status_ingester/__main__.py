@@ -12,6 +12,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
+from shared_models.gc_tuning import tune_for_service
 from shared_models.logs import configure_logging
 from shared_models.settings import Settings
 from status_ingester.consumer import StatusIngester
@@ -31,6 +32,7 @@ def main() -> None:
     logging.getLogger("status_ingester").info(
         "starting: namespace=%s queue=%s", settings.namespace, settings.names.status_queue
     )
+    tune_for_service()
     run(serve(settings))
 
 
