@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from api_service.errors import Conflict, NotFound, ValidationFailed
+from api_service.services.cluster_snapshots import ClusterSnapshots
 from api_service.services.common import (
     RV_CHANGED,
     append_event,
@@ -32,6 +33,7 @@ from shared_models.status import AggregatedStatus, StoredControllerStatus
 
 NAME_TAKEN = "name_taken"
 CLUSTER_GONE = "cluster_gone"
+CLUSTER_CHANGED = "cluster_changed"
 
 
 def cluster_not_found() -> NotFound:
@@ -58,6 +60,7 @@ class NodePoolService:
         self.store = store
         self.names = store.names
         self.settings = settings
+        self._clusters = ClusterSnapshots()
 
     # ---- reads -----------------------------------------------------------------------------
     async def get(self, owner: str, nodepool_id: str) -> NodePoolRecord:
@@ -110,7 +113,34 @@ class NodePoolService:
         idempotency: IdempotentCreate | None = None,
     ) -> NodePoolRecord:
         cluster_id = self._target_cluster(body.cluster_id, path_cluster_id)
+        snapshot = self._clusters.get(cluster_id)
+        if snapshot is not None and snapshot.owner == owner:
+            try:
+                return await self._create(owner, body, snapshot, dry_run, idempotency)
+            except ValidationFailed:
+                pass  # perhaps only by an outdated snapshot: the fresh read below decides
+            except TxnFailed as failed:
+                if failed.code != CLUSTER_CHANGED:
+                    raise
+            self._clusters.forget(cluster_id)
         cluster = await self.owned_cluster(owner, cluster_id)
+        self._clusters.keep(cluster)
+        return await self._create(owner, body, cluster, dry_run, idempotency, snapshot=False)
+
+    async def _create(
+        self,
+        owner: str,
+        body: NodePoolCreate,
+        cluster: ClusterRecord,
+        dry_run: bool,
+        idempotency: IdempotentCreate | None,
+        *,
+        snapshot: bool = True,
+    ) -> NodePoolRecord:
+        """One attempt at a create, validated against ``cluster``. A ``snapshot`` (a cluster
+        read by an earlier request) must still be current when the create commits; a cluster
+        just read only has to still exist and be the owner's, as any write checks."""
+        cluster_id = cluster.id
         validate_nodepool_against_cluster(body.spec, cluster)
         now = utcnow()
         nodepool_id = new_id()
@@ -139,7 +169,11 @@ class NodePoolService:
         txn = Txn()
         if idempotency is not None:
             idempotency.guard(txn, "nodepool", record.view())
-        txn.expect_field(self.names.record("cluster", cluster_id), "owner", owner, CLUSTER_GONE)
+        cluster_key = self.names.record("cluster", cluster_id)
+        if snapshot:
+            txn.expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
+        else:
+            txn.expect_field(cluster_key, "owner", owner, CLUSTER_GONE)
         txn.expect_field(self.names.nodepool_names(cluster_id), body.name, None, NAME_TAKEN)
         txn.hset(self.names.record("nodepool", nodepool_id), record.to_hash())
         txn.hset(self.names.nodepool_names(cluster_id), {body.name: nodepool_id})

@@ -1,0 +1,102 @@
+"""A nodepool create validates against a snapshot of its cluster taken by an earlier create
+(api_service/services/cluster_snapshots.py); whatever happened to the cluster since, the create
+answers as if it had read the cluster afresh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.api.conftest import API, assert_error, create_nodepool
+from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+
+CLUSTER_ID = "7d1f0c2e-9a4b-4c3d-8e5f-6a7b8c9d0e1f"
+
+
+def nodepool_in(cluster_id: str, name: str, zone: str) -> dict[str, Any]:
+    body = seed_nodepool_body(cluster_id, name)
+    body["spec"]["platform"]["gcp"]["zones"] = [zone]
+    return body
+
+
+async def create_cluster(api: httpx.AsyncClient, region: str) -> dict[str, Any]:
+    body = gcp_cluster_body("snapshots", id=CLUSTER_ID)
+    body["spec"]["platform"]["gcp"]["region"] = region
+    response = await api.post(f"{API}/clusters", json=body, headers=USER)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def test_create_after_the_cluster_changed_is_created(
+    api: httpx.AsyncClient, cluster: dict[str, Any]
+) -> None:
+    await create_nodepool(api, cluster["id"], "first")  # the snapshot
+    renamed = {"name": "renamed", "spec": cluster["spec"]}
+    response = await api.put(f"{API}/clusters/{cluster['id']}", json=renamed, headers=USER)
+    assert response.status_code == 200, response.text
+    assert response.json()["resource_version"] != cluster["resource_version"]
+
+    created = await create_nodepool(api, cluster["id"], "second")
+    assert created["cluster_id"] == cluster["id"]
+
+
+async def test_create_after_the_cluster_was_deleted_is_not_found(
+    api: httpx.AsyncClient, cluster: dict[str, Any]
+) -> None:
+    await create_nodepool(api, cluster["id"], "first")
+    response = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
+    assert response.status_code == 204, response.text
+
+    response = await api.post(
+        f"{API}/nodepools", json=seed_nodepool_body(cluster["id"], "second"), headers=USER
+    )
+    assert_error(response, 404, "NOT_FOUND")
+
+
+async def test_create_in_a_cluster_recreated_in_another_region_checks_the_new_region(
+    api: httpx.AsyncClient,
+) -> None:
+    await create_cluster(api, "us-central1")
+    await create_nodepool(api, CLUSTER_ID, body=nodepool_in(CLUSTER_ID, "old", "us-central1-a"))
+    response = await api.delete(f"{API}/clusters/{CLUSTER_ID}?force=true", headers=USER)
+    assert response.status_code == 204, response.text
+    await create_cluster(api, "europe-west1")
+
+    # Valid against the snapshot of the old cluster: only its resource version tells.
+    response = await api.post(
+        f"{API}/nodepools", json=nodepool_in(CLUSTER_ID, "stale", "us-central1-a"), headers=USER
+    )
+    assert_error(response, 400, "VALIDATION_ERROR")
+
+
+async def test_create_in_a_cluster_recreated_in_another_region_uses_the_new_region(
+    api: httpx.AsyncClient,
+) -> None:
+    await create_cluster(api, "us-central1")
+    await create_nodepool(api, CLUSTER_ID, body=nodepool_in(CLUSTER_ID, "old", "us-central1-a"))
+    response = await api.delete(f"{API}/clusters/{CLUSTER_ID}?force=true", headers=USER)
+    assert response.status_code == 204, response.text
+    await create_cluster(api, "europe-west1")
+
+    # Invalid against the snapshot of the old cluster, valid against the cluster as it is.
+    created = await create_nodepool(
+        api, CLUSTER_ID, body=nodepool_in(CLUSTER_ID, "new", "europe-west1-b")
+    )
+    assert created["spec"]["platform"]["gcp"]["zones"] == ["europe-west1-b"]
+
+
+async def test_a_dry_run_after_the_cluster_changed_writes_nothing(
+    api: httpx.AsyncClient, cluster: dict[str, Any]
+) -> None:
+    await create_nodepool(api, cluster["id"], "first")
+    renamed = {"name": "renamed", "spec": cluster["spec"]}
+    response = await api.put(f"{API}/clusters/{cluster['id']}", json=renamed, headers=USER)
+    assert response.status_code == 200, response.text
+
+    body = seed_nodepool_body(cluster["id"], "dry")
+    response = await api.post(f"{API}/nodepools?dryRun=true", json=body, headers=USER)
+    assert response.status_code in (200, 201), response.text
+    listed = await api.get(f"{API}/clusters/{cluster['id']}/nodepools", headers=USER)
+    assert [np["name"] for np in listed.json()["nodepools"]] == ["first"]

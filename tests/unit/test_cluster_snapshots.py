@@ -1,0 +1,47 @@
+"""ClusterSnapshots keeps at most its capacity, dropping the oldest first."""
+
+from __future__ import annotations
+
+from api_service.services.cluster_snapshots import ClusterSnapshots
+from api_service.store import ClusterRecord
+
+
+def cluster(cluster_id: str, rv: str = "1") -> ClusterRecord:
+    return ClusterRecord(
+        id=cluster_id,
+        doc={},
+        rv=rv,
+        generation=1,
+        status={},
+        owner="user@example.com",
+        name=cluster_id,
+        platform="gcp",
+        seq=0.0,
+    )
+
+
+def test_a_full_store_drops_its_oldest_snapshot() -> None:
+    snapshots = ClusterSnapshots(capacity=2)
+    for cluster_id in ("a", "b", "c"):
+        snapshots.keep(cluster(cluster_id))
+    assert len(snapshots) == 2
+    assert snapshots.get("a") is None
+    assert snapshots.get("c") is not None
+
+
+def test_keeping_a_newer_snapshot_of_a_cluster_replaces_it_in_place() -> None:
+    snapshots = ClusterSnapshots(capacity=2)
+    snapshots.keep(cluster("a", rv="1"))
+    snapshots.keep(cluster("b"))
+    snapshots.keep(cluster("a", rv="2"))
+    assert len(snapshots) == 2
+    kept = snapshots.get("a")
+    assert kept is not None and kept.rv == "2"
+
+
+def test_a_forgotten_snapshot_is_gone() -> None:
+    snapshots = ClusterSnapshots()
+    snapshots.keep(cluster("a"))
+    snapshots.forget("a")
+    snapshots.forget("never-kept")
+    assert snapshots.get("a") is None
