@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api_service.deps import ClusterId, IfMatch, User
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.nodepools import DryRun
-from api_service.routes.queries import ClusterListQuery
+from api_service.routes.queries import ClusterListQuery, documented, parse_query
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
@@ -47,8 +47,9 @@ async def create(
     return resource_response(record.view(), 201, f"/api/v1/clusters/{record.id}")
 
 
-@router.get("/clusters", response_model=ClusterList)
-async def list_clusters(user: User, query: Annotated[ClusterListQuery, Query()]) -> Response:
+@router.get("/clusters", response_model=ClusterList, openapi_extra=documented(ClusterListQuery))
+async def list_clusters(user: User, request: Request) -> Response:
+    query = parse_query(ClusterListQuery, request)
     total, items = await user.clusters.list(
         user.owner,
         platform=query.platform,

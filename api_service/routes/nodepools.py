@@ -17,7 +17,12 @@ from api_service.deps import (
 from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
-from api_service.routes.queries import NodePoolListQuery, NodePoolPageQuery
+from api_service.routes.queries import (
+    NodePoolListQuery,
+    NodePoolPageQuery,
+    documented,
+    parse_query,
+)
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
@@ -77,18 +82,20 @@ async def create(
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 
-@router.get("/clusters/{clusterId}/nodepools", response_model=NodePoolList)
-async def list_in_cluster(
-    user: User,
-    cluster_id: ParentClusterId,
-    query: Annotated[NodePoolPageQuery, Query()],
-) -> Response:
+@router.get(
+    "/clusters/{clusterId}/nodepools",
+    response_model=NodePoolList,
+    openapi_extra=documented(NodePoolPageQuery),
+)
+async def list_in_cluster(user: User, cluster_id: ParentClusterId, request: Request) -> Response:
+    query = parse_query(NodePoolPageQuery, request)
     await user.nodepools.owned_cluster(user.owner, cluster_id)
     return await _page(user, cluster_id, query)
 
 
-@router.get("/nodepools", response_model=NodePoolList)
-async def list_all(user: User, query: Annotated[NodePoolListQuery, Query()]) -> Response:
+@router.get("/nodepools", response_model=NodePoolList, openapi_extra=documented(NodePoolListQuery))
+async def list_all(user: User, request: Request) -> Response:
+    query = parse_query(NodePoolListQuery, request)
     return await _page(user, query.cluster_id, query)
 
 
