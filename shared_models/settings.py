@@ -15,7 +15,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
-    """Every knob of the three services. Unset variables take the defaults of DESIGN.md."""
+    """Every knob of the services. Unset variables take the defaults of DESIGN.md."""
 
     model_config = SettingsConfigDict(env_prefix="CLS_", extra="ignore", frozen=True)
 
