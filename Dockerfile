@@ -1,5 +1,5 @@
-# One image for the three CLS services; docker-compose.yml gives each service its command
-# (python -m api_service | status_ingester | reconciler_stub).
+# One image for the CLS services; docker-compose.yml gives each service its command
+# (python -m api_service | api_service.events | status_ingester | reconciler_stub).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

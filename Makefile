@@ -56,7 +56,7 @@ $(STAMP): pyproject.toml
 services: ## Make sure Redis and RabbitMQ answer (starts the local servers if needed)
 	@bash scripts/ensure_services.sh
 
-run: venv services ## Run api_service, status_ingester and reconciler_stub together (Ctrl-C stops)
+run: venv services ## Run the stack as deployed: api_service, api_service.events, status_ingester, reconciler_stub (Ctrl-C stops)
 	$(BIN)/python scripts/run_stack.py
 
 test: venv services ## Run the test suite (PYTEST_ARGS='...' to pass options)

@@ -43,10 +43,14 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def create_app(settings: Settings | None = None, *, relay_events: bool = True) -> FastAPI:
-    """The API app. ``relay_events=False`` leaves committed events in the outbox (for tests that
-    inspect the outbox itself); a deployed API always relays."""
+def create_app(settings: Settings | None = None, *, relay_events: bool | None = None) -> FastAPI:
+    """The API app. It runs the event jobs (outbox relay, reconcile loop) itself when
+    ``CLS_EVENT_JOBS`` is ``in-process``; with ``separate``, ``python -m api_service.events``
+    runs them and this process has no broker link. ``relay_events`` overrides the setting
+    (``False`` leaves committed events in the outbox, for tests that inspect the outbox)."""
     settings = settings or Settings()
+    if relay_events is None:
+        relay_events = settings.event_jobs == "in-process"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +61,8 @@ def create_app(settings: Settings | None = None, *, relay_events: bool = True) -
             state.readiness_probes["rabbitmq"] = events.broker_connected
             metrics.events = events
             events.start()
+        else:
+            log.info("event jobs not run here: python -m api_service.events relays the outbox")
         log.info(
             "api ready: namespace=%s redis=%s",
             settings.namespace,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
 import httpx
+import redis
+
+from api_service.events.pipeline import RELAY_JOB
+from shared_models.names import Names
 
 # Every controller the benchmarks report as, with its bearer token.
 CONTROLLER_TOKENS = {
@@ -136,9 +141,42 @@ class Server:
 
 
 def api_server(namespace: str, log_dir: Path, **settings: str) -> Server:
-    """The API as deployed: ``python -m api_service`` (extra CLS_ settings by lower-case name)."""
-    env = {"CLS_NAMESPACE": namespace, **{f"CLS_{k.upper()}": v for k, v in settings.items()}}
+    """The API as deployed: ``python -m api_service`` without in-process event jobs (extra CLS_
+    settings by lower-case name); ``deployed_api`` adds the process that runs them."""
+    env = {
+        "CLS_NAMESPACE": namespace,
+        "CLS_EVENT_JOBS": "separate",
+        **{f"CLS_{k.upper()}": v for k, v in settings.items()},
+    }
     return Server("api_service", env, log_dir)
+
+
+def events_server(namespace: str, log_dir: Path, redis_url: str, **settings: str) -> Server:
+    """``python -m api_service.events`` (outbox relay, reconcile loop); ready once it leads the
+    relay, read in Redis at ``redis_url``."""
+    env = {"CLS_NAMESPACE": namespace, **{f"CLS_{k.upper()}": v for k, v in settings.items()}}
+    server = Server("api_service.events", env, log_dir, health_path=None)
+    lock = Names(namespace).lock(RELAY_JOB)
+
+    def leads() -> bool:
+        with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+            token = client.get(lock)
+        return token is not None and str(token).split(":")[1] == str(server.pid)
+
+    server.ready = leads
+    return server
+
+
+@contextlib.contextmanager
+def deployed_api(
+    namespace: str, log_dir: Path, redis_url: str, **settings: str
+) -> Iterator[Server]:
+    """The API as deployed: ``api_server`` and one ``events_server`` with the same settings."""
+    with (
+        api_server(namespace, log_dir, **settings) as api,
+        events_server(namespace, log_dir, redis_url, **settings),
+    ):
+        yield api
 
 
 def baseline_server(namespace: str, log_dir: Path) -> Server:

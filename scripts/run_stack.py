@@ -1,7 +1,8 @@
 """Run the CLS services together and interleave their output (``make run``).
 
 Starts ``python -m <service>`` for each service in ``CLS_STACK_SERVICES`` (space separated,
-default ``api_service status_ingester reconciler_stub``) with this interpreter and environment,
+default ``api_service api_service.events status_ingester reconciler_stub``: the stack as
+deployed, the event jobs in a process of their own) with this interpreter and environment,
 prefixes every line of their stdout/stderr with the service name, forwards Ctrl-C / SIGTERM to
 all of them as SIGTERM (SIGKILL after 15 s, or at once on a second Ctrl-C), and if one of them
 exits on its own, stops the others and exits with that service's exit code.
@@ -20,7 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import TextIO
 
-DEFAULT_SERVICES = ("api_service", "status_ingester", "reconciler_stub")
+EVENTS_SERVICE = "api_service.events"
+DEFAULT_SERVICES = ("api_service", EVENTS_SERVICE, "status_ingester", "reconciler_stub")
 # Development credentials for controllers that report over HTTP (the simulated ones use AMQP).
 DEV_CONTROLLER_TOKENS = ",".join(
     f"{platform}-{kind}-controller=dev-{platform}-{kind}-token"
@@ -142,6 +144,10 @@ class Supervisor:
         env.setdefault("PYTHONUNBUFFERED", "1")  # children write into pipes: no block buffering
         env.setdefault("CLS_CONTROLLER_TOKENS", DEV_CONTROLLER_TOKENS)
         env.setdefault("CLS_LOG_FORMAT", "text")  # read by people: JSON lines are for pipelines
+        if EVENTS_SERVICE in self.names:
+            # The events process relays: the API need not. Without it, the API keeps its
+            # default (in-process) so that nothing is left in the outbox.
+            env.setdefault("CLS_EVENT_JOBS", "separate")
         for index, name in enumerate(self.names):
             process = await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -15,7 +15,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
-    """Every knob of the three services. Unset variables take the defaults of DESIGN.md."""
+    """Every knob of the services. Unset variables take the defaults of DESIGN.md."""
 
     model_config = SettingsConfigDict(env_prefix="CLS_", extra="ignore", frozen=True)
 
@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     reconcile_ready_interval: float = Field(default=300.0, gt=0)
     reconcile_batch_size: int = Field(default=500, ge=1, le=10_000)
     leader_lock_ttl: float = Field(default=10.0, gt=0)
+    # Who runs those two jobs. "in-process": the API process does (the default, so that a lone
+    # `python -m api_service` never leaves events in the outbox). "separate": the API does not,
+    # and has no broker link at all; `python -m api_service.events` runs them (the deployed
+    # stack does this, so that publishing does not take CPU from requests). Both jobs are
+    # leader-elected, so any mix of API replicas and events processes is safe.
+    event_jobs: Literal["in-process", "separate"] = "in-process"
     # Status ingester.
     ingest_prefetch: int = Field(default=64, ge=1, le=10_000)
     ingest_delivery_limit: int = Field(default=5, ge=1, le=1000)

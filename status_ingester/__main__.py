@@ -6,24 +6,17 @@ process exits 0. A second signal does not cut the drain short: the drain is alre
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-from collections.abc import Coroutine
-from typing import Any
 
 from shared_models.gc_tuning import tune_for_service
 from shared_models.logs import configure_logging
+from shared_models.process import run, stop_on_signals
 from shared_models.settings import Settings
 from status_ingester.consumer import StatusIngester
 
 
 async def serve(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await StatusIngester(settings).run(stop)
+    await StatusIngester(settings).run(stop_on_signals())
 
 
 def main() -> None:
@@ -34,17 +27,6 @@ def main() -> None:
     )
     tune_for_service()
     run(serve(settings))
-
-
-def run(main: Coroutine[Any, Any, None]) -> None:
-    """uvloop when it is installed (it comes with uvicorn[standard]): it cuts the CPU spent
-    per report by about a third, and one process is CPU-bound."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - platforms without uvloop
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
 
 
 if __name__ == "__main__":

@@ -131,9 +131,10 @@ async def amqp(namespace: str) -> AsyncIterator[AbstractRobustConnection]:
 
 @asynccontextmanager
 async def api_client(
-    settings: Settings, relay_events: bool = True
+    settings: Settings, relay_events: bool | None = True
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """An API app in-process with its lifespan (event relay and reconcile loop included)."""
+    """An API app in-process with its lifespan (event relay and reconcile loop included, unless
+    ``relay_events`` is False; None: as ``settings.event_jobs`` says)."""
     app = create_app(settings, relay_events=relay_events)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -249,7 +250,8 @@ async def stack(
     tmp_path: Path,
     stack_overrides: dict[str, str],
 ) -> AsyncIterator[Stack]:
-    """The three services as real processes, started together (they may start in any order).
+    """The stack as deployed, as real processes (tests/support/stack.py), started together (they
+    may start in any order).
 
     ``@pytest.mark.stack_env(CLS_STUB_DELAY_MS="200")`` overrides their environment. On a
     failure, the tail of each service's log is printed with the test report.

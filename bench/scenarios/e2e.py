@@ -1,5 +1,6 @@
-"""End to end: from POST to Ready with the whole stack running (API with its relay, one status
-ingester, the simulated controllers with no delay), for one nodepool and for many at once."""
+"""End to end: from POST to Ready with the whole stack running as deployed (the API, the events
+process relaying its outbox, one status ingester, the simulated controllers with no delay), for
+one nodepool and for many at once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import httpx
 from bench import bodies
 from bench.amqp_tools import has_consumer, wait_for
 from bench.context import RunContext
-from bench.procs import Server, api_server, rss_mb, worker
+from bench.procs import Server, api_server, events_server, rss_mb, worker
 from bench.report import Figure
 from bench.stats import median
 from shared_models.names import Names
@@ -105,6 +106,7 @@ def run(ctx: RunContext) -> None:
     singles = 5 if ctx.config.quick else 20
     with ExitStack() as stack:
         api = stack.enter_context(api_server(namespace, ctx.log_dir))
+        events = stack.enter_context(events_server(namespace, ctx.log_dir, ctx.config.redis_url))
         names, url = Names(namespace), ctx.config.amqp_url
         # Each worker counts as started once it consumes: events published before the
         # controllers' queues exist would only come back with the next reconcile.
@@ -120,7 +122,8 @@ def run(ctx: RunContext) -> None:
             Figure(
                 "Memory",
                 "API and ingester RSS after the end-to-end runs",
-                f"API {rss_mb(api.pid):.0f} MB, ingester {rss_mb(ingester.pid):.0f} MB",
+                f"API {rss_mb(api.pid):.0f} MB, ingester {rss_mb(ingester.pid):.0f} MB, "
+                f"events process {rss_mb(events.pid):.0f} MB",
                 target="API < 150 MB",
                 met=rss_mb(api.pid) < 150,
             )

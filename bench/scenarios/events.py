@@ -1,9 +1,10 @@
 """Events: how fast the outbox relay publishes, and how long a write takes to reach a consumer.
 
-Publish rate: nodepools are created through the service layer while no API runs, so their events
-wait in the outbox; then the API (and its relay) starts and a private queue bound to every event
-notes when each arrives. Lag: with the API running, sequential scale requests, each timed from
-just before the request to its event's arrival at that queue.
+Publish rate: nodepools are created through the service layer while nothing relays, so their
+events wait in the outbox; then the stack as deployed starts (the API, and the events process that
+relays) and a private queue bound to every event notes when each arrives. Lag: with both running,
+sequential scale requests, each timed from just before the request to its event's arrival at that
+queue.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aio_pika.abc import AbstractRobustConnection
 from bench import bodies
 from bench.amqp_tools import EventTap, publish_copies, wait_for
 from bench.context import RunContext
-from bench.procs import Server, api_server
+from bench.procs import Server, deployed_api
 from bench.report import Figure
 from bench.scenarios.listing import QUIET
 from bench.seed import add_nodepools_parallel, new_cluster, services
@@ -44,9 +45,9 @@ async def _scenario(ctx: RunContext, settings: Settings, count: int) -> None:
     connection = await amqp.connect(settings.amqp_url)
     tap = EventTap()
     await tap.start(connection, settings.names)
-    api = api_server(settings.namespace, ctx.log_dir, **QUIET)
+    deployed = deployed_api(settings.namespace, ctx.log_dir, settings.redis_url, **QUIET)
     try:
-        await asyncio.to_thread(api.__enter__)
+        api = await asyncio.to_thread(deployed.__enter__)
 
         async def all_arrived() -> bool:
             return tap.count >= waiting
@@ -74,7 +75,7 @@ async def _scenario(ctx: RunContext, settings: Settings, count: int) -> None:
             )
         )
     finally:
-        await asyncio.to_thread(api.stop)
+        await asyncio.to_thread(deployed.__exit__, None, None, None)
         await connection.close()
 
 

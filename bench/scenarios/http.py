@@ -18,7 +18,7 @@ from bench.baseline_app import doc_key
 from bench.context import RunContext
 from bench.load.driver import run_load
 from bench.load.plan import LoadPlan, LoadResult
-from bench.procs import CONTROLLER_TOKENS, Server, api_server, baseline_server, cpu_seconds
+from bench.procs import CONTROLLER_TOKENS, Server, baseline_server, cpu_seconds, deployed_api
 from bench.report import Figure
 from bench.stats import interleaved, median, paired_ratio
 
@@ -197,7 +197,9 @@ def measure(ctx: RunContext, api: Server, base: Server, endpoint: Endpoint) -> N
 
 
 NOTE = (
-    "HTTP: the API is `python -m api_service`, the baseline `python -m bench.baseline_app`, both "
+    "HTTP: the API is `python -m api_service` as deployed (`CLS_EVENT_JOBS=separate`, a "
+    "`python -m api_service.events` beside it relays the writes' events), the baseline "
+    "`python -m bench.baseline_app`, both "
     "served with api_service's `uvicorn_options()` (one worker; uvloop and httptools; access log "
     "at INFO). Rounds alternate API and baseline; a ratio is the median of the per-round "
     "throughput ratios; CPU/req is the server process's user+system time per request."
@@ -210,7 +212,7 @@ def run(ctx: RunContext) -> None:
     base_namespace = ctx.new_namespace("base")
     pool = 32 if ctx.config.quick else 256  # at least 25: the list page of 50 must be full
     with (
-        api_server(namespace, ctx.log_dir, **QUIET) as api,
+        deployed_api(namespace, ctx.log_dir, ctx.config.redis_url, **QUIET) as api,
         baseline_server(base_namespace, ctx.log_dir) as base,
     ):
         fixture = prepare(api, base_namespace, ctx.config.redis_url, pool)

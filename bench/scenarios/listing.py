@@ -12,7 +12,7 @@ import asyncio
 from bench.context import RunContext
 from bench.load.driver import run_load
 from bench.load.plan import LoadPlan, LoadResult
-from bench.procs import Server, api_server, rss_mb
+from bench.procs import Server, deployed_api, rss_mb
 from bench.report import Figure
 from bench.scenarios import memory
 from bench.seed import Seeded, add_nodepools_parallel, new_cluster, services
@@ -71,7 +71,7 @@ def run(ctx: RunContext) -> None:
     smallest, *larger = cfg.list_sizes
     add_nodepools_parallel(settings, small, 0, smallest)
     stored = 0
-    with api_server(namespace, ctx.log_dir, **QUIET) as api:
+    with deployed_api(namespace, ctx.log_dir, cfg.redis_url, **QUIET) as api:
         for size in larger:
             print(f"listing: storing {_label(size)} nodepools for the big owner", flush=True)
             add_nodepools_parallel(settings, big, stored, size - stored)

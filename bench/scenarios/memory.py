@@ -74,7 +74,8 @@ async def _trim(settings: Settings) -> int:
 
 
 def drain_outbox(settings: Settings, ctx: RunContext) -> None:
-    """Drop the seeded creates' events: nobody consumes them here, and relaying them would load
-    the API while its listing is measured (the relay's own rate is the events scenario's)."""
+    """Drop the seeded creates' events: nobody consumes them here, and relaying them (the events
+    process beside the API) would load the machine while the listing is measured (the relay's
+    own rate is the events scenario's)."""
     trimmed = asyncio.run(_trim(settings))
     print(f"  trimmed {trimmed:,} seeded events from the outbox", flush=True)

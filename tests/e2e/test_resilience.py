@@ -7,8 +7,11 @@ import asyncio
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from shared_models.settings import Settings
 from tests.support.stack import (
+    EVENTS,
     Stack,
     all_ready_at,
     create_body,
@@ -97,6 +100,20 @@ async def test_both_consumers_killed_and_restarted_mid_run(stack: Stack, reports
     await stack.start("reconciler_stub")
     await reports_of_the_scales_published(reports, latest)  # piling up for the ingester
     await stack.start("status_ingester")
+    await all_ready_at(stack, latest)
+
+
+# A short lock TTL: the restarted process leads once the killed one's lock expires.
+@pytest.mark.stack_env(CLS_STUB_DELAY_MS="200", CLS_LEADER_LOCK_TTL="2")
+async def test_events_process_killed_and_restarted_mid_run(
+    stack: Stack, reports: Reports, redis: Redis, settings: Settings
+) -> None:
+    pools = await create_pools(stack)
+    await reports.wait_for(lambda r: r.get("nodepool_id") in pools)
+    stack[EVENTS].kill()
+    latest = await scale_half(stack.http, pools)  # the API still writes; events wait
+    assert await redis.xlen(settings.names.outbox) >= len(pools) // 2
+    await stack.start(EVENTS)
     await all_ready_at(stack, latest)
 
 

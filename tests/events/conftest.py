@@ -31,7 +31,8 @@ from shared_models.events import Event
 from shared_models.settings import Settings
 from tests.conftest import api_client
 from tests.support.redis_server import free_port
-from tests.support.services import ServiceProcess, api_env, wait_http_ok
+from tests.support.services import ServiceProcess, api_env, events_env, wait_http_ok
+from tests.support.stack import wait_relay_leader
 
 MARKER_CLUSTER = "sync-marker"
 
@@ -218,5 +219,41 @@ class ApiProcesses:
 @pytest.fixture
 def api_processes(settings: Settings, tmp_path: Path) -> Iterator[ApiProcesses]:
     processes = ApiProcesses(settings, tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+class EventsProcesses:
+    """Starts ``python -m api_service.events`` processes in the test's namespace; stops them
+    after."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.started: list[ServiceProcess] = []
+
+    async def start(self, **env: str) -> ServiceProcess:
+        """Start one; return once it leads the relay (it holds the lock, broker or not)."""
+        service = self.spawn(**env)
+        await wait_relay_leader(service)
+        return service
+
+    def spawn(self, **env: str) -> ServiceProcess:
+        """Start one without waiting for anything."""
+        log_dir = self.log_dir / f"events-{len(self.started)}"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        full_env = events_env(self.settings, **{"CLS_LOG_LEVEL": "INFO", **env})
+        service = ServiceProcess("api_service.events", full_env, log_dir).start()
+        self.started.append(service)
+        return service
+
+    def stop_all(self) -> None:
+        for service in self.started:
+            service.stop(timeout=20)
+
+
+@pytest.fixture
+def events_processes(settings: Settings, tmp_path: Path) -> Iterator[EventsProcesses]:
+    processes = EventsProcesses(settings, tmp_path)
     yield processes
     processes.stop_all()

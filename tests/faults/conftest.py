@@ -1,4 +1,4 @@
-"""Fault scenarios on the whole stack: the three services as real processes (the ``stack``
+"""Fault scenarios on the whole stack: the services as deployed, as real processes (the ``stack``
 fixture), with a consumer bound straight to ``<ns>.events`` before they start, and a writer that
 records every write the API acknowledged, so that a test can tell what must not be lost.
 

@@ -1,7 +1,8 @@
 """The broker goes away during a burst of writes and of status reports, and comes back.
 
-All three services reach RabbitMQ through a proxy the test cuts for a few seconds; the test's
-own consumer and its checks reach the broker directly. A probe publisher sends extra reports
+Every service that talks to RabbitMQ (the events process, the ingester, the stub; the API has
+no broker link) reaches it through a proxy the test cuts for a few seconds; the test's own
+consumer and its checks reach the broker directly. A probe publisher sends extra reports
 through the proxy too, each from a controller name of its own, so that each report's effect can
 be found in the store afterwards.
 """

@@ -1,6 +1,7 @@
 """Redis stops in the middle of a run of writes and starts again (a redis-server of the test's
-own, AOF with appendfsync always): the API answers 503 UNAVAILABLE promptly meanwhile, the three
-services recover without being restarted, and no acknowledged write is lost."""
+own, AOF with appendfsync always): the API answers 503 UNAVAILABLE promptly meanwhile, every
+service (the events process included) recovers without being restarted, and no acknowledged
+write is lost."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""SIGKILL of the API, the ingester and the stub at random moments of a run (a seeded schedule),
-each restarted after a moment: once the last one is back, every nodepool is Ready at its latest
-generation. Lost work is recovered by design, not by luck: the relay republishes what the outbox
-still holds, unacked events and reports are redelivered, and reconcile events restart runs a
+"""SIGKILL of the API, the events process, the ingester and the stub at random moments of a run (a
+seeded schedule), each restarted after a moment: once the last one is back, every nodepool is
+Ready at its latest generation. Lost work is recovered by design, not by luck: the relay
+republishes what the outbox still holds (a killed events process's lock expires and the restarted
+one takes over), unacked events and reports are redelivered, and reconcile events restart runs a
 restarted stub has forgotten."""
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class Chaos:
 
 @pytest.fixture
 def fault_env() -> dict[str, str]:
-    return {"CLS_STUB_DELAY_MS": "50", "CLS_RECONCILE_INTERVAL": "1"}
+    # A short lock TTL: a killed events process's locks expire, and its restart leads, soon.
+    return {"CLS_STUB_DELAY_MS": "50", "CLS_RECONCILE_INTERVAL": "1", "CLS_LEADER_LOCK_TTL": "3"}
 
 
 async def test_random_sigkills_of_every_service_still_converge(

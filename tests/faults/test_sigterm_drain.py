@@ -1,9 +1,11 @@
 """SIGTERM to each service in the middle of a run: it drains what it holds and exits within a
 bound, and nothing it held is lost.
 
-- The API finishes the requests in flight; the events it committed and could not publish (its
-  broker link is cut) stay in the outbox for the next relay. uvicorn exits by re-raising the
-  signal once its graceful shutdown is done, so the API's normal exit code is -SIGTERM (-15).
+- The API finishes the requests in flight; the events it committed stay in the outbox for the
+  relay (the events process, whose broker link is cut meanwhile). uvicorn exits by re-raising
+  the signal once its graceful shutdown is done, so the API's normal exit code is -SIGTERM (-15).
+- The events process finishes the batch in flight, releases its leader locks and exits 0; what
+  it had not published is in the outbox for the next start.
 - The ingester applies and acks the reports in hand, or leaves them unacked for redelivery.
 - The stub acks an event only once it has reported; a run it abandons is picked up again by
   a reconcile event after its restart.
@@ -22,7 +24,7 @@ from redis.asyncio import Redis
 from shared_models.settings import Settings
 from tests.conftest import AMQP_URL, USER
 from tests.events.conftest import EventsConsumer
-from tests.support.stack import Stack, all_ready_at, scale_body
+from tests.support.stack import EVENTS, Stack, all_ready_at, scale_body
 from tests.support.status_reports import Reports
 from tests.support.tcp_proxy import TcpProxy, through
 
@@ -41,7 +43,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
 POOLS = 30
 EXIT_BOUND = 20.0  # seconds from SIGTERM to exit
 # Exit codes each service documents for a SIGTERM it handled.
-CLEAN_EXIT = {"api_service": (0, -signal.SIGTERM), "status_ingester": (0,), "reconciler_stub": (0,)}
+CLEAN_EXIT = {
+    "api_service": (0, -signal.SIGTERM),
+    "api_service.events": (0,),
+    "status_ingester": (0,),
+    "reconciler_stub": (0,),
+}
 
 
 @pytest.fixture
@@ -92,7 +99,7 @@ async def test_api_sigterm_finishes_requests_in_flight_and_leaves_its_outbox(
     writer = Writer(stack.http)
     pools = await write_burst(writer, await writer.cluster(), POOLS, scales=0)
     await wait_delivered(writer, events)
-    await broker_proxy.cut()  # from now on the API's relay holds every event it commits
+    await broker_proxy.cut()  # from now on every event the API commits stays in the outbox
     in_flight = asyncio.create_task(scale_all(stack.base_url, pools, 7))
     # SIGTERM once the API is processing them (its first commit is in the outbox), not
     # before it has read any: a fixed sleep is too short on a loaded machine.
@@ -148,6 +155,37 @@ async def sigterm_mid_run(
     await all_ready_at(stack, latest_generations(stored), within=60)
     assert not undelivered(writer, events)
     return f"exit {code} after {took:.1f}s; writes acked {len(writer.acked)}"
+
+
+# A long reconcile interval: nothing re-sends what the SIGTERM would have lost; every event
+# committed must go out from the outbox.
+@pytest.mark.stack_env(CLS_RECONCILE_INTERVAL="300")
+async def test_events_process_sigterm_mid_burst_drains_and_loses_no_event(
+    stack: Stack, events: EventsConsumer, redis: Redis, settings: Settings
+) -> None:
+    writer = Writer(stack.http)
+    burst = asyncio.create_task(write_burst(writer, await writer.cluster(), POOLS, scales=1))
+    await writer.wait_acked(POOLS // 2)  # relaying as the writes come
+    code, took = await terminate(stack, EVENTS)
+    log = stack[EVENTS].log_tail(200)
+    assert "did not stop within" not in log and "no longer the leader (stopping)" in log
+    pools = await burst
+    # Writes go on while it is down: their events wait in the outbox.
+    await asyncio.gather(*(writer.scale(p, f"pool-{i:03d}", 9) for i, p in enumerate(pools)))
+    held = await redis.xlen(settings.names.outbox)
+    assert held >= POOLS, held
+    restarted_at = time.monotonic()
+    await stack.start(EVENTS)
+    # It released the relay's lock on the way out: the next one leads at once, not a TTL later.
+    led_after = time.monotonic() - restarted_at
+    assert led_after < 5.0, f"the restarted process led after {led_after:.1f}s"
+    await wait_delivered(writer, events)
+    stored = await stored_generations(stack.http, pools)
+    assert not lost_acked_writes(writer, stored)
+    await all_ready_at(stack, latest_generations(stored), within=60)
+    assert not undelivered(writer, events)
+    figures = f"exit {code} after {took:.1f}s; writes acked {len(writer.acked)}, held {held}"
+    print(f"\nFAULTS sigterm events: {figures}; lost 0")
 
 
 # A long reconcile interval: convergence can only come from what the ingester acked or left

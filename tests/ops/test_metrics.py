@@ -25,6 +25,7 @@ from tests.conftest import (
 )
 from tests.events.conftest import settings_with
 from tests.ops.conftest import Samples, scrape, series, value
+from tests.support.redis_server import free_port
 from tests.support.tcp_proxy import TcpProxy, through
 
 API = "/api/v1"
@@ -244,6 +245,25 @@ async def test_ready_fails_when_the_broker_goes_away_and_recovers_with_it(
         assert down.json()["error"]["code"] == "UNAVAILABLE"
         await broker_proxy.restore()
         await eventually_status(api, 200, within=30)
+
+
+async def test_without_in_process_event_jobs_ready_is_redis_alone_and_no_relay_is_reported(
+    settings: Settings, redis: Redis
+) -> None:
+    """CLS_EVENT_JOBS=separate (as deployed): no broker link to report, even with no broker at
+    all; the outbox backlog, read from Redis, still shows what waits for the events process."""
+    nowhere = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    jobs_elsewhere = settings_with(settings, event_jobs="separate", amqp_url=nowhere)
+    async with api_client(jobs_elsewhere, relay_events=None) as api:
+        response = await api.get("/ready")
+        created = await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER)
+        samples = await scrape(api)
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"redis": "ok"}
+    assert created.status_code == 201, created.text  # writes never need the broker
+    assert value(samples, "cls_outbox_backlog") == 1
+    assert value(samples, "cls_relay_published_total") is None
+    assert not series(samples, "cls_leader")
 
 
 async def test_ready_fails_when_redis_goes_away_and_recovers_with_it(

@@ -101,6 +101,16 @@ def api_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
     }
 
 
+def events_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of ``python -m api_service.events`` in the test's namespace."""
+    return {
+        "CLS_NAMESPACE": settings.namespace,
+        "CLS_REDIS_URL": settings.redis_url,
+        "CLS_AMQP_URL": settings.amqp_url,
+        **extra,
+    }
+
+
 @contextlib.contextmanager
 def api_process(settings: Settings, log_dir: Path, **extra: str) -> Iterator[ServiceProcess]:
     """``python -m api_service`` on a free port, once it answers /health; stopped after.

@@ -1,6 +1,8 @@
-"""The whole stack as real processes: ``python -m api_service``, ``python -m status_ingester`` and
-``python -m reconciler_stub`` against the real Redis and broker, in a fresh namespace per test,
-and the requests of the user guide that end-to-end and fault tests send to it.
+"""The whole stack as deployed, as real processes: ``python -m api_service`` (without in-process
+event jobs), ``python -m api_service.events`` (the outbox relay and the reconcile loop),
+``python -m status_ingester`` and ``python -m reconciler_stub`` against the real Redis and
+broker, in a fresh namespace per test, and the requests of the user guide that end-to-end and
+fault tests send to it.
 
 The ``stack`` and ``reports`` fixtures (tests/conftest.py) build on this module.
 """
@@ -16,13 +18,16 @@ from typing import Any
 import httpx
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import ChannelNotFoundEntity
+from redis.asyncio import Redis
 
+from api_service.events.pipeline import RELAY_JOB
 from reconciler_stub.catalog import ALL_CONTROLLERS
 from shared_models.names import Names
 from tests.conftest import AMQP_URL, CONTROLLER_TOKENS, REDIS_URL
 from tests.support.services import ServiceProcess, wait_http_ok
 
-PACKAGES = ("api_service", "status_ingester", "reconciler_stub")
+EVENTS = "api_service.events"
+PACKAGES = ("api_service", EVENTS, "status_ingester", "reconciler_stub")
 STUB_DELAY_MS = 20
 START_TIMEOUT = 30.0
 
@@ -31,7 +36,7 @@ Json = dict[str, Any]
 
 @dataclass
 class Stack:
-    """The three services of one namespace, and an HTTP client for its API."""
+    """The four processes of one namespace, and an HTTP client for its API."""
 
     names: Names
     base_url: str
@@ -43,8 +48,9 @@ class Stack:
         return self.services[package]
 
     async def start(self, *packages: str) -> None:
-        """Start services and wait until they serve: the API answers /ready, the consumers
-        consume from their queues (so that no event or report published later is missed)."""
+        """Start services and wait until they serve: the API answers /ready, the events process
+        leads the relay, the consumers consume from their queues (so that no event or report
+        published later is missed)."""
         for package in packages:
             self.services[package].start()
         await asyncio.gather(*(self.wait_serving(package) for package in packages))
@@ -53,6 +59,8 @@ class Stack:
         service = self.services[package]
         if package == "api_service":
             await asyncio.to_thread(wait_http_ok, f"{self.base_url}/ready", START_TIMEOUT, service)
+        elif package == EVENTS:
+            await wait_relay_leader(service)
         elif package == "status_ingester":
             await self.wait_consumed(service, [self.names.status_queue])
         else:
@@ -96,6 +104,29 @@ async def consumers(connection: AbstractRobustConnection, queue_name: str) -> in
             await channel.close()
 
 
+def lock_holder_pid(token: object) -> int | None:
+    """The process id in a leader lock's token (``host:pid:random``), None when none is held."""
+    return None if token is None else int(str(token).split(":")[1])
+
+
+async def wait_relay_leader(service: ServiceProcess) -> None:
+    """Until ``service`` holds the outbox relay's lock (a lock left by a killed process is
+    taken over once it expires: ``CLS_LEADER_LOCK_TTL``). Read in the Redis the service uses,
+    which may be a test's own."""
+    redis = Redis.from_url(service.env["CLS_REDIS_URL"], decode_responses=True)
+    key = Names(service.env["CLS_NAMESPACE"]).lock(RELAY_JOB)
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        while lock_holder_pid(await redis.get(key)) != service.pid:
+            if not service.alive:
+                raise RuntimeError(f"{service.package} exited:\n{service.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{service.package} never led the relay:\n{service.log_tail()}")
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+
+
 def stack_env(names: Names, port: int, **extra: str) -> dict[str, str]:
     return {
         "CLS_NAMESPACE": names.namespace,
@@ -107,6 +138,7 @@ def stack_env(names: Names, port: int, **extra: str) -> dict[str, str]:
         "CLS_STUB_DELAY_MS": str(STUB_DELAY_MS),
         "CLS_RECONCILE_INTERVAL": "1",
         "CLS_LOG_LEVEL": "INFO",
+        "CLS_EVENT_JOBS": "separate",  # as deployed: the API serves, EVENTS relays
         **extra,
     }
 

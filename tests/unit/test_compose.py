@@ -15,7 +15,9 @@ from shared_models.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-PACKAGES = {"api_service", "status_ingester", "reconciler_stub"}
+PACKAGES = {"api_service", "api_service.events", "status_ingester", "reconciler_stub"}
+# What every process of the stack must agree on to be one stack.
+SHARED_VARS = ("CLS_REDIS_URL", "CLS_AMQP_URL", "CLS_NAMESPACE")
 CLS_VAR = re.compile(r"^CLS_[A-Z0-9_]+$")
 
 
@@ -79,7 +81,7 @@ def settings_env_names() -> set[str]:
 
 
 def test_compose_file_parses_with_services() -> None:
-    assert {"redis", "rabbitmq", "api", "ingester", "reconciler-stub"} <= set(services())
+    assert {"redis", "rabbitmq", "api", "events", "ingester", "reconciler-stub"} <= set(services())
 
 
 def test_project_services_run_python_m_of_a_package_with_a_main_module() -> None:
@@ -90,7 +92,8 @@ def test_project_services_run_python_m_of_a_package_with_a_main_module() -> None
         assert len(argv) == 3 and argv[:2] == ["python", "-m"], f"{name}: {argv}"
         package = argv[2]
         assert package in PACKAGES, f"{name}: unknown package {package}"
-        assert (ROOT / package / "__main__.py").is_file(), f"{name}: {package}/__main__.py missing"
+        main = ROOT / package.replace(".", "/") / "__main__.py"
+        assert main.is_file(), f"{name}: {main.relative_to(ROOT)} missing"
 
 
 def test_each_package_has_exactly_one_compose_service() -> None:
@@ -147,6 +150,34 @@ def test_workers_wait_for_a_healthy_api(package: str) -> None:
     for service in project_services().values():
         if command_argv(service)[2] == package:
             assert service["depends_on"]["api"]["condition"] == "service_healthy"
+
+
+def service_running(package: str) -> dict[str, Any]:
+    found = [s for s in project_services().values() if command_argv(s)[2] == package]
+    assert len(found) == 1, f"{len(found)} services run {package}"
+    return found[0]
+
+
+def test_the_api_leaves_the_event_jobs_to_the_events_service() -> None:
+    """The API as deployed runs no relay (Settings.event_jobs), and the events process does,
+    on the same Redis, broker and namespace: the outbox the API writes is the one relayed."""
+    api_env = environment(service_running("api_service"))
+    events_env = environment(service_running("api_service.events"))
+    assert Settings.model_validate({"event_jobs": api_env["CLS_EVENT_JOBS"]}).event_jobs == (
+        "separate"
+    )
+    for var in SHARED_VARS:
+        assert events_env.get(var) == api_env.get(var), var
+
+
+def test_the_events_service_serves_nothing_and_nothing_waits_for_it() -> None:
+    """No HTTP, so no port and no healthcheck; the relay catches up whenever it starts."""
+    all_services = services()
+    name = next(
+        n for n, s in project_services().items() if command_argv(s)[2] == "api_service.events"
+    )
+    assert "healthcheck" not in all_services[name] and "ports" not in all_services[name]
+    assert all(name not in (s.get("depends_on") or {}) for s in all_services.values())
 
 
 def test_redis_has_append_only_file_on() -> None:

@@ -1,0 +1,54 @@
+"""``python -m api_service.events``: the event jobs as a process of their own.
+
+Runs the outbox relay and the reconcile loop (``EventPipeline``), with its own Redis client and
+broker link, so that publishing and a backlog drained after a broker outage take no CPU from the
+API's requests (run the API with ``CLS_EVENT_JOBS=separate``). Both jobs are leader-elected: any
+number of these processes, and API processes still running the jobs in-process, may run at once;
+one of them does each job at a time.
+
+On SIGTERM or SIGINT: the batch in flight is finished, the leader locks are released (another
+instance takes over at once, not a lock TTL later), the broker connection is closed, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from api_service.events.pipeline import EventPipeline
+from api_service.store import RedisStore
+from api_service.store.redis_store import connect_redis
+from shared_models.logs import configure_logging, without_password
+from shared_models.process import run, stop_on_signals
+from shared_models.settings import Settings
+
+log = logging.getLogger("api_service.events")
+
+
+async def serve(settings: Settings) -> None:
+    stop = stop_on_signals()
+    store = RedisStore(connect_redis(settings.redis_url), settings.names)
+    pipeline = EventPipeline(settings, store)
+    pipeline.start()
+    try:
+        await stop.wait()
+        log.info("stopping: finishing the batch in flight, releasing the leader locks")
+    finally:
+        await pipeline.stop()
+        await store.redis.aclose()
+    log.info("stopped")
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    log.info(
+        "starting the event jobs (outbox relay, reconcile): namespace=%s redis=%s broker=%s",
+        settings.namespace,
+        without_password(settings.redis_url),
+        without_password(settings.amqp_url),
+    )
+    run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
