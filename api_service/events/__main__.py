@@ -17,6 +17,7 @@ import logging
 from api_service.events.pipeline import EventPipeline
 from api_service.store import RedisStore
 from api_service.store.redis_store import connect_redis
+from shared_models.gc_tuning import tune_for_service
 from shared_models.logs import configure_logging, without_password
 from shared_models.process import run, stop_on_signals
 from shared_models.settings import Settings
@@ -47,6 +48,7 @@ def main() -> None:
         without_password(settings.redis_url),
         without_password(settings.amqp_url),
     )
+    tune_for_service()
     run(serve(settings))
 
 

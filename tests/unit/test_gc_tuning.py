@@ -10,6 +10,7 @@ import pytest
 import uvicorn
 
 import api_service.__main__ as api_main
+import api_service.events.__main__ as events_main
 import status_ingester.__main__ as ingester_main
 from shared_models.gc_tuning import YOUNG_THRESHOLD
 
@@ -45,8 +46,9 @@ def test_the_api_process_freezes_its_startup_heap_before_serving(
 
 
 @pytest.mark.usefixtures("collector_state")
-def test_the_ingester_process_freezes_its_startup_heap_before_consuming(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("service", [ingester_main, events_main], ids=["ingester", "events"])
+def test_the_worker_processes_freeze_their_startup_heap_before_running(
+    monkeypatch: pytest.MonkeyPatch, service: Any
 ) -> None:
     seen: dict[str, Any] = {}
 
@@ -54,8 +56,8 @@ def test_the_ingester_process_freezes_its_startup_heap_before_consuming(
         coroutine.close()  # never started: only the collector's state matters here
         _collector_when_called(seen)()
 
-    monkeypatch.setattr(ingester_main, "run", run)
-    monkeypatch.setattr(ingester_main, "configure_logging", lambda *_: None)
-    ingester_main.main()
+    monkeypatch.setattr(service, "run", run)
+    monkeypatch.setattr(service, "configure_logging", lambda *_: None)
+    service.main()
     assert seen["threshold"] == YOUNG_THRESHOLD
     assert seen["frozen"] > 10_000
