@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from tests.api.conftest import (
     API,
@@ -185,3 +186,17 @@ async def test_after_a_restart_no_request_fails_on_a_connection_to_the_old_serve
     assert [r.status_code for r in after] == [200] * wave, after[0].text
     scaled = await private_api.put(url, json=update_body(node_count=8), headers=USER)
     assert scaled.status_code == 200, scaled.text
+
+
+@pytest.mark.parametrize("name", sorted(REQUESTS))
+async def test_every_request_succeeds_after_redis_lost_its_scripts(
+    private_api: httpx.AsyncClient,
+    private_client: Redis,
+    before_outage: dict[str, Any],
+    name: str,
+) -> None:
+    # A restarted or failed-over Redis has none of the Lua scripts the API loaded: each script
+    # call must load its script again and run, not fail with NOSCRIPT.
+    await private_client.script_flush()
+    response = await REQUESTS[name](private_api, before_outage)
+    assert response.status_code < 300, response.text
