@@ -6,7 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api_service.deps import ClusterId, IfMatch, User
+from api_service.deps import (
+    CLUSTER_PATH_ID,
+    ClusterId,
+    IfMatch,
+    User,
+    path_id,
+    read_route_doc,
+    user_of,
+)
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.nodepools import DryRun
@@ -47,8 +55,13 @@ async def create(
     return resource_response(record.view(), 201, f"/api/v1/clusters/{record.id}")
 
 
-@router.get("/clusters", response_model=ClusterList, openapi_extra=documented(ClusterListQuery))
-async def list_clusters(user: User, request: Request) -> Response:
+@router.get(
+    "/clusters",
+    response_model=ClusterList,
+    openapi_extra=read_route_doc(query=documented(ClusterListQuery)),
+)
+async def list_clusters(request: Request) -> Response:
+    user = user_of(request)
     query = parse_query(ClusterListQuery, request)
     total, items = await user.clusters.list(
         user.owner,
@@ -60,8 +73,14 @@ async def list_clusters(user: User, request: Request) -> Response:
     return page_response("clusters", total, items, query.limit, query.offset)
 
 
-@router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
-async def get(user: User, cluster_id: ClusterId) -> Response:
+@router.get(
+    "/clusters/{id}",
+    response_model=Cluster,
+    responses=WITH_ETAG,
+    openapi_extra=read_route_doc(CLUSTER_PATH_ID),
+)
+async def get(request: Request) -> Response:
+    user, cluster_id = user_of(request), path_id(request, "id")
     return stored_resource_response(*await user.clusters.get_view(user.owner, cluster_id))
 
 

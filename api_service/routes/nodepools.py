@@ -8,11 +8,16 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api_service.deps import (
+    NODEPOOL_PATH_ID,
+    PARENT_CLUSTER_PATH_ID,
     IfMatch,
     NodePoolId,
     ParentClusterId,
     User,
     UserCall,
+    path_id,
+    read_route_doc,
+    user_of,
 )
 from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
@@ -85,16 +90,22 @@ async def create(
 @router.get(
     "/clusters/{clusterId}/nodepools",
     response_model=NodePoolList,
-    openapi_extra=documented(NodePoolPageQuery),
+    openapi_extra=read_route_doc(PARENT_CLUSTER_PATH_ID, documented(NodePoolPageQuery)),
 )
-async def list_in_cluster(user: User, cluster_id: ParentClusterId, request: Request) -> Response:
+async def list_in_cluster(request: Request) -> Response:
+    user, cluster_id = user_of(request), path_id(request, "clusterId")
     query = parse_query(NodePoolPageQuery, request)
     await user.nodepools.owned_cluster(user.owner, cluster_id)
     return await _page(user, cluster_id, query)
 
 
-@router.get("/nodepools", response_model=NodePoolList, openapi_extra=documented(NodePoolListQuery))
-async def list_all(user: User, request: Request) -> Response:
+@router.get(
+    "/nodepools",
+    response_model=NodePoolList,
+    openapi_extra=read_route_doc(query=documented(NodePoolListQuery)),
+)
+async def list_all(request: Request) -> Response:
+    user = user_of(request)
     query = parse_query(NodePoolListQuery, request)
     return await _page(user, query.cluster_id, query)
 
@@ -111,8 +122,14 @@ async def _page(user: UserCall, cluster_id: str | None, query: NodePoolPageQuery
     return page_response("nodepools", total, items, query.limit, query.offset)
 
 
-@router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
-async def get(user: User, nodepool_id: NodePoolId) -> Response:
+@router.get(
+    "/nodepools/{id}",
+    response_model=NodePool,
+    responses=WITH_ETAG,
+    openapi_extra=read_route_doc(NODEPOOL_PATH_ID),
+)
+async def get(request: Request) -> Response:
+    user, nodepool_id = user_of(request), path_id(request, "id")
     return stored_resource_response(*await user.nodepools.get_view(user.owner, nodepool_id))
 
 

@@ -66,19 +66,17 @@ def parse_query(model: type[Q], request: Request) -> Q:
         raise RequestValidationError(errors) from None
 
 
-def documented(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` listing the fields of ``model`` as optional query parameters. Their
-    enums refer to the document's own schemas (Phase, Health: the responses define them)."""
+def documented(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The fields of ``model`` as optional query parameters, for OpenAPI. Their enums refer to
+    the document's own schemas (Phase, Health: the responses define them)."""
     schema = model.model_json_schema(ref_template=COMPONENT_REF)
-    return {
-        "parameters": [
-            {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "schema": field,
-                "description": field.get("description", ""),
-            }
-            for name, field in schema["properties"].items()
-        ]
-    }
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": field,
+            "description": field.get("description", ""),
+        }
+        for name, field in schema["properties"].items()
+    ]

@@ -11,7 +11,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api_service.deps import ClusterId, Controller, ControllerCall, NodePoolId, User
+from api_service.deps import (
+    CLUSTER_PATH_ID,
+    NODEPOOL_PATH_ID,
+    ClusterId,
+    Controller,
+    ControllerCall,
+    NodePoolId,
+    path_id,
+    read_route_doc,
+    user_of,
+)
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.responses import API_PREFIX, ERRORS
@@ -49,8 +59,14 @@ _WHO: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/nodepools/{id}/status", response_model=NodePoolStatusView, tags=["nodepools"])
-async def get_nodepool_status(user: User, nodepool_id: NodePoolId) -> OrjsonResponse:
+@router.get(
+    "/nodepools/{id}/status",
+    response_model=NodePoolStatusView,
+    tags=["nodepools"],
+    openapi_extra=read_route_doc(NODEPOOL_PATH_ID),
+)
+async def get_nodepool_status(request: Request) -> OrjsonResponse:
+    user, nodepool_id = user_of(request), path_id(request, "id")
     return OrjsonResponse(await user.nodepools.status_view(user.owner, nodepool_id))
 
 
@@ -71,8 +87,14 @@ async def put_nodepool_status(
     return status_response("nodepool_id", nodepool_id, result)
 
 
-@router.get("/clusters/{id}/status", response_model=ClusterStatusView, tags=["clusters"])
-async def get_cluster_status(user: User, cluster_id: ClusterId) -> OrjsonResponse:
+@router.get(
+    "/clusters/{id}/status",
+    response_model=ClusterStatusView,
+    tags=["clusters"],
+    openapi_extra=read_route_doc(CLUSTER_PATH_ID),
+)
+async def get_cluster_status(request: Request) -> OrjsonResponse:
+    user, cluster_id = user_of(request), path_id(request, "id")
     return OrjsonResponse(await user.clusters.status_view(user.owner, cluster_id))
 
 
