@@ -60,7 +60,7 @@ def stored_resource_response(resource_version: str, body: str) -> Response:
     return Response(body, media_type="application/json", headers={"ETag": etag(resource_version)})
 
 
-def page_response(key: str, total: int, items: list[str], limit: int, offset: int) -> Response:
-    """A list page assembled from the items' stored JSON, without parsing any of them."""
+def page_response(key: str, total: int, items: str, limit: int, offset: int) -> Response:
+    """A list page around its items' stored JSON (``items``: joined with ","), parsing none."""
     tail = orjson.dumps({"total": total, "limit": limit, "offset": offset}).decode()[1:]
-    return Response(f'{{"{key}":[{",".join(items)}],{tail}', media_type="application/json")
+    return Response(f'{{"{key}":[{items}],{tail}', media_type="application/json")

@@ -60,8 +60,8 @@ class ClusterService:
 
     async def list(
         self, owner: str, *, platform: str | None, phase: str | None, limit: int, offset: int
-    ) -> tuple[int, list[str]]:
-        """(total, the page's clusters as JSON documents)."""
+    ) -> tuple[int, str]:
+        """(total, the page's clusters as JSON documents joined with ",")."""
         index = self.names.cluster_index(owner, platform or ANY, phase or ANY)
         return await self.store.list_page("cluster", index, offset, limit)
 

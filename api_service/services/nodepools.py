@@ -91,8 +91,8 @@ class NodePoolService:
         health: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[int, list[str]]:
-        """(total, the page's nodepools as JSON documents)."""
+    ) -> tuple[int, str]:
+        """(total, the page's nodepools as JSON documents joined with ",")."""
         index = self.names.nodepool_index(owner, cluster_id or ANY, phase or ANY, health or ANY)
         return await self.store.list_page("nodepool", index, offset, limit)
 

@@ -290,21 +290,25 @@ class RedisStore:
     # ---- lists -----------------------------------------------------------------------------
     async def list_page(
         self, kind: Literal["cluster", "nodepool"], index_key: str, offset: int, limit: int
-    ) -> tuple[int, list[str]]:
-        """(total in the index, the resources of one page as JSON), in creation order, one round
-        trip; current views are passed through as stored, never parsed."""
+    ) -> tuple[int, str]:
+        """(total in the index, the resources of one page as JSON joined with ","), in creation
+        order, one round trip. Current views come joined by Redis itself and are never parsed:
+        the page is one string from Redis to the response, as a bare key-value read would be.
+        """
         prefix = self.names.record(kind, "")
         reply = await self._eval(self._page_script, [index_key], [offset, limit, prefix])
-        total = int(reply[0])
+        total, form = int(reply[0]), reply[1]
+        if form == "joined":
+            return total, str(reply[2])
         items: list[str] = []
-        for i in range(1, len(reply), 4):
-            if reply[i] == "v":
-                items.append(reply[i + 1])
-            else:
-                doc, rv, status = reply[i + 1], reply[i + 2], reply[i + 3]
+        for item in reply[2:]:
+            if isinstance(item, str):
+                items.append(item)
+            else:  # rendered by an older write, or not at all: assembled from the fields
+                doc, rv, status = item
                 view = assemble_view(orjson.loads(doc), rv, orjson.loads(status))
                 items.append(orjson.dumps(view).decode())
-        return total, items
+        return total, ",".join(items)
 
 
 def _txn_outcome(reply: Any) -> TxnFailed | Exception | None:

@@ -12,6 +12,7 @@ import httpx
 from redis.asyncio import Redis
 
 from shared_models.settings import Settings
+from tests.api.conftest import create_nodepool
 from tests.conftest import USER, controller_headers
 
 SCALED = {
@@ -94,3 +95,13 @@ async def test_cluster_get_and_list_show_the_last_status(
     assert listed == [got]
     assert got["status"]["phase"] == "Ready"
     assert got["resource_version"] != cluster["resource_version"]
+
+
+async def test_a_page_mixing_current_and_unrendered_views_lists_each_in_order(
+    api: httpx.AsyncClient, cluster: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    created = [await create_nodepool(api, cluster["id"], f"np-{i}") for i in range(3)]
+    await redis.hdel(settings.names.record("nodepool", created[1]["id"]), "view", "view_rv")
+    page = await api.get("/api/v1/nodepools?limit=10", headers=USER)
+    assert page.status_code == 200, page.text
+    assert page.json()["nodepools"] == created
