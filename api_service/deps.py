@@ -95,8 +95,8 @@ class ControllerCall:
 
 
 def user_of(request: Request) -> UserCall:
-    """The calling user (401/403 when there is none), for the read routes, which resolve their
-    inputs themselves (see ``read_route_doc``), and for the ``User`` dependency."""
+    """The calling user (401/403 when there is none), for the routes that resolve their inputs
+    themselves (see ``inputs_doc``) and for the ``User`` dependency."""
     state = state_of(request)
     headers = request.headers
     owner = resolve_user(state.settings, headers.get("x-user-email"), headers.get("authorization"))
@@ -107,21 +107,10 @@ async def _user(request: Request) -> UserCall:
     return user_of(request)
 
 
-async def _controller(request: Request) -> ControllerCall:
-    state = state_of(request)
-    headers = request.headers
-    name = resolve_controller(
-        state.settings, headers.get("authorization"), headers.get("x-user-email")
-    )
-    return ControllerCall(name, state.status)
-
-
 User = Annotated[UserCall, Depends(_user)]
-Controller = Annotated[ControllerCall, Depends(_controller)]
 
 _IDENTITY_DOCS: dict[Callable[..., Any], list[dict[str, Any]]] = {
     _user: [_EMAIL_DOC, _AUTH_DOC],
-    _controller: [_AUTH_DOC, _EMAIL_DOC],
 }
 
 
@@ -179,17 +168,29 @@ ClusterId = Annotated[str, _path_id("id", "Cluster id (UUID)"), _uuid_of("id")]
 ParentClusterId = Annotated[str, _path_id("clusterId", "Cluster id (UUID)"), _uuid_of("clusterId")]
 
 
-# ---- read routes -----------------------------------------------------------------------------
-# The read routes (GET of a resource, of a list, of a status) take only the Request and call
-# ``user_of`` and ``path_id`` themselves, in that order (401 before anything about the request is
-# judged, as with the ``User`` dependency). They are most of the traffic and each is served from
-# a view stored ready to send, so FastAPI's generic resolution of a dependency and a path
-# parameter was a fifth of the Python function calls of a GET (151 of 733, cProfile in-process;
-# a bare app's GET makes 545). ``read_route_doc`` documents in OpenAPI what FastAPI would have.
-# Write routes still declare their parameters, although they cost a write as much (about 400 of
-# a scale's 1,728 calls): doing without them needs a body reader that judges every malformed,
-# empty or mistyped body exactly as FastAPI does, and the body models registered in OpenAPI's
-# components by hand.
+# ---- routes that resolve their inputs themselves ------------------------------------------------
+# The read routes (GET of a resource, of a list, of a status) and the status reports (whose body
+# is read by hand, as a queue message is) take only the Request and call ``user_of`` (or
+# ``controller_of``) then ``path_id`` themselves, in the order FastAPI resolved them, so a
+# missing identity is still a 401 before anything about the request is judged. Reads are most of
+# the traffic and each is served from a view stored ready to send: FastAPI's generic resolution
+# of a dependency and a path parameter was a fifth of the Python function calls of a GET (151 of
+# 733, cProfile in-process; a bare app's GET makes 545). ``inputs_doc`` documents in OpenAPI what
+# FastAPI would have.
+# The other write routes still declare their parameters, although they cost a write as much
+# (about 400 of a scale's 1,728 calls): doing without them needs a body reader that judges every
+# malformed, empty or mistyped body exactly as FastAPI does, and the body models registered in
+# OpenAPI's components by hand.
+
+
+def controller_of(request: Request) -> ControllerCall:
+    """The calling controller (401/403 when there is none): the status reports' caller."""
+    state = state_of(request)
+    headers = request.headers
+    name = resolve_controller(
+        state.settings, headers.get("authorization"), headers.get("x-user-email")
+    )
+    return ControllerCall(name, state.status)
 
 
 def path_id(request: Request, name: str) -> str:
@@ -197,11 +198,14 @@ def path_id(request: Request, name: str) -> str:
     return resource_id(request.path_params[name], name)
 
 
-def read_route_doc(
-    path: tuple[str, str] | None = None, query: list[dict[str, Any]] | None = None
+def inputs_doc(
+    path: tuple[str, str] | None = None,
+    query: list[dict[str, Any]] | None = None,
+    *,
+    controller: bool = False,
 ) -> dict[str, Any]:
-    """``openapi_extra`` of a read route: its path id (name, description), its query
-    parameters and the identity headers."""
+    """``openapi_extra`` of a route that resolves its inputs itself: its path id (name,
+    description), its query parameters and the identity headers (a controller's first)."""
     parameters: list[dict[str, Any]] = []
     if path is not None:
         name, description = path
@@ -215,7 +219,8 @@ def read_route_doc(
                 "description": description,
             }
         )
-    return {"parameters": [*parameters, *(query or []), _EMAIL_DOC, _AUTH_DOC]}
+    identity = [_AUTH_DOC, _EMAIL_DOC] if controller else [_EMAIL_DOC, _AUTH_DOC]
+    return {"parameters": [*parameters, *(query or []), *identity]}
 
 
 NODEPOOL_PATH_ID = ("id", "NodePool id (UUID)")

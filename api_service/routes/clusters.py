@@ -11,8 +11,8 @@ from api_service.deps import (
     ClusterId,
     IfMatch,
     User,
+    inputs_doc,
     path_id,
-    read_route_doc,
     user_of,
 )
 from api_service.json_response import OrjsonResponse
@@ -58,7 +58,7 @@ async def create(
 @router.get(
     "/clusters",
     response_model=ClusterList,
-    openapi_extra=read_route_doc(query=documented(ClusterListQuery)),
+    openapi_extra=inputs_doc(query=documented(ClusterListQuery)),
 )
 async def list_clusters(request: Request) -> Response:
     user = user_of(request)
@@ -77,7 +77,7 @@ async def list_clusters(request: Request) -> Response:
     "/clusters/{id}",
     response_model=Cluster,
     responses=WITH_ETAG,
-    openapi_extra=read_route_doc(CLUSTER_PATH_ID),
+    openapi_extra=inputs_doc(CLUSTER_PATH_ID),
 )
 async def get(request: Request) -> Response:
     user, cluster_id = user_of(request), path_id(request, "id")

@@ -15,8 +15,8 @@ from api_service.deps import (
     ParentClusterId,
     User,
     UserCall,
+    inputs_doc,
     path_id,
-    read_route_doc,
     user_of,
 )
 from api_service.errors import ValidationFailed
@@ -90,7 +90,7 @@ async def create(
 @router.get(
     "/clusters/{clusterId}/nodepools",
     response_model=NodePoolList,
-    openapi_extra=read_route_doc(PARENT_CLUSTER_PATH_ID, documented(NodePoolPageQuery)),
+    openapi_extra=inputs_doc(PARENT_CLUSTER_PATH_ID, documented(NodePoolPageQuery)),
 )
 async def list_in_cluster(request: Request) -> Response:
     user, cluster_id = user_of(request), path_id(request, "clusterId")
@@ -102,7 +102,7 @@ async def list_in_cluster(request: Request) -> Response:
 @router.get(
     "/nodepools",
     response_model=NodePoolList,
-    openapi_extra=read_route_doc(query=documented(NodePoolListQuery)),
+    openapi_extra=inputs_doc(query=documented(NodePoolListQuery)),
 )
 async def list_all(request: Request) -> Response:
     user = user_of(request)
@@ -126,7 +126,7 @@ async def _page(user: UserCall, cluster_id: str | None, query: NodePoolPageQuery
     "/nodepools/{id}",
     response_model=NodePool,
     responses=WITH_ETAG,
-    openapi_extra=read_route_doc(NODEPOOL_PATH_ID),
+    openapi_extra=inputs_doc(NODEPOOL_PATH_ID),
 )
 async def get(request: Request) -> Response:
     user, nodepool_id = user_of(request), path_id(request, "id")

@@ -14,12 +14,10 @@ from fastapi import APIRouter, Request
 from api_service.deps import (
     CLUSTER_PATH_ID,
     NODEPOOL_PATH_ID,
-    ClusterId,
-    Controller,
     ControllerCall,
-    NodePoolId,
+    controller_of,
+    inputs_doc,
     path_id,
-    read_route_doc,
     user_of,
 )
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
@@ -63,7 +61,7 @@ _WHO: dict[int | str, dict[str, Any]] = {
     "/nodepools/{id}/status",
     response_model=NodePoolStatusView,
     tags=["nodepools"],
-    openapi_extra=read_route_doc(NODEPOOL_PATH_ID),
+    openapi_extra=inputs_doc(NODEPOOL_PATH_ID),
 )
 async def get_nodepool_status(request: Request) -> OrjsonResponse:
     user, nodepool_id = user_of(request), path_id(request, "id")
@@ -73,14 +71,11 @@ async def get_nodepool_status(request: Request) -> OrjsonResponse:
 @router.put(
     "/nodepools/{id}/status",
     response_model=NodePoolStatusView,
-    openapi_extra=_REPORT_BODY,
+    openapi_extra={**_REPORT_BODY, **inputs_doc(NODEPOOL_PATH_ID, controller=True)},
     responses=_WHO,
 )
-async def put_nodepool_status(
-    nodepool_id: NodePoolId,
-    request: Request,
-    controller: Controller,
-) -> OrjsonResponse:
+async def put_nodepool_status(request: Request) -> OrjsonResponse:
+    controller, nodepool_id = controller_of(request), path_id(request, "id")
     report = await read_report(request)
     result = await apply_report(controller, "nodepool", nodepool_id, report)
     # A controller may report on any owner's nodepool; answer with what that owner would see.
@@ -91,7 +86,7 @@ async def put_nodepool_status(
     "/clusters/{id}/status",
     response_model=ClusterStatusView,
     tags=["clusters"],
-    openapi_extra=read_route_doc(CLUSTER_PATH_ID),
+    openapi_extra=inputs_doc(CLUSTER_PATH_ID),
 )
 async def get_cluster_status(request: Request) -> OrjsonResponse:
     user, cluster_id = user_of(request), path_id(request, "id")
@@ -101,14 +96,11 @@ async def get_cluster_status(request: Request) -> OrjsonResponse:
 @router.put(
     "/clusters/{id}/status",
     response_model=ClusterStatusView,
-    openapi_extra=_REPORT_BODY,
+    openapi_extra={**_REPORT_BODY, **inputs_doc(CLUSTER_PATH_ID, controller=True)},
     responses=_WHO,
 )
-async def put_cluster_status(
-    cluster_id: ClusterId,
-    request: Request,
-    controller: Controller,
-) -> OrjsonResponse:
+async def put_cluster_status(request: Request) -> OrjsonResponse:
+    controller, cluster_id = controller_of(request), path_id(request, "id")
     report = await read_report(request)
     result = await apply_report(controller, "cluster", cluster_id, report)
     return status_response("cluster_id", cluster_id, result)
