@@ -7,6 +7,7 @@ process exits 0. A second signal does not cut the drain short: the drain is alre
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Coroutine
@@ -15,6 +16,10 @@ from typing import Any
 from shared_models.logs import configure_logging
 from shared_models.settings import Settings
 from status_ingester.consumer import StatusIngester
+
+# Net growth in container objects between two collections of the youngest generation (Python's
+# default is 700). See _tune_gc.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 async def serve(settings: Settings) -> None:
@@ -31,7 +36,21 @@ def main() -> None:
     logging.getLogger("status_ingester").info(
         "starting: namespace=%s queue=%s", settings.namespace, settings.names.status_queue
     )
+    _tune_gc()
     run(serve(settings))
+
+
+def _tune_gc() -> None:
+    """Fewer collections of objects that live as long as the process, or die young anyway.
+
+    What start-up created (modules, pydantic schemas, settings) is frozen out of every
+    collection. A report's allocations are freed by reference counting; what keeps growing is
+    the deliveries in hand, and at the default threshold each window of them triggered
+    collections that walked them again and again: about 5% of the ingester's CPU per report.
+    """
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
