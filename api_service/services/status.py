@@ -24,7 +24,13 @@ from api_service.services.common import RV_CHANGED, new_resource_version, utcnow
 from api_service.services.validation import field_errors
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
 from shared_models import strict_json
-from shared_models.aggregation import aggregate_json, controller_of, controller_of_json, timestamp
+from shared_models.aggregation import (
+    Controller,
+    aggregate_json,
+    controller_of,
+    controller_of_json,
+    timestamp,
+)
 from shared_models.errors import FieldError
 from shared_models.logs import bind
 from shared_models.names import Kind
@@ -270,25 +276,39 @@ class _State:
     def __init__(self, record: Record, raw: dict[str, str]) -> None:
         self.record = record
         self.raw = raw  # controller -> its report as stored (JSON)
-        self.reports: dict[str, dict[str, Any]] = {
-            name: orjson.loads(text) for name, text in raw.items()
-        }
-        self.controllers = {name: controller_of_json(r) for name, r in self.reports.items()}
+        # Read from ``raw`` when first needed: judging a report needs only its controller's
+        # stored report, and only a report that changes something needs the others (their
+        # facts, for the aggregate).
+        self._reports: dict[str, dict[str, Any]] = {}
+        self._controllers: dict[str, Controller] | None = None
         self.status: dict[str, Any] = record.status
         self.written: list[str] = []  # controllers whose report is to be written
         self.rescheduled: Phase | None = None  # the phase of the last change of phase
         self.changed = False
 
+    def _stored(self, name: str) -> dict[str, Any]:
+        """The report of ``name`` (a controller with a stored report), as stored."""
+        report = self._reports.get(name)
+        if report is None:
+            report = self._reports[name] = orjson.loads(self.raw[name])
+        return report
+
+    def _every_controller(self) -> dict[str, Controller]:
+        if self._controllers is None:
+            self._controllers = {name: controller_of_json(self._stored(name)) for name in self.raw}
+        return self._controllers
+
     def apply(self, report: ControllerReport) -> ApplyResult:
         name = report.controller_name
         # The report as it is stored, but for its time of storage.
         fields = report.model_dump(mode="json", include=_REPORT_FIELD_SET)
-        verdict = _judge(self.record.generation, self.reports.get(name), report, fields)
+        previous = self._stored(name) if name in self.raw else None
+        verdict = _judge(self.record.generation, previous, report, fields)
         if verdict is not None:
             return replace(verdict, record=self.record, reports=self.raw)
         now = timestamp(utcnow())
         stored = {**fields, "updated_at": now}
-        controllers = {**self.controllers, name: controller_of(report)}
+        controllers = {**self._every_controller(), name: controller_of(report)}
         generation = self.record.generation
         status = aggregate_json(generation, list(controllers.values()), self.status, now)
         record = self.record.with_changes(rv=new_resource_version(), status=status)
@@ -297,8 +317,8 @@ class _State:
         if status["phase"] != self.status["phase"]:
             self.rescheduled = Phase(status["phase"])
         self.record, self.status = record, status
-        self.reports = {**self.reports, name: stored}
-        self.controllers = controllers
+        self._reports[name] = stored
+        self._controllers = controllers
         self.raw = {**self.raw, name: stored_json}
         if name not in self.written:
             self.written.append(name)
