@@ -3,17 +3,22 @@
 The function is pure (no I/O, no clock: the caller passes ``now``) so that the ingester can
 recompute it on every report and get the same answer every time, and so that tests can pin every
 timestamp. See DESIGN.md, "Status aggregation".
+
+The rule works on plain data: each report is read once into a ``Controller`` (what it says for
+the aggregate), and the aggregate is the JSON document that is stored (``aggregate_json``), so
+that applying a report needs no model round trip. ``aggregate`` is the same rule over the models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
 
 from shared_models.status import (
-    AggregateCondition,
     AggregatedStatus,
     ConditionStatus,
     ControllerReport,
@@ -21,7 +26,15 @@ from shared_models.status import (
     Phase,
 )
 
-__all__ = ["MAX_MESSAGE_LENGTH", "aggregate"]
+__all__ = [
+    "MAX_MESSAGE_LENGTH",
+    "Controller",
+    "aggregate",
+    "aggregate_json",
+    "controller_of",
+    "controller_of_json",
+    "timestamp",
+]
 
 MAX_MESSAGE_LENGTH = 1024
 # Each failing controller's detail is capped well below the message limit so that one verbose
@@ -32,13 +45,94 @@ _ELLIPSIS = "…"
 _READY_TYPES = ("Ready", "Available")
 _ERROR_TYPES = ("Failed", "Degraded")
 
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
-@dataclass(frozen=True)
+# A condition as the rule reads it: (type, status, reason, message).
+_Condition = tuple[str, str, str, str]
+
+
+def timestamp(moment: datetime) -> str:
+    """``moment`` as the models write it in JSON (so stored and validated documents agree)."""
+    text: str = _DATETIME.dump_python(moment, mode="json")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
 class _Verdict:
     phase: Phase
     health: Health
     reason: str
     message: str
+
+
+# ---- per-controller facts ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Controller:
+    """What one controller's latest report says, worked out once per report."""
+
+    name: str
+    observed_generation: int
+    ready: bool
+    in_error: bool
+    failure: str  # why it is in error, as the message shows it ("" when it is not)
+
+
+def controller_of(report: ControllerReport) -> Controller:
+    conditions = [(c.type, c.status, c.reason, c.message) for c in report.conditions]
+    return _controller(
+        report.controller_name, report.observed_generation, report.last_error, conditions
+    )
+
+
+def controller_of_json(report: Mapping[str, Any]) -> Controller:
+    """The same, from a report as stored (a ``StoredControllerStatus`` in JSON)."""
+    conditions = [
+        (c["type"], c["status"], c.get("reason") or "", c.get("message") or "")
+        for c in report.get("conditions") or ()
+    ]
+    return _controller(
+        report["controller_name"],
+        report["observed_generation"],
+        report.get("last_error"),
+        conditions,
+    )
+
+
+def _controller(
+    name: str, generation: int, last_error: str | None, conditions: Iterable[_Condition]
+) -> Controller:
+    first = _first_of_each_type(conditions)
+    true = {type_ for type_, condition in first.items() if condition[1] == "True"}
+    ready = not true.isdisjoint(_READY_TYPES)
+    in_error = bool(last_error) or not true.isdisjoint(_ERROR_TYPES)
+    failure = _failure_detail(last_error, first) if in_error else ""
+    return Controller(name, generation, ready, in_error, failure)
+
+
+def _first_of_each_type(conditions: Iterable[_Condition]) -> dict[str, _Condition]:
+    """As ``ControllerReport.condition`` reads a report: the first condition of a type decides."""
+    first: dict[str, _Condition] = {}
+    for condition in conditions:
+        first.setdefault(condition[0], condition)
+    return first
+
+
+def _failure_detail(last_error: str | None, first: Mapping[str, _Condition]) -> str:
+    """Why a controller is in error: its ``last_error``, else what its failing condition says."""
+    if last_error:
+        return _truncate(_one_line(last_error) or "error", _MAX_DETAIL_LENGTH)
+    for type_ in _ERROR_TYPES:
+        condition = first.get(type_)
+        if condition is not None and condition[1] == "True":
+            _, _, reason, message = condition
+            detail = _one_line(message) or _one_line(reason) or type_
+            return _truncate(detail, _MAX_DETAIL_LENGTH)
+    return "error"  # unreachable for a controller in error; keeps the function total
+
+
+# ---- the aggregate ----------------------------------------------------------------------------
 
 
 def aggregate(
@@ -49,86 +143,64 @@ def aggregate(
 ) -> AggregatedStatus:
     """Compute a resource's ``status`` from the latest report of each controller.
 
+    ``aggregate_json`` over models: the same rule, the same document.
+    """
+    status = aggregate_json(
+        generation,
+        [controller_of(report) for report in reports],
+        None if previous is None else previous.model_dump(mode="json"),
+        timestamp(now),
+    )
+    return AggregatedStatus.model_validate(status)
+
+
+def aggregate_json(
+    generation: int,
+    controllers: Sequence[Controller],
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    """A resource's ``status`` (an ``AggregatedStatus`` as JSON) from the latest report of each
+    controller; ``previous`` is the status stored before, ``now`` a ``timestamp``.
+
     Only reports at ``generation`` decide phase and health; reports of any generation decide
     ``Available``. Timestamps move only when something changed, so recomputing the same
-    aggregate returns an object equal to ``previous``.
+    aggregate returns a document equal to ``previous``.
     """
-    controllers = [_Controller.of(report) for report in reports]
     verdict = _verdict(generation, controllers)
-    conditions = [
-        _condition(
-            "Ready",
-            _status(verdict.phase is Phase.READY),
-            verdict.reason,
-            verdict.message,
-            previous,
-            now,
-        ),
-        _available_condition(controllers, previous, now),
-    ]
-    candidate = AggregatedStatus(
-        observedGeneration=_observed_generation(generation, reports),
-        phase=verdict.phase,
-        health=verdict.health,
-        reason=verdict.reason,
-        message=verdict.message,
+    ready: ConditionStatus = "True" if verdict.phase is Phase.READY else "False"
+    candidate = {
+        "observedGeneration": _observed_generation(generation, controllers),
+        "phase": verdict.phase.value,
+        "health": verdict.health.value,
+        "reason": verdict.reason,
+        "message": verdict.message,
         # Provisionally keep the previous time: if the result then equals ``previous``, nothing
         # changed and the time must not move.
-        lastUpdateTime=previous.lastUpdateTime if previous is not None else now,
-        conditions=conditions,
-    )
-    if previous is None or candidate == previous:
-        return candidate
-    return candidate.model_copy(update={"lastUpdateTime": now})
+        "lastUpdateTime": previous["lastUpdateTime"] if previous is not None else now,
+        "conditions": [
+            _condition("Ready", ready, verdict.reason, verdict.message, previous, now),
+            _available_condition(controllers, previous, now),
+        ],
+    }
+    if previous is not None and candidate != previous:
+        candidate["lastUpdateTime"] = now
+    return candidate
 
 
-# ---- per-controller predicates ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Controller:
-    """A report and what it says, worked out once per aggregation."""
-
-    report: ControllerReport
-    ready: bool
-    in_error: bool
-
-    @classmethod
-    def of(cls, report: ControllerReport) -> _Controller:
-        true = _true_types(report)
-        return cls(
-            report,
-            ready=not true.isdisjoint(_READY_TYPES),
-            in_error=bool(report.last_error) or not true.isdisjoint(_ERROR_TYPES),
-        )
-
-
-def _true_types(report: ControllerReport) -> set[str]:
-    """The condition types that are True, as ``report.is_true`` reads them: the first condition
-    of a type decides."""
-    seen: set[str] = set()
-    true: set[str] = set()
-    for condition in report.conditions:
-        if condition.type not in seen:
-            seen.add(condition.type)
-            if condition.status == "True":
-                true.add(condition.type)
-    return true
-
-
-def _by_name(controllers: Sequence[_Controller]) -> list[_Controller]:
-    return sorted(controllers, key=lambda c: c.report.controller_name)
+def _by_name(controllers: Iterable[Controller]) -> list[Controller]:
+    return sorted(controllers, key=lambda c: c.name)
 
 
 # ---- phase, health, reason and message --------------------------------------------------------
 
 
-def _verdict(generation: int, controllers: Sequence[_Controller]) -> _Verdict:
-    current = _by_name([c for c in controllers if c.report.observed_generation == generation])
+def _verdict(generation: int, controllers: Sequence[Controller]) -> _Verdict:
+    current = _by_name(c for c in controllers if c.observed_generation == generation)
     if not current:
-        return _waiting_verdict(generation, [c.report for c in controllers])
-    ready = [c.report for c in current if c.ready]
-    failing = [c.report for c in current if c.in_error]
+        return _waiting_verdict(generation, controllers)
+    ready = [c for c in current if c.ready]
+    failing = [c for c in current if c.in_error]
     summary = f"{len(ready)} of {_controllers(len(current))} ready at generation {generation}"
     if len(ready) == len(current) and not failing:
         return _Verdict(Phase.READY, Health.HEALTHY, "AllControllersReady", summary)
@@ -143,12 +215,12 @@ def _verdict(generation: int, controllers: Sequence[_Controller]) -> _Verdict:
     return _Verdict(Phase.PROGRESSING, Health.UNKNOWN, "ControllersProgressing", summary)
 
 
-def _waiting_verdict(generation: int, reports: Sequence[ControllerReport]) -> _Verdict:
+def _waiting_verdict(generation: int, controllers: Sequence[Controller]) -> _Verdict:
     """No controller has reported on ``generation`` yet."""
-    if not reports:
+    if not controllers:
         message = f"No controller has reported yet (generation {generation})"
         return _Verdict(Phase.PENDING, Health.UNKNOWN, "NoControllers", message)
-    latest = max(r.observed_generation for r in reports)
+    latest = max(c.observed_generation for c in controllers)
     message = (
         f"Waiting for controllers to report generation {generation}; "
         f"latest observed generation is {latest}"
@@ -156,29 +228,17 @@ def _waiting_verdict(generation: int, reports: Sequence[ControllerReport]) -> _V
     return _Verdict(Phase.PROGRESSING, Health.UNKNOWN, "NewGenerationPending", message)
 
 
-def _with_failures(summary: str, failing: Sequence[ControllerReport]) -> str:
-    details = "; ".join(f"{r.controller_name}: {_failure_detail(r)}" for r in failing)
+def _with_failures(summary: str, failing: Sequence[Controller]) -> str:
+    details = "; ".join(f"{c.name}: {c.failure}" for c in failing)
     return _truncate(f"{summary}; failing: {details}", MAX_MESSAGE_LENGTH)
-
-
-def _failure_detail(report: ControllerReport) -> str:
-    """Why a controller is in error: its ``last_error``, else what its failing condition says."""
-    if report.last_error:
-        return _truncate(_one_line(report.last_error) or "error", _MAX_DETAIL_LENGTH)
-    for type_ in _ERROR_TYPES:
-        condition = report.condition(type_)
-        if condition is not None and condition.status == "True":
-            detail = _one_line(condition.message) or _one_line(condition.reason) or type_
-            return _truncate(detail, _MAX_DETAIL_LENGTH)
-    return "error"  # unreachable for a report that _is_in_error; keeps the type total
 
 
 # ---- conditions -------------------------------------------------------------------------------
 
 
 def _available_condition(
-    controllers: Sequence[_Controller], previous: AggregatedStatus | None, now: datetime
-) -> AggregateCondition:
+    controllers: Sequence[Controller], previous: Mapping[str, Any] | None, now: str
+) -> dict[str, Any]:
     # Any generation counts: nodes of an older generation keep serving while a change rolls out.
     serving = sum(1 for c in controllers if c.ready and not c.in_error)
     if serving:
@@ -193,34 +253,36 @@ def _condition(
     status: ConditionStatus,
     reason: str,
     message: str,
-    previous: AggregatedStatus | None,
-    now: datetime,
-) -> AggregateCondition:
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
     before = _previous_condition(previous, type_)
     # The transition time records when the status last flipped, not when the text last changed.
-    since = before.lastTransitionTime if before is not None and before.status == status else now
-    return AggregateCondition(
-        type=type_, status=status, lastTransitionTime=since, reason=reason, message=message
+    since = (
+        before["lastTransitionTime"] if before is not None and before["status"] == status else now
     )
+    return {
+        "type": type_,
+        "status": status,
+        "lastTransitionTime": since,
+        "reason": reason,
+        "message": message,
+    }
 
 
-def _previous_condition(previous: AggregatedStatus | None, type_: str) -> AggregateCondition | None:
+def _previous_condition(previous: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
     if previous is None:
         return None
-    return next((c for c in previous.conditions if c.type == type_), None)
+    return next((c for c in previous["conditions"] if c["type"] == type_), None)
 
 
 # ---- small helpers ----------------------------------------------------------------------------
 
 
-def _observed_generation(generation: int, reports: Sequence[ControllerReport]) -> int:
-    if any(r.observed_generation == generation for r in reports):
+def _observed_generation(generation: int, controllers: Sequence[Controller]) -> int:
+    if any(c.observed_generation == generation for c in controllers):
         return generation
-    return max((r.observed_generation for r in reports), default=0)
-
-
-def _status(value: bool) -> ConditionStatus:
-    return "True" if value else "False"
+    return max((c.observed_generation for c in controllers), default=0)
 
 
 def _controllers(count: int) -> str:

@@ -21,16 +21,21 @@ from pydantic import ValidationError
 
 from api_service.errors import Conflict
 from api_service.services.common import RV_CHANGED, new_resource_version, utcnow
-from api_service.services.nodepools import stored_reports
 from api_service.services.validation import field_errors
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
 from shared_models import strict_json
-from shared_models.aggregation import aggregate
+from shared_models.aggregation import (
+    Controller,
+    aggregate_json,
+    controller_of,
+    controller_of_json,
+    timestamp,
+)
 from shared_models.errors import FieldError
 from shared_models.logs import bind
 from shared_models.names import Kind
 from shared_models.settings import Settings
-from shared_models.status import AggregatedStatus, ControllerReport, Phase, StoredControllerStatus
+from shared_models.status import ControllerReport, Phase
 
 R = TypeVar("R", bound=ControllerReport)
 
@@ -94,7 +99,7 @@ def parse_report(raw: bytes, model: type[R]) -> R:
 # ---- applying ---------------------------------------------------------------------------------
 
 MAX_ATTEMPTS = 50
-_REPORT_FIELDS = tuple(ControllerReport.model_fields)
+_REPORT_FIELD_SET: set[str] = set(ControllerReport.model_fields)  # never changed
 
 Record = NodePoolRecord | ClusterRecord
 Resource = tuple[Kind, str]
@@ -262,39 +267,61 @@ class StatusService:
 
 
 class _State:
-    """A resource and its reports as the reports judged so far left them (not yet stored)."""
+    """A resource and its reports as the reports judged so far left them (not yet stored).
+
+    Reports and status are kept as the JSON documents that are stored: a report is judged and
+    aggregated without a model round trip.
+    """
 
     def __init__(self, record: Record, raw: dict[str, str]) -> None:
         self.record = record
         self.raw = raw  # controller -> its report as stored (JSON)
-        self.reports = {r.controller_name: r for r in stored_reports(raw)}
-        self.status = AggregatedStatus.model_validate(record.status)
+        # Read from ``raw`` when first needed: judging a report needs only its controller's
+        # stored report, and only a report that changes something needs the others (their
+        # facts, for the aggregate).
+        self._reports: dict[str, dict[str, Any]] = {}
+        self._controllers: dict[str, Controller] | None = None
+        self.status: dict[str, Any] = record.status
         self.written: list[str] = []  # controllers whose report is to be written
         self.rescheduled: Phase | None = None  # the phase of the last change of phase
         self.changed = False
 
+    def _stored(self, name: str) -> dict[str, Any]:
+        """The report of ``name`` (a controller with a stored report), as stored."""
+        report = self._reports.get(name)
+        if report is None:
+            report = self._reports[name] = orjson.loads(self.raw[name])
+        return report
+
+    def _every_controller(self) -> dict[str, Controller]:
+        if self._controllers is None:
+            self._controllers = {name: controller_of_json(self._stored(name)) for name in self.raw}
+        return self._controllers
+
     def apply(self, report: ControllerReport) -> ApplyResult:
-        verdict = _judge(self.record.generation, self.reports.get(report.controller_name), report)
+        name = report.controller_name
+        # The report as it is stored, but for its time of storage.
+        fields = report.model_dump(mode="json", include=_REPORT_FIELD_SET)
+        previous = self._stored(name) if name in self.raw else None
+        verdict = _judge(self.record.generation, previous, report, fields)
         if verdict is not None:
             return replace(verdict, record=self.record, reports=self.raw)
-        now = utcnow()
-        stored = StoredControllerStatus.model_construct(
-            **{name: getattr(report, name) for name in _REPORT_FIELDS}, updated_at=now
-        )
-        reports = {**self.reports, report.controller_name: stored}
+        now = timestamp(utcnow())
+        stored = {**fields, "updated_at": now}
+        controllers = {**self._every_controller(), name: controller_of(report)}
         generation = self.record.generation
-        status = aggregate(generation, list(reports.values()), self.status, now)
-        record = self.record.with_changes(
-            rv=new_resource_version(), status=status.model_dump(mode="json")
-        )
-        stored_json = orjson.dumps(stored.model_dump(mode="json")).decode()
+        status = aggregate_json(generation, list(controllers.values()), self.status, now)
+        record = self.record.with_changes(rv=new_resource_version(), status=status)
+        stored_json = orjson.dumps(stored).decode()
         # Nothing above raised: the report is part of the state.
-        if status.phase != self.status.phase:
-            self.rescheduled = status.phase
-        self.record, self.reports, self.status = record, reports, status
-        self.raw = {**self.raw, report.controller_name: stored_json}
-        if report.controller_name not in self.written:
-            self.written.append(report.controller_name)
+        if status["phase"] != self.status["phase"]:
+            self.rescheduled = Phase(status["phase"])
+        self.record, self.status = record, status
+        self._reports[name] = stored
+        self._controllers = controllers
+        self.raw = {**self.raw, name: stored_json}
+        if name not in self.written:
+            self.written.append(name)
         self.changed = True
         return ApplyResult(
             Outcome.APPLIED, generation, report.observed_generation, record, self.raw
@@ -302,20 +329,25 @@ class _State:
 
 
 def _judge(
-    generation: int, previous: StoredControllerStatus | None, report: ControllerReport
+    generation: int,
+    previous: dict[str, Any] | None,
+    report: ControllerReport,
+    fields: dict[str, Any],
 ) -> ApplyResult | None:
-    """The outcome when the report must not be written, or None when it must."""
+    """The outcome when the report must not be written, or None when it must. ``previous`` is
+    the controller's report as stored, ``fields`` this one as it would be stored."""
     if report.observed_generation > generation:
         return ApplyResult(Outcome.FUTURE_GENERATION, generation)
     if previous is None:
         return None
-    if report.observed_generation < previous.observed_generation:
-        return ApplyResult(Outcome.STALE, generation, previous.observed_generation)
-    if _same_report(previous, report):
-        return ApplyResult(Outcome.UNCHANGED, generation, previous.observed_generation)
+    stored_generation: int = previous["observed_generation"]
+    if report.observed_generation < stored_generation:
+        return ApplyResult(Outcome.STALE, generation, stored_generation)
+    if _same_report(previous, fields):
+        return ApplyResult(Outcome.UNCHANGED, generation, stored_generation)
     return None
 
 
-def _same_report(stored: StoredControllerStatus, report: ControllerReport) -> bool:
-    """True when ``stored`` is ``report`` (its time of storage aside)."""
-    return all(getattr(stored, name) == getattr(report, name) for name in _REPORT_FIELDS)
+def _same_report(stored: dict[str, Any], fields: dict[str, Any]) -> bool:
+    """True when ``stored`` is the report of ``fields`` (its time of storage aside)."""
+    return all(stored.get(name) == value for name, value in fields.items())
