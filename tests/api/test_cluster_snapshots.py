@@ -55,15 +55,20 @@ async def test_create_after_the_cluster_was_deleted_is_not_found(
     assert_error(response, 404, "NOT_FOUND")
 
 
-async def test_create_in_a_cluster_recreated_in_another_region_checks_the_new_region(
-    api: httpx.AsyncClient,
-) -> None:
+async def recreate_elsewhere(api: httpx.AsyncClient) -> None:
+    """The cluster CLUSTER_ID, known to the API's snapshots in us-central1, deleted and created
+    again under its id in europe-west1."""
     await create_cluster(api, "us-central1")
     await create_nodepool(api, CLUSTER_ID, body=nodepool_in(CLUSTER_ID, "old", "us-central1-a"))
     response = await api.delete(f"{API}/clusters/{CLUSTER_ID}?force=true", headers=USER)
     assert response.status_code == 204, response.text
     await create_cluster(api, "europe-west1")
 
+
+async def test_create_in_a_cluster_recreated_in_another_region_checks_the_new_region(
+    api: httpx.AsyncClient,
+) -> None:
+    await recreate_elsewhere(api)
     # Valid against the snapshot of the old cluster: only its resource version tells.
     response = await api.post(
         f"{API}/nodepools", json=nodepool_in(CLUSTER_ID, "stale", "us-central1-a"), headers=USER
@@ -74,12 +79,7 @@ async def test_create_in_a_cluster_recreated_in_another_region_checks_the_new_re
 async def test_create_in_a_cluster_recreated_in_another_region_uses_the_new_region(
     api: httpx.AsyncClient,
 ) -> None:
-    await create_cluster(api, "us-central1")
-    await create_nodepool(api, CLUSTER_ID, body=nodepool_in(CLUSTER_ID, "old", "us-central1-a"))
-    response = await api.delete(f"{API}/clusters/{CLUSTER_ID}?force=true", headers=USER)
-    assert response.status_code == 204, response.text
-    await create_cluster(api, "europe-west1")
-
+    await recreate_elsewhere(api)
     # Invalid against the snapshot of the old cluster, valid against the cluster as it is.
     created = await create_nodepool(
         api, CLUSTER_ID, body=nodepool_in(CLUSTER_ID, "new", "europe-west1-b")
