@@ -292,23 +292,18 @@ class RedisStore:
         self, kind: Literal["cluster", "nodepool"], index_key: str, offset: int, limit: int
     ) -> tuple[int, str]:
         """(total in the index, the resources of one page as JSON joined with ","), in creation
-        order, one round trip. Current views come joined by Redis itself and are never parsed:
-        the page is one string from Redis to the response, as a bare key-value read would be.
-        """
+        order, one round trip; current views are passed through as stored, never parsed."""
         prefix = self.names.record(kind, "")
         reply = await self._eval(self._page_script, [index_key], [offset, limit, prefix])
-        total, form = int(reply[0]), reply[1]
-        if form == "joined":
-            return total, str(reply[2])
         items: list[str] = []
-        for item in reply[2:]:
+        for item in reply[1:]:
             if isinstance(item, str):
                 items.append(item)
             else:  # rendered by an older write, or not at all: assembled from the fields
                 doc, rv, status = item
                 view = assemble_view(orjson.loads(doc), rv, orjson.loads(status))
                 items.append(orjson.dumps(view).decode())
-        return total, ",".join(items)
+        return int(reply[0]), ",".join(items)
 
 
 def _txn_outcome(reply: Any) -> TxnFailed | Exception | None:
