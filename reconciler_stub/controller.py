@@ -23,7 +23,7 @@ from aio_pika.abc import (
 from pydantic import ValidationError
 
 from reconciler_stub import plans
-from reconciler_stub.broker import BROKER_ERRORS, quietly
+from reconciler_stub.broker import IN_FLIGHT_ERRORS, quietly
 from reconciler_stub.catalog import ControllerSpec
 from reconciler_stub.faults import TransientFailures, label_problem
 from reconciler_stub.plans import Step, Target
@@ -304,8 +304,9 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
 
 
 async def _settle(outcome: Awaitable[object]) -> None:
-    """Ack or reject; on a channel that broke meanwhile the broker redelivers, which is fine."""
+    """Ack or reject; on a channel that broke meanwhile the broker redelivers, which is fine.
+    Never raises: the worker that settles must live on to take the next events."""
     try:
         await outcome
-    except BROKER_ERRORS as exc:
+    except IN_FLIGHT_ERRORS as exc:
         log.warning("could not settle a message (%r); it will be redelivered", exc)

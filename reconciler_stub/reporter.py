@@ -15,7 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aio_pika.exceptions import PublishError
 
-from reconciler_stub.broker import BROKER_ERRORS
+from reconciler_stub.broker import BROKER_ERRORS, IN_FLIGHT_ERRORS
 from reconciler_stub.reports import Report
 from shared_models import amqp
 from shared_models.names import Names
@@ -66,7 +66,7 @@ class Reporter:
                 # Unroutable: someone removed the status queue or its binding. Put them back.
                 log.warning("status report returned as unroutable; re-declaring the status queue")
                 await self._redeclare_quietly()
-            except BROKER_ERRORS as exc:
+            except IN_FLIGHT_ERRORS as exc:  # the report is never dropped: publish it again
                 log.warning("status report not confirmed (%r); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY)

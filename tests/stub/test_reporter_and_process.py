@@ -7,10 +7,12 @@ import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from reconciler_stub.controller import _settle
 from reconciler_stub.plans import Step, Target
 from reconciler_stub.reporter import Reporter
 from reconciler_stub.reports import Observation, Report, build_report
@@ -130,3 +132,35 @@ async def test_stopping_ends_while_the_broker_is_away(
     service = await start_stub(amqp_url=through(AMQP_URL, broker_proxy))
     await broker_proxy.cut()
     await asyncio.wait_for(service.stop(), 30)
+
+
+async def test_a_publish_failing_with_a_bare_exception_is_published_again(
+    amqp: AbstractRobustConnection, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiormq fails a write in flight with a bare Exception() when the connection closes under it.
+    names = Names(namespace)
+    reporter = Reporter(amqp, names, delivery_limit=5)
+    await reporter.start()
+    real_publish = reporter._publish_once
+    failures = [Exception()]
+
+    async def once_broken(*args: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await real_publish(*args)
+
+    monkeypatch.setattr(reporter, "_publish_once", once_broken)
+    nodepool_id = new_id()
+    await asyncio.wait_for(reporter.publish(a_report(nodepool_id)), 10)
+    channel = await amqp.channel()
+    queue = await channel.get_queue(names.status_queue)
+    message = await queue.get(timeout=5)
+    assert nodepool_id.encode() in message.body
+    await message.ack()
+
+
+async def test_an_ack_failing_with_a_bare_exception_leaves_the_message_to_redelivery() -> None:
+    async def broken_ack() -> None:
+        raise Exception()
+
+    await _settle(broken_ack())  # the worker that acks must live on to take the next event
