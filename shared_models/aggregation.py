@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import TypeAdapter
 
 from shared_models.status import (
@@ -31,6 +32,7 @@ __all__ = [
     "Controller",
     "aggregate",
     "aggregate_json",
+    "aggregate_stored",
     "controller_of",
     "controller_of_json",
     "timestamp",
@@ -186,6 +188,18 @@ def aggregate_json(
     if previous is not None and candidate != previous:
         candidate["lastUpdateTime"] = now
     return candidate
+
+
+def aggregate_stored(
+    generation: int,
+    reports: Mapping[str, str],
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """``aggregate_json`` over the reports as stored (controller -> its JSON) and a stored
+    ``previous``: what a spec write recomputes, without a round trip through the models."""
+    controllers = [controller_of_json(orjson.loads(raw)) for raw in reports.values()]
+    return aggregate_json(generation, controllers, previous, timestamp(now))
 
 
 def _by_name(controllers: Iterable[Controller]) -> list[Controller]:

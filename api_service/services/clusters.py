@@ -22,12 +22,11 @@ from api_service.services.common import (
 from api_service.services.idempotency import IdempotentCreate, commit_create
 from api_service.services.nodepools import NodePoolService
 from api_service.store import ClusterRecord, RedisStore, Txn, TxnFailed
-from shared_models.aggregation import aggregate
+from shared_models.aggregation import aggregate_stored
 from shared_models.events import EventType
 from shared_models.names import ANY
 from shared_models.resources import ClusterCreate, ClusterUpdate
 from shared_models.settings import Settings
-from shared_models.status import AggregatedStatus, StoredControllerStatus
 
 NAME_TAKEN = "name_taken"
 ID_TAKEN = "id_taken"
@@ -79,7 +78,7 @@ class ClusterService:
     ) -> ClusterRecord:
         now = utcnow()
         cluster_id = (body.id or new_id()).lower()
-        status = aggregate(1, [], None, now)
+        status = aggregate_stored(1, {}, None, now)
         record = ClusterRecord(
             id=cluster_id,
             doc={
@@ -93,7 +92,7 @@ class ClusterService:
             },
             rv=new_resource_version(),
             generation=1,
-            status=status.model_dump(mode="json"),
+            status=status,
             owner=owner,
             name=body.name,
             platform=body.spec.platform.type,
@@ -167,9 +166,7 @@ class ClusterService:
         status = record.status
         if spec_changed:
             reports = await self.store.controller_reports("cluster", record.id)
-            stored = [StoredControllerStatus.model_validate_json(v) for v in reports.values()]
-            previous = AggregatedStatus.model_validate(record.status)
-            status = aggregate(generation, stored, previous, now).model_dump(mode="json")
+            status = aggregate_stored(generation, reports, record.status, now)
         doc = {
             **record.doc,
             "name": body.name,

@@ -25,11 +25,10 @@ from api_service.services.idempotency import IdempotentCreate, commit_create
 from api_service.services.merge_patch import merge_patch
 from api_service.services.validation import field_errors, validate_nodepool_against_cluster
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
-from shared_models.aggregation import aggregate
+from shared_models.aggregation import aggregate_stored
 from shared_models.names import ANY
 from shared_models.resources import NodePoolCreate, NodePoolUpdate
 from shared_models.settings import Settings
-from shared_models.status import AggregatedStatus, StoredControllerStatus
 
 NAME_TAKEN = "name_taken"
 CLUSTER_GONE = "cluster_gone"
@@ -49,10 +48,6 @@ def name_conflict(name: str, existing_id: str) -> Conflict:
         f"NodePool with name '{name}' already exists in cluster",
         f"existing nodepool id: {existing_id}",
     )
-
-
-def stored_reports(raw: dict[str, str]) -> list[StoredControllerStatus]:
-    return [StoredControllerStatus.model_validate_json(v) for _, v in sorted(raw.items())]
 
 
 class NodePoolService:
@@ -144,7 +139,7 @@ class NodePoolService:
         validate_nodepool_against_cluster(body.spec, cluster)
         now = utcnow()
         nodepool_id = new_id()
-        status = aggregate(1, [], None, now)
+        status = aggregate_stored(1, {}, None, now)
         record = NodePoolRecord(
             id=nodepool_id,
             doc={
@@ -159,7 +154,7 @@ class NodePoolService:
             },
             rv=new_resource_version(),
             generation=1,
-            status=status.model_dump(mode="json"),
+            status=status,
             owner=owner,
             name=body.name,
             platform=body.spec.platform.type,
@@ -276,9 +271,9 @@ class NodePoolService:
             return record  # an identical PUT changes nothing, not even resource_version
         now = utcnow()
         generation = record.generation + 1 if spec_changed else record.generation
-        status = AggregatedStatus.model_validate(record.status)
+        status = record.status
         if spec_changed:
-            status = aggregate(generation, stored_reports(reports), status, now)
+            status = aggregate_stored(generation, reports, record.status, now)
         doc = {
             **record.doc,
             "name": body.name,
@@ -290,7 +285,7 @@ class NodePoolService:
             doc=doc,
             rv=new_resource_version(),
             generation=generation,
-            status=status.model_dump(mode="json"),
+            status=status,
             name=body.name,
         )
         names = self.names
@@ -322,11 +317,11 @@ class NodePoolService:
             raise ValidationFailed.of("cluster_id", "nodepool cluster_id is required")
         return body_cluster_id
 
-    def _schedule_reconcile(self, txn: Txn, nodepool_id: str, status: AggregatedStatus) -> None:
+    def _schedule_reconcile(self, txn: Txn, nodepool_id: str, status: dict[str, Any]) -> None:
         """Due for a reconcile event if it has not converged by then."""
         interval = (
             self.settings.reconcile_ready_interval
-            if status.phase == "Ready"
+            if status["phase"] == "Ready"
             else self.settings.reconcile_interval
         )
         due = utcnow().timestamp() + interval
