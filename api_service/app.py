@@ -56,8 +56,8 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(settings)
         app.state.cls = state
-        events = EventPipeline(settings, state.store)
-        if relay_events:
+        events = EventPipeline(settings, state.store) if relay_events else None
+        if events is not None:
             state.readiness_probes["rabbitmq"] = events.broker_connected
             metrics.events = events
             events.start()
@@ -71,7 +71,8 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
         try:
             yield
         finally:
-            await events.stop()
+            if events is not None:
+                await events.stop()
             await state.store.redis.aclose()
 
     app = FastAPI(
