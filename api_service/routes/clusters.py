@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from api_service.deps import (
     CLUSTER_PATH_ID,
     ClusterId,
-    IfMatch,
+    Precondition,
     User,
     inputs_doc,
     path_id,
@@ -28,6 +28,7 @@ from api_service.routes.responses import (
     resource_response,
     stored_resource_response,
 )
+from api_service.routing import DocumentedQueryRoute
 from shared_models.resources import (
     Cluster,
     ClusterCreate,
@@ -35,7 +36,9 @@ from shared_models.resources import (
     ClusterUpdate,
 )
 
-router = APIRouter(prefix=API_PREFIX, tags=["clusters"], responses=ERRORS)
+router = APIRouter(
+    prefix=API_PREFIX, tags=["clusters"], responses=ERRORS, route_class=DocumentedQueryRoute
+)
 
 
 @router.post(
@@ -89,19 +92,28 @@ async def replace(
     user: User,
     cluster_id: ClusterId,
     body: ClusterUpdate,
-    if_match: IfMatch = None,
+    preconditions: Precondition,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await user.clusters.replace(user.owner, cluster_id, body, if_match, dry_run)
+    record = await user.clusters.replace(user.owner, cluster_id, body, preconditions, dry_run)
     return resource_response(record.view())
 
 
-@router.delete("/clusters/{id}", status_code=204, response_class=Response)
+@router.delete(
+    "/clusters/{id}",
+    status_code=202,
+    response_model=Cluster,
+    responses={202: {"description": "Deletion accepted: the cluster as it was"}},
+)
 async def delete(
     user: User,
     cluster_id: ClusterId,
-    if_match: IfMatch = None,
+    preconditions: Precondition,
     force: Annotated[bool, Query(description="Also delete the cluster's nodepools")] = False,
-) -> Response:
-    await user.clusters.delete(user.owner, cluster_id, if_match, force)
-    return Response(status_code=204)
+    dry_run: DryRun = False,
+) -> OrjsonResponse:
+    """202 with the cluster as it was when its deletion was accepted: a body, so clients of
+    the original system (which answered 202 with JSON) keep working, and the status code stays
+    right once deletion waits for the controllers to release the cloud resources."""
+    record = await user.clusters.delete(user.owner, cluster_id, preconditions, force, dry_run)
+    return resource_response(record.view(), 202)

@@ -7,9 +7,10 @@ from pydantic import BaseModel
 
 from api_service.deps import State
 from api_service.json_response import OrjsonResponse
+from api_service.routing import DocumentedQueryRoute
 from shared_models.errors import ErrorBody, ErrorCode, envelope
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=DocumentedQueryRoute)
 
 
 class Liveness(BaseModel):

@@ -10,8 +10,9 @@ from starlette.responses import PlainTextResponse, Response
 
 from api_service.deps import State
 from api_service.metrics import ApiMetrics
+from api_service.routing import DocumentedQueryRoute
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=DocumentedQueryRoute)
 log = logging.getLogger("api_service.metrics")
 
 

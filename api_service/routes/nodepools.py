@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query, Request, Response
 from api_service.deps import (
     NODEPOOL_PATH_ID,
     PARENT_CLUSTER_PATH_ID,
-    IfMatch,
     NodePoolId,
     ParentClusterId,
+    Precondition,
     User,
     UserCall,
     inputs_doc,
@@ -37,6 +37,7 @@ from api_service.routes.responses import (
     resource_response,
     stored_resource_response,
 )
+from api_service.routing import DocumentedQueryRoute
 from shared_models.resources import (
     NodePool,
     NodePoolCreate,
@@ -45,7 +46,9 @@ from shared_models.resources import (
     NodePoolUpdate,
 )
 
-router = APIRouter(prefix=API_PREFIX, tags=["nodepools"], responses=ERRORS)
+router = APIRouter(
+    prefix=API_PREFIX, tags=["nodepools"], responses=ERRORS, route_class=DocumentedQueryRoute
+)
 
 DryRun = Annotated[bool, Query(alias="dryRun", description="Validate everything, write nothing")]
 
@@ -138,10 +141,10 @@ async def replace(
     user: User,
     nodepool_id: NodePoolId,
     body: NodePoolUpdate,
-    if_match: IfMatch = None,
+    preconditions: Precondition,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    record = await user.nodepools.replace(user.owner, nodepool_id, body, if_match, dry_run)
+    record = await user.nodepools.replace(user.owner, nodepool_id, body, preconditions, dry_run)
     return resource_response(record.view())
 
 
@@ -164,17 +167,22 @@ async def patch(
     user: User,
     nodepool_id: NodePoolId,
     request: Request,
-    if_match: IfMatch = None,
+    preconditions: Precondition,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
     patch_body = await read_merge_patch(request)
-    record = await user.nodepools.patch(user.owner, nodepool_id, patch_body, if_match, dry_run)
+    record = await user.nodepools.patch(user.owner, nodepool_id, patch_body, preconditions, dry_run)
     return resource_response(record.view())
 
 
 @router.delete("/nodepools/{id}", status_code=204, response_class=Response)
-async def delete(user: User, nodepool_id: NodePoolId, if_match: IfMatch = None) -> Response:
-    await user.nodepools.delete(user.owner, nodepool_id, if_match)
+async def delete(
+    user: User,
+    nodepool_id: NodePoolId,
+    preconditions: Precondition,
+    dry_run: DryRun = False,
+) -> Response:
+    await user.nodepools.delete(user.owner, nodepool_id, preconditions, dry_run)
     return Response(status_code=204)
 
 

@@ -23,6 +23,7 @@ from api_service.deps import (
 from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.responses import API_PREFIX, ERRORS
+from api_service.routing import DocumentedQueryRoute
 from api_service.services.common import status_document
 from api_service.services.status import ApplyResult, InvalidReport, Outcome, parse_report
 from shared_models.errors import ErrorEnvelope
@@ -30,7 +31,9 @@ from shared_models.names import Kind
 from shared_models.resources import ClusterStatusView, NodePoolStatusView
 from shared_models.status import ControllerReport
 
-router = APIRouter(prefix=API_PREFIX, tags=["status"], responses=ERRORS)
+router = APIRouter(
+    prefix=API_PREFIX, tags=["status"], responses=ERRORS, route_class=DocumentedQueryRoute
+)
 
 _CONTENT_TYPES = ("", "application/json")
 
