@@ -18,6 +18,7 @@ from pydantic import AfterValidator
 from api_service.auth import resolve_controller, resolve_user
 from api_service.errors import ValidationFailed
 from api_service.services.clusters import ClusterService
+from api_service.services.common import Preconditions
 from api_service.services.nodepools import NodePoolService
 from api_service.services.status import StatusService
 from api_service.store import RedisStore
@@ -50,10 +51,29 @@ async def app_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(app_state)]
 
 
-IfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", description="Write only if resource_version (ETag) still matches"),
-]
+async def _preconditions(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description="Write only if resource_version (the ETag) still matches; every "
+            "write changes it, status reports included",
+        ),
+    ] = None,
+    if_generation_match: Annotated[
+        int | None,
+        Header(
+            alias="If-Generation-Match",
+            ge=1,
+            description="Write only if generation still matches; only spec changes move it, "
+            "so this guards a read-modify-write of the spec without racing the controllers",
+        ),
+    ] = None,
+) -> Preconditions:
+    return Preconditions(if_match, if_generation_match)
+
+
+Precondition = Annotated[Preconditions, Depends(_preconditions)]
 
 
 # The identity headers are read from the request itself: declared as Header parameters, FastAPI

@@ -34,6 +34,7 @@ def error_response(error: ApiError) -> OrjsonResponse:
     return OrjsonResponse(
         envelope(error.code, error.message, error.details, error.fields),
         status_code=error.status_code,
+        headers=error.headers or None,
     )
 
 

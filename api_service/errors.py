@@ -14,6 +14,7 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.fields = fields
+        self.headers: dict[str, str] = {}
 
 
 # A body with thousands of bad items (20,000 taints) gets the first errors, not a response
@@ -67,3 +68,8 @@ class PayloadTooLarge(ApiError):
 class Unavailable(ApiError):
     status_code = 503
     code = ErrorCode.UNAVAILABLE
+
+    def __init__(self, message: str, details: str = "", retry_after: int | None = None) -> None:
+        super().__init__(message, details)
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(retry_after)

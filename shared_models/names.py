@@ -79,6 +79,12 @@ class Names:
         """Sorted set of the nodepool ids of one cluster, whoever owns them."""
         return self._key("cluster", cluster_id, "nodepools")
 
+    @property
+    def retired_cluster_ids(self) -> str:
+        """Hash cluster id -> when it was deleted: ids are never used again (tombstones), so no
+        report or event meant for a deleted cluster can reach a new one."""
+        return self._key("retired", "cluster")
+
     def idempotency(self, owner: str, key: str) -> str:
         return self._key("idem", owner, key)
 

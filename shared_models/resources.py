@@ -36,9 +36,9 @@ class ClusterCreate(_Body):
 
 
 class ClusterUpdate(_Body):
-    """PUT body: replaces name and spec."""
+    """PUT body: replaces the spec, and the name when one is given (absent: unchanged)."""
 
-    name: Name
+    name: Name | None = None
     spec: ClusterSpec
 
 
@@ -49,9 +49,10 @@ class NodePoolCreate(_Body):
 
 
 class NodePoolUpdate(_Body):
-    """PUT body: replaces name and spec. ``cluster_id`` may be repeated but never changed."""
+    """PUT body: replaces the spec, and the name when one is given (absent: unchanged), as
+    the original system's spec-only updates. ``cluster_id`` may be repeated, never changed."""
 
-    name: Name
+    name: Name | None = None
     cluster_id: ResourceId | None = None
     spec: NodePoolSpec
 

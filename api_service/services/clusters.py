@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from api_service.errors import Conflict, NotFound, ValidationFailed
+from api_service.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from api_service.services.common import (
     RV_CHANGED,
+    WRITE_RETRY_SECONDS,
+    KeyedLocks,
+    Preconditions,
     append_event,
     build_event,
-    check_if_match,
     creation_score,
     iso,
     new_id,
@@ -30,7 +34,10 @@ from shared_models.settings import Settings
 
 NAME_TAKEN = "name_taken"
 ID_TAKEN = "id_taken"
-HAS_NODEPOOLS = "has_nodepools"
+ID_RETIRED = "id_retired"
+NODEPOOLS_LEFT = "nodepools_left"
+# How many nodepools a forced delete removes per round trip.
+CASCADE_BATCH = 100
 
 
 def cluster_not_found() -> NotFound:
@@ -43,6 +50,7 @@ class ClusterService:
         self.names = store.names
         self.settings = settings
         self.nodepools = nodepools
+        self._writing = KeyedLocks()
 
     async def get(self, owner: str, cluster_id: str) -> ClusterRecord:
         record = await self.store.get_cluster(cluster_id)
@@ -102,13 +110,19 @@ class ClusterService:
         txn = Txn()
         if idempotency is not None:
             idempotency.guard(txn, "cluster", record.view())
-        txn.expect_field(names.record("cluster", cluster_id), "rv", None, ID_TAKEN)
+        if body.id is not None:
+            # A chosen id must never have been used: not by a live cluster, and not by a
+            # deleted one, whose reports and events might still be in flight.
+            txn.expect_field(names.record("cluster", cluster_id), "owner", None, ID_TAKEN)
+            txn.expect_field(names.retired_cluster_ids, cluster_id, None, ID_RETIRED)
+        else:
+            txn.expect_field(names.record("cluster", cluster_id), "rv", None, ID_TAKEN)
         txn.expect_field(names.cluster_names(owner), body.name, None, NAME_TAKEN)
         txn.hset(names.record("cluster", cluster_id), record.to_hash())
         txn.hset(names.cluster_names(owner), {body.name: cluster_id})
         txn.move_in_indexes(set(), record.index_keys(names), record.seq, cluster_id)
         self._emit(txn, "cluster.created", record, 1, now)
-        await commit_create(self._run(txn, body.name, dry_run), idempotency)
+        await commit_create(self._run(txn, body.name, dry_run, owner), idempotency)
         return record
 
     async def replace(
@@ -116,38 +130,86 @@ class ClusterService:
         owner: str,
         cluster_id: str,
         body: ClusterUpdate,
-        if_match: str | None,
+        preconditions: Preconditions,
         dry_run: bool,
     ) -> ClusterRecord:
         async def attempt() -> ClusterRecord:
             record = await self.get(owner, cluster_id)
-            return await self._replace(record, body, if_match, dry_run)
+            return await self._replace(record, body, preconditions, dry_run)
 
-        return await retry_on_race(attempt, "Cluster")
+        async with self._writing.hold(cluster_id):
+            return await retry_on_race(attempt, "Cluster")
 
-    async def delete(self, owner: str, cluster_id: str, if_match: str | None, force: bool) -> None:
-        async def attempt() -> None:
-            record = await self.get(owner, cluster_id)
-            check_if_match(if_match, record.rv, "Cluster")
-            now = utcnow()
-            txn = Txn()
+    async def delete(
+        self,
+        owner: str,
+        cluster_id: str,
+        preconditions: Preconditions,
+        force: bool,
+        dry_run: bool,
+    ) -> ClusterRecord:
+        """Delete a cluster (with ``force``, its nodepools first); the cluster as it was.
+
+        Everything is judged before anything is written: ownership, the preconditions, and
+        nodepools left without ``force``. A dry run stops there. Once the nodepools are being
+        deleted, the cascade finishes whatever the controllers keep reporting meanwhile.
+        """
+        record = await self.get(owner, cluster_id)
+        preconditions.check(record.rv, record.generation, "Cluster")
+        nodepool_ids = await self.store.cluster_nodepool_ids(cluster_id)
+        if nodepool_ids and not force:
+            raise self._has_nodepools(len(nodepool_ids))
+        if dry_run:
+            return record
+        async with self._writing.hold(cluster_id):
+            return await self._delete_with_nodepools(owner, cluster_id, force)
+
+    async def _delete_with_nodepools(
+        self, owner: str, cluster_id: str, force: bool
+    ) -> ClusterRecord:
+        """With ``force``, delete the nodepools in batches, each nodepool in its own guarded
+        transaction (one that a status report raced is read again); then the cluster, in a
+        transaction that checks it has no nodepool left (one may have been created meanwhile)."""
+        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        while True:
             nodepool_ids = await self.store.cluster_nodepool_ids(cluster_id)
             if nodepool_ids and not force:
                 raise self._has_nodepools(len(nodepool_ids))
-            nodepools = await self.store.get_nodepools(nodepool_ids)
-            # The nodepools read are exactly the cluster's: a concurrent create retries us.
-            txn.expect_count(self.names.cluster_nodepools(cluster_id), len(nodepools), RV_CHANGED)
-            for nodepool in nodepools:
-                self.nodepools.add_delete(txn, nodepool, now)
-            self._add_delete(txn, record, now)
-            await self.store.run(txn)
+            for start in range(0, len(nodepool_ids), CASCADE_BATCH):
+                await self._delete_nodepools(nodepool_ids[start : start + CASCADE_BATCH])
+            record = await self.get(owner, cluster_id)
+            txn = Txn()
+            txn.expect_count(self.names.cluster_nodepools(cluster_id), 0, NODEPOOLS_LEFT)
+            self._add_delete(txn, record, utcnow())
+            try:
+                await self.store.run(txn)
+                return record
+            except TxnFailed as failed:
+                if failed.code not in (RV_CHANGED, NODEPOOLS_LEFT):
+                    raise
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    "Cluster is being changed by too many writers at once; retry shortly",
+                    "nodepools deleted so far stay deleted",
+                    retry_after=1,
+                )
 
-        await retry_on_race(attempt, "Cluster")
+    async def _delete_nodepools(self, nodepool_ids: Sequence[str]) -> None:
+        now = utcnow()
+        nodepools = await self.store.get_nodepools([*nodepool_ids])
+        txns = [Txn() for _ in nodepools]
+        for txn, nodepool in zip(txns, nodepools, strict=True):
+            self.nodepools.add_delete(txn, nodepool, now)
+        await self.store.run_each(txns)  # a raced one is still there: the next round gets it
 
     async def _replace(
-        self, record: ClusterRecord, body: ClusterUpdate, if_match: str | None, dry_run: bool
+        self,
+        record: ClusterRecord,
+        body: ClusterUpdate,
+        preconditions: Preconditions,
+        dry_run: bool,
     ) -> ClusterRecord:
-        check_if_match(if_match, record.rv, "Cluster")
+        preconditions.check(record.rv, record.generation, "Cluster")
         old_platform = record.doc["spec"]["platform"]
         if body.spec.platform.type != old_platform["type"]:
             raise ValidationFailed.of("spec.platform.type", "spec.platform.type is immutable")
@@ -158,7 +220,8 @@ class ClusterService:
             )
         new_spec = body.spec.model_dump(mode="json", exclude_none=True)
         spec_changed = new_spec != record.doc["spec"]
-        renamed = body.name != record.name
+        name = record.name if body.name is None else body.name  # no name: unchanged
+        renamed = name != record.name
         if not spec_changed and not renamed:
             return record
         now = utcnow()
@@ -169,7 +232,7 @@ class ClusterService:
             status = aggregate_stored(generation, reports, record.status, now)
         doc = {
             **record.doc,
-            "name": body.name,
+            "name": name,
             "generation": generation,
             "spec": new_spec,
             "updated_at": iso(now),
@@ -179,22 +242,22 @@ class ClusterService:
             rv=new_resource_version(),
             generation=generation,
             status=status,
-            name=body.name,
+            name=name,
         )
         names = self.names
         txn = Txn()
         txn.expect_field(names.record("cluster", record.id), "rv", record.rv, RV_CHANGED)
         if renamed:
-            txn.expect_field(names.cluster_names(record.owner), body.name, None, NAME_TAKEN)
+            txn.expect_field(names.cluster_names(record.owner), name, None, NAME_TAKEN)
             txn.hdel(names.cluster_names(record.owner), record.name)
-            txn.hset(names.cluster_names(record.owner), {body.name: record.id})
+            txn.hset(names.cluster_names(record.owner), {name: record.id})
         txn.hset(names.record("cluster", record.id), updated.to_hash())
         txn.move_in_indexes(
             record.index_keys(names), updated.index_keys(names), record.seq, record.id
         )
         if spec_changed:
             self._emit(txn, "cluster.updated", updated, generation, now)
-        await self._run(txn, body.name, dry_run)
+        await self._run(txn, name, dry_run)
         return updated
 
     def _add_delete(self, txn: Txn, record: ClusterRecord, now: datetime) -> None:
@@ -205,6 +268,7 @@ class ClusterService:
         txn.move_in_indexes(record.index_keys(names), set(), record.seq, record.id)
         txn.hdel(names.cluster_names(record.owner), record.name)
         txn.zrem(names.reconcile_due, f"cluster:{record.id}")
+        txn.hset(names.retired_cluster_ids, {record.id: iso(now)})
         self._emit(txn, "cluster.deleted", record, record.generation + 1, now)
 
     def _emit(
@@ -233,7 +297,7 @@ class ClusterService:
             f"{count} nodepool(s) exist; delete them first or use ?force=true",
         )
 
-    async def _run(self, txn: Txn, name: str, dry_run: bool) -> None:
+    async def _run(self, txn: Txn, name: str, dry_run: bool, owner: str | None = None) -> None:
         try:
             await self.store.run(txn, dry_run=dry_run)
         except TxnFailed as failed:
@@ -242,8 +306,15 @@ class ClusterService:
                     f"Cluster with name '{name}' already exists",
                     f"existing cluster id: {failed.actual}",
                 ) from failed
-            if failed.code == ID_TAKEN:
+            if failed.code == ID_TAKEN and failed.actual == owner:
                 raise Conflict("A cluster with this id already exists") from failed
+            if failed.code in (ID_TAKEN, ID_RETIRED):
+                # The same answer whoever holds or held the id: it tells no one that another
+                # owner's cluster exists.
+                raise Conflict(
+                    "Cluster id is not available",
+                    "ids are never reused; omit id to have one assigned",
+                ) from failed
             raise
 
 

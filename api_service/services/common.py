@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 
-from api_service.errors import Conflict
+from api_service.errors import Conflict, Unavailable
 from api_service.store import RedisStore, Txn, TxnFailed
 from shared_models.events import EVENT_SOURCE, Event, EventType
 from shared_models.names import Names
 
 T = TypeVar("T")
 
-# How often a write is retried when a concurrent write (say, a status report) got there first.
-MAX_WRITE_ATTEMPTS = 25
+# How long a write keeps retrying when concurrent writes (status reports, other replicas) got
+# there first. Without a precondition a write must win in the end: past this it is a 503.
+WRITE_RETRY_SECONDS = 5.0
+_FIRST_BACKOFF = 0.001
+_MAX_BACKOFF = 0.05
 
 RV_CHANGED = "rv_changed"
 
@@ -64,12 +71,30 @@ def if_match_allows(header: str | None, resource_version: str) -> bool:
     return False
 
 
-def check_if_match(header: str | None, resource_version: str, what: str) -> None:
-    if not if_match_allows(header, resource_version):
-        raise Conflict(
-            f"{what} has changed since you read it",
-            f"If-Match {header} does not match resource_version {resource_version!r}",
-        )
+@dataclass(frozen=True)
+class Preconditions:
+    """What a write requires of the resource it changes (none: last writer wins).
+
+    ``If-Match`` compares the ``resource_version``, which every write changes, status reports
+    included. ``If-Generation-Match`` compares the ``generation``, which only spec changes move,
+    so a client can guard its read-modify-write of the spec without racing the controllers.
+    """
+
+    if_match: str | None = None
+    if_generation_match: int | None = None
+
+    def check(self, resource_version: str, generation: int, what: str) -> None:
+        if not if_match_allows(self.if_match, resource_version):
+            raise Conflict(
+                f"{what} has changed since you read it",
+                f"If-Match {self.if_match} does not match resource_version {resource_version!r}",
+            )
+        if self.if_generation_match is not None and self.if_generation_match != generation:
+            raise Conflict(
+                f"{what} spec has changed since you read it",
+                f"If-Generation-Match {self.if_generation_match} does not match generation "
+                f"{generation}",
+            )
 
 
 def build_event(
@@ -126,14 +151,54 @@ def status_document(
 
 
 async def retry_on_race(attempt: Callable[[], Awaitable[T]], what: str) -> T:
-    """Run a read-decide-write attempt again when another write changed the record meanwhile."""
-    for _ in range(MAX_WRITE_ATTEMPTS):
+    """Run a read-decide-write attempt again when another write changed the record meanwhile.
+
+    Each attempt re-reads, so its preconditions are judged afresh: a stale one is a 409 from
+    the attempt itself. Losing races is never a 409 (a client could not tell it from a stale
+    precondition): after ``WRITE_RETRY_SECONDS`` of lost races it is a 503 with Retry-After.
+    """
+    deadline = time.monotonic() + WRITE_RETRY_SECONDS
+    backoff = _FIRST_BACKOFF
+    while True:
         try:
             return await attempt()
         except TxnFailed as failed:
             if failed.code != RV_CHANGED:
                 raise
-    raise Conflict(f"{what} is being changed too often; try again")
+        if time.monotonic() >= deadline:
+            raise Unavailable(
+                f"{what} is being changed by too many writers at once; retry shortly",
+                retry_after=1,
+            )
+        # Jittered, so writers that collided do not collide again in lockstep.
+        await asyncio.sleep(random.uniform(0, backoff))
+        backoff = min(backoff * 2, _MAX_BACKOFF)
+
+
+class KeyedLocks:
+    """One asyncio lock per resource id, held only while someone wants it.
+
+    Writes to one resource from one process take turns instead of racing each other's
+    guarded transactions, each losing race costing a round trip: fifty concurrent PUTs would
+    otherwise retry about fifty times each. Other processes still race, and retry.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 __all__ = ["RedisStore", "Txn", "TxnFailed"]

@@ -10,9 +10,10 @@ from api_service.errors import Conflict, NotFound, ValidationFailed
 from api_service.services.cluster_snapshots import ClusterSnapshots
 from api_service.services.common import (
     RV_CHANGED,
+    KeyedLocks,
+    Preconditions,
     append_event,
     build_event,
-    check_if_match,
     creation_score,
     iso,
     new_id,
@@ -56,6 +57,7 @@ class NodePoolService:
         self.names = store.names
         self.settings = settings
         self._clusters = ClusterSnapshots()
+        self._writing = KeyedLocks()
 
     # ---- reads -----------------------------------------------------------------------------
     async def get(self, owner: str, nodepool_id: str) -> NodePoolRecord:
@@ -184,21 +186,22 @@ class NodePoolService:
         owner: str,
         nodepool_id: str,
         body: NodePoolUpdate,
-        if_match: str | None,
+        preconditions: Preconditions,
         dry_run: bool,
     ) -> NodePoolRecord:
         async def attempt() -> NodePoolRecord:
             record, reports, cluster = await self._owned_for_write(owner, nodepool_id)
-            return await self._replace(record, reports, cluster, body, if_match, dry_run)
+            return await self._replace(record, reports, cluster, body, preconditions, dry_run)
 
-        return await retry_on_race(attempt, "NodePool")
+        async with self._writing.hold(nodepool_id):
+            return await retry_on_race(attempt, "NodePool")
 
     async def patch(
         self,
         owner: str,
         nodepool_id: str,
         patch: Any,
-        if_match: str | None,
+        preconditions: Preconditions,
         dry_run: bool,
     ) -> NodePoolRecord:
         if not isinstance(patch, dict):
@@ -208,23 +211,31 @@ class NodePoolService:
             record, reports, cluster = await self._owned_for_write(owner, nodepool_id)
             current = {"name": record.name, "spec": record.doc["spec"]}
             merged = merge_patch(current, patch)
+            if merged.get("name") is None:  # PUT may omit the name; a patch cannot remove it
+                raise ValidationFailed.of("name", "name cannot be removed")
             try:
                 body = NodePoolUpdate.model_validate(merged)
             except ValidationError as exc:
                 raise ValidationFailed(field_errors(exc, prefix="")) from exc
-            return await self._replace(record, reports, cluster, body, if_match, dry_run)
+            return await self._replace(record, reports, cluster, body, preconditions, dry_run)
 
-        return await retry_on_race(attempt, "NodePool")
+        async with self._writing.hold(nodepool_id):
+            return await retry_on_race(attempt, "NodePool")
 
-    async def delete(self, owner: str, nodepool_id: str, if_match: str | None) -> None:
+    async def delete(
+        self, owner: str, nodepool_id: str, preconditions: Preconditions, dry_run: bool
+    ) -> None:
+        """Delete a nodepool; a dry run judges everything a real one would and writes nothing."""
+
         async def attempt() -> None:
             record = await self.get(owner, nodepool_id)
-            check_if_match(if_match, record.rv, "NodePool")
+            preconditions.check(record.rv, record.generation, "NodePool")
             txn = Txn()
             self.add_delete(txn, record, utcnow())
-            await self.store.run(txn)
+            await self.store.run(txn, dry_run=dry_run)
 
-        await retry_on_race(attempt, "NodePool")
+        async with self._writing.hold(nodepool_id):
+            await retry_on_race(attempt, "NodePool")
 
     def add_delete(self, txn: Txn, record: NodePoolRecord, now: Any) -> None:
         """Everything that removing one nodepool writes; shared with the cluster cascade."""
@@ -257,16 +268,17 @@ class NodePoolService:
         reports: dict[str, str],
         cluster: ClusterRecord,
         body: NodePoolUpdate,
-        if_match: str | None,
+        preconditions: Preconditions,
         dry_run: bool,
     ) -> NodePoolRecord:
         if body.cluster_id is not None and body.cluster_id != record.cluster_id:
             raise ValidationFailed.of("cluster_id", "cluster_id cannot be changed")
-        check_if_match(if_match, record.rv, "NodePool")
+        preconditions.check(record.rv, record.generation, "NodePool")
         validate_nodepool_against_cluster(body.spec, cluster)
         new_spec = body.spec.model_dump(mode="json", exclude_none=True)
         spec_changed = new_spec != record.doc["spec"]
-        renamed = body.name != record.name
+        name = record.name if body.name is None else body.name  # no name: unchanged
+        renamed = name != record.name
         if not spec_changed and not renamed:
             return record  # an identical PUT changes nothing, not even resource_version
         now = utcnow()
@@ -276,7 +288,7 @@ class NodePoolService:
             status = aggregate_stored(generation, reports, record.status, now)
         doc = {
             **record.doc,
-            "name": body.name,
+            "name": name,
             "generation": generation,
             "spec": new_spec,
             "updated_at": iso(now),
@@ -286,15 +298,15 @@ class NodePoolService:
             rv=new_resource_version(),
             generation=generation,
             status=status,
-            name=body.name,
+            name=name,
         )
         names = self.names
         txn = Txn()
         txn.expect_field(names.record("nodepool", record.id), "rv", record.rv, RV_CHANGED)
         if renamed:
-            txn.expect_field(names.nodepool_names(record.cluster_id), body.name, None, NAME_TAKEN)
+            txn.expect_field(names.nodepool_names(record.cluster_id), name, None, NAME_TAKEN)
             txn.hdel(names.nodepool_names(record.cluster_id), record.name)
-            txn.hset(names.nodepool_names(record.cluster_id), {body.name: record.id})
+            txn.hset(names.nodepool_names(record.cluster_id), {name: record.id})
         txn.hset(names.record("nodepool", record.id), updated.to_hash())
         txn.move_in_indexes(
             record.index_keys(names), updated.index_keys(names), record.seq, record.id
@@ -302,7 +314,7 @@ class NodePoolService:
         if spec_changed:
             self._schedule_reconcile(txn, record.id, status)
             self._emit(txn, "nodepool.updated", updated, generation, now)
-        await self._run(txn, body.name, dry_run)
+        await self._run(txn, name, dry_run)
         return updated
 
     @staticmethod
@@ -350,10 +362,6 @@ class NodePoolService:
             if failed.code == CLUSTER_GONE:
                 raise cluster_not_found() from failed
             raise
-
-
-def request_validation_prefix() -> str:
-    return ""
 
 
 __all__ = ["NodePoolService", "field_errors"]

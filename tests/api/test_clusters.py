@@ -75,11 +75,11 @@ async def test_stale_if_match_on_cluster_put_and_delete_is_409(
     assert (await api.get(url, headers=USER)).json() == cluster
 
 
-async def test_delete_of_an_empty_cluster_is_204_and_frees_the_name(
+async def test_delete_of_an_empty_cluster_is_202_and_frees_the_name(
     api: httpx.AsyncClient, cluster: dict[str, Any]
 ) -> None:
     url = f"{API}/clusters/{cluster['id']}"
-    assert (await api.delete(url, headers=USER)).status_code == 204
+    assert (await api.delete(url, headers=USER)).status_code == 202
     assert_error(await api.get(url, headers=USER), 404, "NOT_FOUND")
     await create_cluster(api)  # the same name again
 
@@ -101,7 +101,7 @@ async def test_forced_delete_removes_the_nodepools_with_their_events(
     pools = [await create_nodepool(api, cluster["id"], f"pool-{i}") for i in range(3)]
     before = await outbox(redis, settings)
     response = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
-    assert response.status_code == 204
+    assert response.status_code == 202
     for pool in pools:
         assert_error(await api.get(f"{API}/nodepools/{pool['id']}", headers=USER), 404, "NOT_FOUND")
     assert (await api.get(f"{API}/nodepools", headers=USER)).json()["total"] == 0

@@ -1,6 +1,7 @@
-"""?dryRun=true on create, PUT and PATCH: every check runs (body, parent, ownership, name
-uniqueness, If-Match) and the answer is what a real write would answer, but nothing is
-written: no record, no index entry, no name reservation, no outbox event."""
+"""?dryRun=true on create, PUT, PATCH and DELETE: every check runs (body, parent, ownership,
+name uniqueness, preconditions, nodepools left in a cluster) and the answer is what a real write
+would answer, but nothing is written: no record, no index entry, no name reservation, no outbox
+event. A dryRun that is not a boolean is a 400, never read as "no"."""
 
 from __future__ import annotations
 
@@ -170,3 +171,85 @@ async def test_dry_run_false_writes(api: httpx.AsyncClient, cluster: dict[str, A
     created = await api.post(url, json=seed_nodepool_body(cluster["id"]), headers=USER)
     fetched = await api.get(f"{API}/nodepools/{created.json()['id']}", headers=USER)
     assert fetched.status_code == 200
+
+
+async def test_dry_run_nodepool_delete_answers_204_and_deletes_nothing(
+    api: httpx.AsyncClient, nodepool: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    url = f"{API}/nodepools/{nodepool['id']}"
+    before = await footprint(redis, settings)
+    response = await api.delete(f"{url}?dryRun=true", headers=USER)
+    assert response.status_code == 204, response.text
+    assert (await api.get(url, headers=USER)).json() == nodepool
+    assert await footprint(redis, settings) == before
+
+
+async def test_dry_run_nodepool_delete_checks_ownership_and_if_match(
+    api: httpx.AsyncClient, nodepool: dict[str, Any]
+) -> None:
+    url = f"{API}/nodepools/{nodepool['id']}?dryRun=true"
+    assert_error(await api.delete(url, headers=OTHER_USER), 404, "NOT_FOUND")
+    stale = {**USER, "If-Match": '"0000000000000000"'}
+    assert_error(await api.delete(url, headers=stale), 409, "CONFLICT")
+
+
+async def test_dry_run_forced_cluster_delete_deletes_nothing(
+    api: httpx.AsyncClient, nodepool: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    url = f"{API}/clusters/{nodepool['cluster_id']}"
+    cluster = (await api.get(url, headers=USER)).json()
+    before = await footprint(redis, settings)
+    response = await api.delete(f"{url}?force=true&dryRun=true", headers=USER)
+    assert response.status_code == 202, response.text
+    assert response.json() == cluster
+    assert await footprint(redis, settings) == before
+    assert (await api.get(url, headers=USER)).json() == cluster
+    fetched = await api.get(f"{API}/nodepools/{nodepool['id']}", headers=USER)
+    assert fetched.json() == nodepool
+
+
+async def test_dry_run_cluster_delete_checks_nodepools_left_without_force(
+    api: httpx.AsyncClient, nodepool: dict[str, Any]
+) -> None:
+    url = f"{API}/clusters/{nodepool['cluster_id']}?dryRun=true"
+    error = assert_error(await api.delete(url, headers=USER), 409, "CONFLICT")
+    assert error["message"] == "Cluster still has nodepools"
+
+
+async def test_dry_run_cluster_delete_checks_ownership_and_if_match(
+    api: httpx.AsyncClient, cluster: dict[str, Any]
+) -> None:
+    url = f"{API}/clusters/{cluster['id']}?dryRun=true"
+    assert_error(await api.delete(url, headers=OTHER_USER), 404, "NOT_FOUND")
+    stale = {**USER, "If-Match": '"0000000000000000"'}
+    assert_error(await api.delete(url, headers=stale), 409, "CONFLICT")
+
+
+@pytest.mark.parametrize("value", ["bogus", "", "2", "truee"])
+@pytest.mark.parametrize(
+    "target", ["DELETE nodepool", "DELETE cluster", "PUT nodepool", "POST nodepools"]
+)
+async def test_an_invalid_dry_run_value_is_400_and_writes_nothing(
+    api: httpx.AsyncClient,
+    nodepool: dict[str, Any],
+    redis: Redis,
+    settings: Settings,
+    value: str,
+    target: str,
+) -> None:
+    method, kind = target.split()
+    url = {
+        "nodepool": f"{API}/nodepools/{nodepool['id']}",
+        "cluster": f"{API}/clusters/{nodepool['cluster_id']}",
+        "nodepools": f"{API}/nodepools",
+    }[kind]
+    body = {"PUT": update_body(node_count=4), "POST": seed_nodepool_body(nodepool["cluster_id"])}
+    before = await footprint(redis, settings)
+    response = await api.request(
+        method,
+        f"{url}?force=true&dryRun={value}" if kind == "cluster" else f"{url}?dryRun={value}",
+        json=body.get(method),
+        headers=USER,
+    )
+    assert error_fields(response) == {"dryRun"}
+    assert await footprint(redis, settings) == before

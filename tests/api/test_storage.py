@@ -58,9 +58,6 @@ WRITE_REQUESTS: dict[str, Write] = {
     "put cluster": lambda api, np: api.put(
         f"{API}/clusters/{np['cluster_id']}", json=released_cluster(), headers=USER
     ),
-    "force delete cluster": lambda api, np: api.delete(
-        f"{API}/clusters/{np['cluster_id']}?force=true", headers=USER
-    ),
 }
 
 
@@ -92,6 +89,23 @@ async def test_a_write_is_one_atomic_script_run(
     [run] = script_runs_that_wrote(seen)
     assert "XADD" in run  # the event is committed with the change
     assert "HSET" in run or "DEL" in run
+
+
+async def test_a_forced_cluster_delete_is_one_atomic_script_run_per_resource(
+    private_api: httpx.AsyncClient, private_client: Redis
+) -> None:
+    """The cascade deletes each nodepool in its own transaction (a controller reporting on one
+    of them cannot fail the whole delete), then the cluster, each with its event."""
+    cluster = await create_cluster(private_api)
+    for name in ("a", "b"):
+        await create_nodepool(private_api, cluster["id"], name)
+    async with recorded_commands(private_client) as seen:
+        url = f"{API}/clusters/{cluster['id']}?force=true"
+        response = await private_api.delete(url, headers=USER)
+    assert response.status_code == 202, response.text
+    runs = script_runs_that_wrote(seen)
+    assert len(runs) == 3
+    assert all("XADD" in run and "DEL" in run for run in runs)
 
 
 async def test_no_request_scans_the_keyspace(

@@ -574,12 +574,14 @@ async def test_put_applies_the_spec_rules(api: httpx.AsyncClient, nodepool: dict
     assert_names(response, "spec.nodeCount")
 
 
-async def test_put_requires_a_name(api: httpx.AsyncClient, nodepool: dict[str, Any]) -> None:
+async def test_put_without_a_name_keeps_the_name(
+    api: httpx.AsyncClient, nodepool: dict[str, Any]
+) -> None:
     body = edit(update_body(), "name", DELETE)
     response = await api.put(f"{API}/nodepools/{nodepool['id']}", json=body, headers=USER)
-    assert assert_error(response, 400, "VALIDATION_ERROR")["details"] == (
-        "nodepool name is required"
-    )
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == nodepool["name"]
+    assert response.json()["spec"] == body["spec"]
 
 
 async def test_put_cannot_move_a_nodepool_to_another_cluster(

@@ -263,7 +263,7 @@ async def test_cluster_delete_publishes_cluster_deleted_at_the_next_generation(
     api: httpx.AsyncClient, events_consumer: EventsConsumer, cluster: dict[str, Any]
 ) -> None:
     before = len(await events_consumer.sync())
-    assert (await api.delete(f"{CL}/{cluster['id']}", headers=USER)).status_code == 204
+    assert (await api.delete(f"{CL}/{cluster['id']}", headers=USER)).status_code == 202
     [event] = await new_events(events_consumer, before)
     assert keys([event]) == [("cluster.deleted.gcp", cluster["id"], 2)]
 
@@ -287,7 +287,7 @@ async def test_force_delete_publishes_each_nodepool_deleted_then_cluster_deleted
         ids.append(response.json()["id"])
     before = len(await events_consumer.sync())
     response = await api.delete(f"{CL}/{cluster['id']}?force=true", headers=USER)
-    assert response.status_code == 204
+    assert response.status_code == 202
     events = await new_events(events_consumer, before)
     assert sorted(keys(events[:3])) == sorted(("nodepool.deleted.gcp", i, 2) for i in ids)
     assert keys(events[3:]) == [("cluster.deleted.gcp", cluster["id"], 2)]

@@ -127,7 +127,7 @@ class FuzzTarget:
 
     ``own_*`` belong to the fuzzing user, ``foreign_*`` to another user (they must answer exactly
     like ids that exist nowhere). A fuzzed DELETE may remove the fuzzing user's resources;
-    ``reseed`` puts them back (the cluster under the same id), so later examples still hit them.
+    ``reseed`` makes new ones (ids are never reused), so later examples still hit resources.
     """
 
     base_url: str
@@ -155,8 +155,6 @@ class FuzzTarget:
         )
         if cluster is None or cluster.status_code != 200:
             body: dict[str, Any] = {"name": f"fuzz-{uuid.uuid4().hex[:8]}", "spec": GCP_CLUSTER}
-            if cluster_id:
-                body["id"] = cluster_id
             cluster = self.http.post(f"{API}/clusters", json=body, headers=user)
             assert cluster.status_code == 201, cluster.text
         pool = seed_nodepool_body(cluster.json()["id"], f"pool-{uuid.uuid4().hex[:8]}")

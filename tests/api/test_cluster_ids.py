@@ -1,0 +1,99 @@
+"""A cluster id a client chooses must never have been used. The answer is the same whoever holds
+or held it, so it tells nobody that another owner's cluster exists; and a deleted cluster's id
+is retired, so no report or event meant for it can ever reach a new cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from shared_models.settings import Settings
+from tests.api.conftest import API, assert_error, create_cluster
+from tests.conftest import OTHER_USER, USER, controller_headers, gcp_cluster_body
+
+CHOSEN_ID = "3b241101-e2bb-4255-8caf-4136c566a962"
+NOT_AVAILABLE = {
+    "code": "CONFLICT",
+    "message": "Cluster id is not available",
+    "details": "ids are never reused; omit id to have one assigned",
+}
+
+
+async def create_with_chosen_id(api: httpx.AsyncClient, user: dict[str, str]) -> httpx.Response:
+    body = gcp_cluster_body(f"chosen-{user['X-User-Email'].split('@')[0]}", id=CHOSEN_ID)
+    return await api.post(f"{API}/clusters", json=body, headers=user)
+
+
+async def test_another_owners_live_id_answers_not_available(api: httpx.AsyncClient) -> None:
+    assert (await create_with_chosen_id(api, OTHER_USER)).status_code == 201
+    response = await create_with_chosen_id(api, USER)
+    assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
+
+
+async def test_a_never_used_id_and_a_deleted_one_answer_alike_to_strangers(
+    api: httpx.AsyncClient,
+) -> None:
+    assert (await create_with_chosen_id(api, OTHER_USER)).status_code == 201
+    deleted = await api.delete(f"{API}/clusters/{CHOSEN_ID}", headers=OTHER_USER)
+    assert deleted.status_code == 202
+    response = await create_with_chosen_id(api, USER)
+    assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
+
+
+async def test_the_owner_cannot_reuse_a_deleted_id_either(api: httpx.AsyncClient) -> None:
+    assert (await create_with_chosen_id(api, USER)).status_code == 201
+    assert (await api.delete(f"{API}/clusters/{CHOSEN_ID}", headers=USER)).status_code == 202
+    response = await create_with_chosen_id(api, USER)
+    assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
+
+
+async def test_the_owner_of_a_live_id_is_told_it_exists(api: httpx.AsyncClient) -> None:
+    assert (await create_with_chosen_id(api, USER)).status_code == 201
+    response = await create_with_chosen_id(api, USER)
+    assert assert_error(response, 409, "CONFLICT")["message"] == (
+        "A cluster with this id already exists"
+    )
+
+
+async def test_a_dry_run_refuses_a_retired_id_too(api: httpx.AsyncClient) -> None:
+    assert (await create_with_chosen_id(api, USER)).status_code == 201
+    assert (await api.delete(f"{API}/clusters/{CHOSEN_ID}", headers=USER)).status_code == 202
+    body = gcp_cluster_body("again", id=CHOSEN_ID)
+    response = await api.post(f"{API}/clusters?dryRun=true", json=body, headers=USER)
+    assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
+
+
+async def test_a_report_for_a_deleted_cluster_reaches_no_one(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    """Alice's cluster is deleted with a report still in flight; Bob cannot take its id, so the
+    report finds no cluster instead of showing Alice's state on Bob's."""
+    await create_with_chosen_id(api, OTHER_USER)
+    await api.delete(f"{API}/clusters/{CHOSEN_ID}", headers=OTHER_USER)
+    assert_error(await create_with_chosen_id(api, USER), 409, "CONFLICT")
+    late_report = {
+        "controller_name": "gcp-cluster-controller",
+        "observed_generation": 1,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Done"}],
+        "metadata": {"project": "alice-project"},
+    }
+    url = f"{API}/clusters/{CHOSEN_ID}/status"
+    response = await api.put(
+        url, json=late_report, headers=controller_headers("gcp-cluster-controller")
+    )
+    assert_error(response, 404, "NOT_FOUND")
+    assert not await redis.exists(settings.names.record("cluster", CHOSEN_ID))
+    assert (await api.get(f"{API}/clusters", headers=USER)).json()["total"] == 0
+
+
+async def test_server_assigned_ids_are_retired_on_delete_too(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    cluster: dict[str, Any] = await create_cluster(api)
+    await api.delete(f"{API}/clusters/{cluster['id']}", headers=USER)
+    assert await redis.hexists(settings.names.retired_cluster_ids, cluster["id"])
+    body = gcp_cluster_body("again", id=cluster["id"])
+    response = await api.post(f"{API}/clusters", json=body, headers=USER)
+    assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
