@@ -22,9 +22,11 @@ _ERROR_CODES: dict[int | str, str] = {
     401: "X-User-Email missing or invalid (UNAUTHORIZED)",
     403: "Controller credentials on a user endpoint, or a user on a controller one (FORBIDDEN)",
     404: "Not found, or owned by someone else (NOT_FOUND)",
-    409: "Name taken, stale If-Match, nodepools left, or a stale report (CONFLICT)",
+    409: "Name or id taken, a stale If-Match or If-Generation-Match, nodepools left, or a "
+    "stale report (CONFLICT)",
     413: "Body over the size limit (PAYLOAD_TOO_LARGE)",
-    503: "Storage unavailable; retry (UNAVAILABLE)",
+    503: "Storage unavailable, or too many concurrent writers; retry after Retry-After "
+    "(UNAVAILABLE)",
     "default": "Unexpected error (INTERNAL)",
 }
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -128,7 +128,7 @@ async def test_force_delete_of_a_cluster_removes_everything_and_tells_every_cont
 
     events = await watch_events(stack)
     response = await http.delete(f"/api/v1/clusters/{cluster['id']}", params={"force": "true"})
-    assert response.status_code == 204, response.text
+    assert response.status_code == 202, response.text
 
     assert (await http.get(f"/api/v1/clusters/{cluster['id']}")).status_code == 404
     for nodepool_id in pools:
