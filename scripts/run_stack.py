@@ -232,9 +232,14 @@ def _post_demo_cluster(base: str) -> str:
         with urllib.request.urlopen(request, timeout=5) as response:
             return f"created demo cluster {DEMO_CLUSTER['id']} (HTTP {response.status})"
     except urllib.error.HTTPError as error:
-        if error.code == 409:
-            return f"demo cluster {DEMO_CLUSTER['id']} already exists"
-        raise
+        if error.code != 409:
+            raise
+        if b"not available" in error.read():
+            return (
+                f"demo cluster {DEMO_CLUSTER['id']} was deleted earlier in this namespace, and "
+                "cluster ids are never reused: start with another CLS_NAMESPACE to get it back"
+            )
+        return f"demo cluster {DEMO_CLUSTER['id']} already exists"
 
 
 async def create_demo_cluster(port: str, out: Output) -> None:

@@ -4,6 +4,10 @@ is retired, so no report or event meant for it can ever reach a new cluster."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -13,6 +17,7 @@ from shared_models.settings import Settings
 from tests.api.conftest import API, assert_error, create_cluster
 from tests.conftest import OTHER_USER, USER, controller_headers, gcp_cluster_body
 
+ROOT = Path(__file__).resolve().parents[2]
 CHOSEN_ID = "3b241101-e2bb-4255-8caf-4136c566a962"
 NOT_AVAILABLE = {
     "code": "CONFLICT",
@@ -97,3 +102,24 @@ async def test_server_assigned_ids_are_retired_on_delete_too(
     body = gcp_cluster_body("again", id=cluster["id"])
     response = await api.post(f"{API}/clusters", json=body, headers=USER)
     assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
+
+
+def load_run_stack() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("run_stack", ROOT / "scripts" / "run_stack.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_run_says_why_the_demo_cluster_cannot_come_back(running_api: str) -> None:
+    run_stack = load_run_stack()
+    assert "created demo cluster" in run_stack._post_demo_cluster(running_api)
+    assert "already exists" in run_stack._post_demo_cluster(running_api)
+    demo = f"{running_api}/api/v1/clusters/{run_stack.DEMO_CLUSTER['id']}"
+    deleted = httpx.delete(demo, headers={"X-User-Email": run_stack.DEMO_OWNER}, timeout=5)
+    assert deleted.status_code == 202, deleted.text
+    message = run_stack._post_demo_cluster(running_api)
+    assert "ids are never reused" in message
+    assert "CLS_NAMESPACE" in message
