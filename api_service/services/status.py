@@ -74,6 +74,8 @@ def load_json_object(raw: bytes) -> dict[str, Any]:
     """Parse a body with the parser both paths share (no NaN, duplicate keys or deep nesting)."""
     try:
         data = strict_json.loads(raw)
+    except strict_json.TooMany as exc:
+        raise _body_error(f"body refused: {exc}") from exc
     except strict_json.StrictJsonError as exc:
         raise _body_error(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
