@@ -1,5 +1,6 @@
 """Bounded work per bad body (issue 12): a body of far more keys or items than any valid document
-is refused before it is validated, on every JSON route; the largest valid documents still pass.
+is refused before it is validated, on every JSON route; a body within those bounds but full of
+errors has only the errors the response lists converted; the largest valid documents still pass.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import httpx
 import orjson
 import pytest
 
+from api_service.errors import MAX_FIELD_ERRORS
 from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZONES
 from shared_models.status import MAX_CONDITIONS, MAX_METADATA_KEYS
 from shared_models.strict_json import MAX_ITEMS, MAX_KEYS, MAX_OBJECT_KEYS
@@ -130,6 +132,37 @@ async def test_azure_zones_are_bounded_like_every_list(api: httpx.AsyncClient) -
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert [f["field"] for f in error["fields"]] == ["spec.platform.azure.availabilityZones"]
     assert f"at most {MAX_ZONES} items" in error["details"]
+
+
+# Routes whose bodies are validated by FastAPI, by the nodepool service (merge patch), and by
+# the status parser the ingester shares.
+CONVERTING_ROUTES = [r for r in JSON_ROUTES if r.method in ("POST", "PATCH", "PUT")]
+
+
+@pytest.mark.parametrize(
+    "route", CONVERTING_ROUTES, ids=[f"{r.method} {r.path}" for r in CONVERTING_ROUTES]
+)
+async def test_only_the_errors_listed_are_converted(
+    api: httpx.AsyncClient,
+    nodepool: dict[str, Any],
+    route: JsonRoute,
+    conversions: list[str],
+) -> None:
+    body = route.body(nodepool)
+    unknown = MAX_OBJECT_KEYS - len(body) - 2  # passes the key bounds: each is an error
+    if route.method == "PATCH":
+        body = {"spec": {**body["spec"], **keys(unknown, "x")}}
+    else:
+        body = {**body, **keys(unknown, "x")}
+    response = await api.request(
+        route.method, route.url(nodepool), content=orjson.dumps(body), headers=route.headers()
+    )
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert len(error["fields"]) == MAX_FIELD_ERRORS
+    assert error["message"] == (
+        f"Validation failed: {unknown} errors, the first {MAX_FIELD_ERRORS} listed"
+    )
+    assert len(conversions) == MAX_FIELD_ERRORS
 
 
 async def test_the_largest_valid_nodepool_is_accepted(

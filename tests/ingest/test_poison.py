@@ -17,8 +17,9 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
+from api_service.errors import MAX_FIELD_ERRORS
 from shared_models.settings import Settings
-from shared_models.strict_json import MAX_KEYS
+from shared_models.strict_json import MAX_KEYS, MAX_OBJECT_KEYS
 from tests.conftest import USER, api_client, controller_headers, delete_namespace
 from tests.events.conftest import settings_with
 from tests.ingest.conftest import (
@@ -192,6 +193,7 @@ async def test_too_many_keys_are_dead_lettered_with_the_reason_and_later_reports
     redis: Redis,
     settings: Settings,
     caplog: pytest.LogCaptureFixture,
+    conversions: list[str],
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="status_ingester")
     await start_ingester()
@@ -208,8 +210,33 @@ async def test_too_many_keys_are_dead_lettered_with_the_reason_and_later_reports
         rf": body refused: the body has \d+ keys in all, more than the {MAX_KEYS} allowed$",
         reasons[0],
     ), reasons
+    assert conversions == []  # refused before validation
     stored = await stored_reports(redis, settings.names, nodepool["id"])
     assert stored[CONTROLLER]["metadata"]["step"] == 7
+
+
+async def test_a_report_of_many_errors_has_only_the_first_converted(
+    nodepool: dict[str, Any],
+    publisher: Publisher,
+    start_ingester: StartIngester,
+    redis: Redis,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    conversions: list[str],
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="status_ingester")
+    await start_ingester()
+    unknown = {f"x{i}": 0 for i in range(MAX_OBJECT_KEYS - 10)}  # within the key bounds
+    await publisher.raw(orjson.dumps({**nodepool_report(nodepool["id"]), **unknown}))
+    await publisher.report(nodepool_report(nodepool["id"], ready=True))
+    await eventually(
+        lambda: counters(redis, settings.names),
+        lambda c: c.get("dead_lettered") == 1 and c.get("applied") == 1,
+        what="one dead-lettered, one applied",
+    )
+    assert len(conversions) == MAX_FIELD_ERRORS
+    [reason] = [r.getMessage() for r in caplog.records if "dead-lettering" in r.getMessage()]
+    assert reason.endswith(f"({len(unknown)} errors, the first {MAX_FIELD_ERRORS} listed)")
 
 
 async def test_a_burst_of_random_bytes_is_all_dead_lettered(
