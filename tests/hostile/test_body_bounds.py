@@ -134,14 +134,9 @@ async def test_azure_zones_are_bounded_like_every_list(api: httpx.AsyncClient) -
     assert f"at most {MAX_ZONES} items" in error["details"]
 
 
-# Routes whose bodies are validated by FastAPI, by the nodepool service (merge patch), and by
-# the status parser the ingester shares.
-CONVERTING_ROUTES = [r for r in JSON_ROUTES if r.method in ("POST", "PATCH", "PUT")]
-
-
-@pytest.mark.parametrize(
-    "route", CONVERTING_ROUTES, ids=[f"{r.method} {r.path}" for r in CONVERTING_ROUTES]
-)
+# Bodies validated by FastAPI (POST, PUT), by the nodepool service (merge patch) and by the
+# report parser the ingester shares (status).
+@pytest.mark.parametrize("route", JSON_ROUTES, ids=ROUTE_IDS)
 async def test_only_the_errors_listed_are_converted(
     api: httpx.AsyncClient,
     nodepool: dict[str, Any],
