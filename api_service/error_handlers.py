@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,23 +57,29 @@ def _body_not_json(errors: list[Any]) -> bool:
 
 async def _request_validation(request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, RequestValidationError)
-    if _body_not_json(list(exc.errors())):
+    errors = exc.errors()
+    if _body_not_json(list(errors)):
         # Say why, rather than "not a JSON object" about a body that may well be one.
         return error_response(
             ValidationFailed.of("Content-Type", "Content-Type: send the body as application/json")
         )
-    errors = []
-    for error in exc.errors():
+    # Lazily: field_errors converts only the errors the response lists.
+    fields = field_errors(_relocated(errors), resource=_resource_of(request))
+    return error_response(ValidationFailed(fields, total=len(errors)))
+
+
+def _relocated(errors: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    """FastAPI's errors as field_errors reads them: located in the body, query... itself."""
+    for error in errors:
         loc = list(error.get("loc", ()))
         if loc and loc[0] in ("body", "query", "path", "header"):
             loc = loc[1:]
         if error.get("type") == "json_invalid":
             ctx = error.get("ctx") or {}
             reason = ctx.get("error", "malformed JSON")
-            errors.append({**error, "loc": (), "msg": f"request body is not valid JSON: {reason}"})
+            yield {**error, "loc": (), "msg": f"request body is not valid JSON: {reason}"}
             continue
-        errors.append({**error, "loc": tuple(loc)})
-    return error_response(ValidationFailed(field_errors(errors, resource=_resource_of(request))))
+        yield {**error, "loc": tuple(loc)}
 
 
 def _unparsable_body(exc: StarletteHTTPException) -> ValidationFailed:

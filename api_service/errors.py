@@ -26,10 +26,14 @@ class ValidationFailed(ApiError):
     status_code = 400
     code = ErrorCode.VALIDATION_ERROR
 
-    def __init__(self, fields: list[FieldError], message: str = "Validation failed") -> None:
-        if len(fields) > MAX_FIELD_ERRORS:
-            message = f"{message}: {len(fields)} errors, the first {MAX_FIELD_ERRORS} listed"
-            fields = fields[:MAX_FIELD_ERRORS]
+    def __init__(
+        self, fields: list[FieldError], message: str = "Validation failed", total: int = 0
+    ) -> None:
+        # ``total``: how many errors there were, when only the first ones were converted.
+        total = max(total, len(fields))
+        fields = fields[:MAX_FIELD_ERRORS]
+        if total > len(fields):
+            message = f"{message}: {total} errors, the first {len(fields)} listed"
         # Each field message names its field, so the details read well on their own.
         super().__init__(message, "; ".join(f.message for f in fields), fields)
 

@@ -5,8 +5,9 @@ route uses afterwards (FastAPI's ``json.loads``, orjson, pydantic). What a lenie
 silently accepts is answered here with a 400 in the envelope, so no route ever sees it: duplicate
 keys (the last one would win), nesting deeper than ``strict_json.MAX_DEPTH`` (a RecursionError
 in waiting), NaN and Infinity, lone surrogates (which cannot be stored as UTF-8), a byte order
-mark. Like the size limit (which runs first, so the body in hand is bounded), this comes before
-authentication: the body's syntax tells nothing about anyone's resources.
+mark; and objects with far more keys than any valid document, before validation spends CPU on
+each of their keys. Like the size limit (which runs first, so the body in hand is bounded), this
+comes before authentication: the body's syntax tells nothing about anyone's resources.
 
 A body that no parser accepts (truncated, not JSON at all) passes through: its route reports it,
 after checking the caller's credentials, as it always has.
@@ -23,7 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api_service.body_limit import replaying
 from api_service.error_handlers import error_response
 from api_service.errors import ValidationFailed
-from shared_models.strict_json import Malformed, StrictJsonError, lenient_parsers_accept, loads
+from shared_models.strict_json import (
+    Malformed,
+    StrictJsonError,
+    TooMany,
+    lenient_parsers_accept,
+    loads,
+)
 
 _BODYLESS = {"GET", "HEAD", "OPTIONS", "DELETE"}
 
@@ -72,6 +79,8 @@ def _problem(body: bytes) -> ValidationFailed | None:
 
 
 def _invalid(exc: StrictJsonError) -> ValidationFailed:
+    if isinstance(exc, TooMany):
+        return ValidationFailed.of("body", f"request body refused: {exc}")
     return ValidationFailed.of("body", f"request body is not valid JSON: {exc}")
 
 

@@ -136,7 +136,12 @@ class AzureNodePoolPlatform(StrictModel):
         | None
     ) = None
     availabilityZones: (  # noqa: N815
-        Annotated[list[Literal["1", "2", "3"]], Field(min_length=1), AfterValidator(_unique_zones)]
+        Annotated[
+            list[Literal["1", "2", "3"]],
+            # Bounded like every list: 200,000 bad items would each be an error to convert.
+            Field(min_length=1, max_length=MAX_ZONES),
+            AfterValidator(_unique_zones),
+        ]
         | None
     ) = None
     spotInstances: bool | None = None  # noqa: N815

@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from redis.asyncio import Redis
 
 from api_service.app import create_app
+from api_service.services import validation
 from shared_models import amqp as amqp_topology
 from shared_models.names import Names
 from shared_models.settings import Settings
@@ -49,6 +50,21 @@ CONTROLLER_TOKENS = {
 
 def controller_headers(name: str = "gcp-nodepool-controller") -> dict[str, str]:
     return {"Authorization": f"Bearer {CONTROLLER_TOKENS[name]}"}
+
+
+@pytest.fixture
+def conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The path of every pydantic error turned into a field error message, in this process (a
+    spy on the real conversion, ``api_service.services.validation._describe``)."""
+    converted: list[str] = []
+    describe = validation._describe
+
+    def counting(error: dict[str, Any], path: str, resource: str) -> str:
+        converted.append(path)
+        return describe(error, path, resource)
+
+    monkeypatch.setattr(validation, "_describe", counting)
+    return converted
 
 
 @pytest.fixture

@@ -129,7 +129,7 @@ async def read_report(request: Request) -> ControllerReport:
     try:
         return parse_report(await request.body(), ControllerReport)
     except InvalidReport as exc:
-        raise ValidationFailed(exc.fields) from exc
+        raise ValidationFailed(exc.fields, total=exc.total) from exc
 
 
 async def apply_report(

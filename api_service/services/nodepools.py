@@ -216,7 +216,8 @@ class NodePoolService:
             try:
                 body = NodePoolUpdate.model_validate(merged)
             except ValidationError as exc:
-                raise ValidationFailed(field_errors(exc, prefix="")) from exc
+                fields = field_errors(exc, prefix="")
+                raise ValidationFailed(fields, total=exc.error_count()) from exc
             return await self._replace(record, reports, cluster, body, preconditions, dry_run)
 
         async with self._writing.hold(nodepool_id):

@@ -65,15 +65,21 @@ class ApplyResult:
 class InvalidReport(ValueError):
     """A report body that can never be applied; ``fields`` says where and why."""
 
-    def __init__(self, fields: list[FieldError]) -> None:
-        super().__init__("; ".join(f.message for f in fields))
+    def __init__(self, fields: list[FieldError], total: int = 0) -> None:
+        message = "; ".join(f.message for f in fields)
+        if total > len(fields):  # only the first ones were converted
+            message += f" ({total} errors, the first {len(fields)} listed)"
+        super().__init__(message)
         self.fields = fields
+        self.total = max(total, len(fields))
 
 
 def load_json_object(raw: bytes) -> dict[str, Any]:
     """Parse a body with the parser both paths share (no NaN, duplicate keys or deep nesting)."""
     try:
         data = strict_json.loads(raw)
+    except strict_json.TooMany as exc:
+        raise _body_error(f"body refused: {exc}") from exc
     except strict_json.StrictJsonError as exc:
         raise _body_error(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -89,7 +95,8 @@ def validate_report(data: dict[str, Any], model: type[R]) -> R:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidReport(field_errors(exc, resource="status report")) from exc
+        fields = field_errors(exc, resource="status report")
+        raise InvalidReport(fields, total=exc.error_count()) from exc
 
 
 def parse_report(raw: bytes, model: type[R]) -> R:

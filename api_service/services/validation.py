@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api_service.errors import ValidationFailed
+from api_service.errors import MAX_FIELD_ERRORS, ValidationFailed
 from api_service.store import ClusterRecord
 from shared_models.errors import FieldError
 from shared_models.specs import PATTERN_HINTS, ClusterSpec, NodePoolSpec, zone_region_problem
@@ -58,11 +58,18 @@ def _describe(error: dict[str, Any], path: str, resource: str) -> str:
 
 
 def field_errors(
-    exc: ValidationError | Iterable[dict[str, Any]], prefix: str = "", resource: str = "nodepool"
+    exc: ValidationError | Iterable[dict[str, Any]],
+    prefix: str = "",
+    resource: str = "nodepool",
+    limit: int = MAX_FIELD_ERRORS,
 ) -> list[FieldError]:
-    errors = exc.errors() if isinstance(exc, ValidationError) else exc
-    result = []
+    """The first ``limit`` errors as field errors: a body can cause thousands, and only these are
+    shown, so no more are converted (pass the total to ``ValidationFailed``)."""
+    errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc
+    result: list[FieldError] = []
     for error in errors:
+        if len(result) >= limit:
+            break
         loc = tuple(error["loc"])
         rule_field = (error.get("ctx") or {}).get("field") if error["type"] == "rule" else None
         if rule_field:

@@ -46,6 +46,8 @@ def test_quick_bench_prints_every_section_and_leaves_results_md_alone(tmp_path: 
         "### Listing",
         "### Memory",
         "### Events",
+        "### Rejected bodies",
+        "### Rejected reports",
         "| figure | measured | baseline",
     ):
         assert heading in done.stdout, done.stdout[-3000:]

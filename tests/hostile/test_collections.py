@@ -12,6 +12,7 @@ import pytest
 
 from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZONES
 from shared_models.status import MAX_CONDITIONS, MAX_METADATA_KEYS
+from shared_models.strict_json import MAX_OBJECT_KEYS
 from tests.api.conftest import assert_error, aws_cluster_body, aws_nodepool_body
 from tests.conftest import USER, controller_headers
 from tests.hostile.conftest import API, JSON
@@ -42,18 +43,16 @@ def accelerators(count: int) -> list[dict[str, Any]]:
     return [{"type": f"nvidia-t{i}", "count": 1} for i in range(count)]
 
 
-# (what, edit of the seed nodepool body, field the 400 names)
+# (what, edit of the seed nodepool body, field the 400 names). Bodies far larger still (60,000
+# labels, 20,000 taints) are refused before validation: test_body_bounds.py.
 TOO_MUCH: list[tuple[str, Edit, str]] = [
     ("one zone too many", gcp(zones=zones(MAX_ZONES + 1)), f"{GCP}.zones"),
-    ("fifty thousand zones", gcp(zones=["us-central1-a"] * 50_000), f"{GCP}.zones"),
     (
         "one label too many",
         gcp(labels={f"k{i}": "v" for i in range(MAX_LABELS + 1)}),
         f"{GCP}.labels",
     ),
-    ("sixty thousand labels", gcp(labels={f"k{i}": "v" for i in range(60_000)}), f"{GCP}.labels"),
     ("one taint too many", gcp(taints=taints(MAX_TAINTS + 1)), f"{GCP}.taints"),
-    ("twenty thousand taints", gcp(taints=taints(20_000)), f"{GCP}.taints"),
     (
         "one accelerator too many",
         gcp(accelerators=accelerators(MAX_ACCELERATORS + 1)),
@@ -163,11 +162,6 @@ STATUS_CASES: list[tuple[str, dict[str, Any], str]] = [
         "conditions",
     ),
     (
-        "ten thousand conditions",
-        report(conditions=[{"type": "Ready", "status": "True"}] * 10_000),
-        "conditions",
-    ),
-    (
         "one metadata key too many",
         report(metadata={f"k{i}": i for i in range(MAX_METADATA_KEYS + 1)}),
         "metadata",
@@ -235,13 +229,15 @@ async def test_thousands_of_errors_get_a_bounded_answer(
         "cluster_id": nodepool["cluster_id"],
         "spec": copy.deepcopy(nodepool["spec"]),
     }
-    body["spec"]["platform"]["gcp"]["labels"] = {f"{'-' * 300}{i}": "v" for i in range(2500)}
+    # As many bad labels as one object may hold (more are refused before validation).
+    labels = {f"{'-' * 300}{i}": "v" for i in range(MAX_OBJECT_KEYS)}
+    body["spec"]["platform"]["gcp"]["labels"] = labels
     request = httpx.Request("POST", "http://api", json=body)
     response = await api.post(f"{API}/nodepools", json=body, headers=USER)
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert len(error["fields"]) == 20
     assert error["message"].endswith("errors, the first 20 listed")
-    assert len(response.content) < len(request.content) / 10
+    assert len(response.content) < 32_768 < len(request.content)
 
 
 async def test_an_error_about_a_huge_key_does_not_send_the_key_back(

@@ -5,7 +5,9 @@ touches nothing of that namespace."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +17,9 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
+from api_service.errors import MAX_FIELD_ERRORS
 from shared_models.settings import Settings
+from shared_models.strict_json import MAX_KEYS, MAX_OBJECT_KEYS
 from tests.conftest import USER, api_client, controller_headers, delete_namespace
 from tests.events.conftest import settings_with
 from tests.ingest.conftest import (
@@ -101,6 +105,17 @@ async def huge_array(publisher: Publisher, nodepool_id: str) -> None:
     await publisher.raw(orjson.dumps(poison))
 
 
+async def seventy_thousand_keys(publisher: Publisher, nodepool_id: str) -> None:
+    extra = {f"k{i}": 0 for i in range(70_000)}  # ~0.8 MB: within the size limit
+    await publisher.raw(orjson.dumps({**nodepool_report(nodepool_id), **extra}))
+
+
+async def seventy_thousand_metadata_keys(publisher: Publisher, nodepool_id: str) -> None:
+    poison = nodepool_report(nodepool_id)
+    poison["metadata"] = {f"k{i}": 0 for i in range(70_000)}
+    await publisher.raw(orjson.dumps(poison))
+
+
 async def wrong_shape(publisher: Publisher, nodepool_id: str) -> None:
     await publisher.raw(orjson.dumps({"nodepool_id": nodepool_id, "state": "ready"}))
 
@@ -134,6 +149,8 @@ POISONS = [
     pytest.param(nan_metadata, id="nan-in-metadata"),
     pytest.param(ten_thousand_levels, id="ten-thousand-levels-deep"),
     pytest.param(huge_array, id="huge-conditions-array"),
+    pytest.param(seventy_thousand_keys, id="seventy-thousand-unknown-keys"),
+    pytest.param(seventy_thousand_metadata_keys, id="seventy-thousand-metadata-keys"),
     # well-formed JSON, not a nodepool report
     pytest.param(wrong_shape, id="wrong-shape"),
     pytest.param(cluster_report_on_the_nodepool_key, id="cluster-report-on-the-nodepool-key"),
@@ -167,6 +184,59 @@ async def test_poison_is_dead_lettered_counted_and_the_ingester_keeps_consuming(
     assert stored[CONTROLLER]["metadata"]["step"] == 7
     assert stored[CONTROLLER]["observed_generation"] == 1
     assert (await queue_counts(amqp, settings.names))[0] == 0
+
+
+async def test_too_many_keys_are_dead_lettered_with_the_reason_and_later_reports_apply(
+    nodepool: dict[str, Any],
+    publisher: Publisher,
+    start_ingester: StartIngester,
+    redis: Redis,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    conversions: list[str],
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="status_ingester")
+    await start_ingester()
+    await seventy_thousand_keys(publisher, nodepool["id"])
+    await publisher.report(nodepool_report(nodepool["id"], ready=True, step=7))
+    await eventually(
+        lambda: counters(redis, settings.names),
+        lambda c: c.get("dead_lettered") == 1 and c.get("applied") == 1,
+        what="one dead-lettered, one applied",
+    )
+    reasons = [r.getMessage() for r in caplog.records if "dead-lettering" in r.getMessage()]
+    assert len(reasons) == 1
+    assert re.search(
+        rf": body refused: the body has \d+ keys in all, more than the {MAX_KEYS} allowed$",
+        reasons[0],
+    ), reasons
+    assert conversions == []  # refused before validation
+    stored = await stored_reports(redis, settings.names, nodepool["id"])
+    assert stored[CONTROLLER]["metadata"]["step"] == 7
+
+
+async def test_a_report_of_many_errors_has_only_the_first_converted(
+    nodepool: dict[str, Any],
+    publisher: Publisher,
+    start_ingester: StartIngester,
+    redis: Redis,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    conversions: list[str],
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="status_ingester")
+    await start_ingester()
+    unknown = {f"x{i}": 0 for i in range(MAX_OBJECT_KEYS - 10)}  # within the key bounds
+    await publisher.raw(orjson.dumps({**nodepool_report(nodepool["id"]), **unknown}))
+    await publisher.report(nodepool_report(nodepool["id"], ready=True))
+    await eventually(
+        lambda: counters(redis, settings.names),
+        lambda c: c.get("dead_lettered") == 1 and c.get("applied") == 1,
+        what="one dead-lettered, one applied",
+    )
+    assert len(conversions) == MAX_FIELD_ERRORS
+    [reason] = [r.getMessage() for r in caplog.records if "dead-lettering" in r.getMessage()]
+    assert reason.endswith(f"({len(unknown)} errors, the first {MAX_FIELD_ERRORS} listed)")
 
 
 async def test_a_burst_of_random_bytes_is_all_dead_lettered(
