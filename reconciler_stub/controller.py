@@ -266,9 +266,8 @@ class Controller:
             attempt = 0
             while failures.fails(resource_id, tracked.generation, index, attempt):
                 await asyncio.sleep(delay)
-                await self._report(
-                    resource_id, tracked, plans.transient_failure(tracked.active, attempt)
-                )
+                failure = plans.transient_failure(tracked.active, attempt, round(delay * 1000))
+                await self._report(resource_id, tracked, failure)
                 attempt += 1
             await asyncio.sleep(delay)
             await self._report(resource_id, tracked, step)

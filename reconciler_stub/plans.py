@@ -7,7 +7,7 @@ delay later. Pure functions, so that every plan is tested without a broker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler_stub.faults import FAULT_LABEL, Fault, fault_from_labels
@@ -15,6 +15,7 @@ from reconciler_stub.simulation import desired_nodes, region_from_zones, step_pl
 from shared_models.events import Event
 from shared_models.names import Kind
 from shared_models.specs import ClusterSpec, NodePoolSpec, Platform
+from shared_models.status import ErrorType
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,18 @@ class Target:
 
 
 @dataclass(frozen=True)
+class ErrorKind:
+    """What makes a step's error the structured ``last_error`` object (see ControllerError)."""
+
+    error_type: ErrorType
+    code: str
+    user_actionable: bool = False
+    suggestions: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+    retry_after: str | None = None  # a duration such as "30s"
+
+
+@dataclass(frozen=True)
 class Step:
     """One report of a run: the state the controller has reached and how it reads."""
 
@@ -37,7 +50,10 @@ class Step:
     ready: bool
     reason: str
     message: str
-    error: str | None = None  # becomes last_error: the resource is failing
+    # Becomes last_error (the resource is failing): with ``error_kind``, the object form, with
+    # ``error`` as its message; without, the plain string.
+    error: str | None = None
+    error_kind: ErrorKind | None = None
     degraded: str | None = None  # becomes a Degraded=True condition with this message
 
 
@@ -131,10 +147,17 @@ def cluster_ready(target: Target) -> Step:
     return Step(0, True, "ClusterReady", f"Control plane is running in {target.region}")
 
 
-def transient_failure(active: int, attempt: int) -> Step:
-    """What a random (``CLS_STUB_FAILURE_RATE``) failure of a step reports; the step is retried."""
+def transient_failure(active: int, attempt: int, retry_in_ms: int | None = None) -> Step:
+    """What a random (``CLS_STUB_FAILURE_RATE``) failure of a step reports; the step is retried
+    (in ``retry_in_ms``, when given)."""
     error = f"simulated transient failure (attempt {attempt + 1}, CLS_STUB_FAILURE_RATE); retrying"
-    return Step(active, False, "TransientError", "Retrying after a transient error", error=error)
+    kind = ErrorKind(
+        "Transient",
+        "SIMULATED_TRANSIENT_FAILURE",
+        details={"attempt": attempt + 1},
+        retry_after=None if retry_in_ms is None else f"{retry_in_ms}ms",
+    )
+    return Step(active, False, "TransientError", "Retrying after a transient error", error, kind)
 
 
 def _reason(active: int, desired: int, first_run: bool) -> str:
@@ -156,4 +179,16 @@ def _quota_exceeded(active: int, target: Target) -> Step:
         f"Quota exceeded in region {target.region}: cannot provision {target.desired} nodes "
         f"(simulated by {FAULT_LABEL}={Fault.QUOTA_EXCEEDED.value})"
     )
-    return Step(active, False, "QuotaExceeded", "Node provisioning failed", error=error)
+    # What a real controller would say: the user can act, and how.
+    kind = ErrorKind(
+        "Configuration",
+        "QUOTA_EXCEEDED",
+        user_actionable=True,
+        suggestions=(
+            f"Request a higher quota for region {target.region}",
+            "Lower nodeCount (or autoscaling.maxNodes)",
+            f"Remove the label {FAULT_LABEL} (this failure is simulated)",
+        ),
+        details={"region": target.region, "requestedNodes": target.desired},
+    )
+    return Step(active, False, "QuotaExceeded", "Node provisioning failed", error, kind)

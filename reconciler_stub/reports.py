@@ -9,7 +9,12 @@ from typing import Any
 
 from reconciler_stub.plans import Step, Target
 from reconciler_stub.simulation import node_ages
-from shared_models.status import ClusterStatusReport, Condition, NodePoolStatusReport
+from shared_models.status import (
+    ClusterStatusReport,
+    Condition,
+    ControllerError,
+    NodePoolStatusReport,
+)
 
 Report = NodePoolStatusReport | ClusterStatusReport
 
@@ -52,11 +57,28 @@ def build_report(step: Step, target: Target, seen: Observation) -> Report:
         "observed_generation": seen.generation,
         "conditions": conditions,
         "metadata": _metadata(step, target, seen),
-        "last_error": step.error,
+        "last_error": _last_error(step, seen),
     }
     if target.kind == "nodepool":
         return NodePoolStatusReport(nodepool_id=seen.resource_id, **common)
     return ClusterStatusReport(cluster_id=seen.resource_id, **common)
+
+
+def _last_error(step: Step, seen: Observation) -> str | ControllerError | None:
+    kind = step.error_kind
+    if step.error is None or kind is None:
+        return step.error
+    # No timestamp: a step reported again (on reconcile) must be the same report, a no-op.
+    return ControllerError(
+        controllerName=seen.controller_name,
+        errorType=kind.error_type,
+        errorCode=kind.code,
+        message=step.error,
+        userActionable=kind.user_actionable,
+        suggestions=list(kind.suggestions),
+        details=kind.details,
+        retryAfter=kind.retry_after,
+    )
 
 
 def _metadata(step: Step, target: Target, seen: Observation) -> dict[str, Any]:

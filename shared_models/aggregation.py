@@ -22,14 +22,17 @@ from pydantic import TypeAdapter
 from shared_models.status import (
     AggregatedStatus,
     ConditionStatus,
+    ControllerError,
     ControllerReport,
     Health,
     Phase,
 )
 
 __all__ = [
+    "MAX_AGGREGATE_ERRORS",
     "MAX_MESSAGE_LENGTH",
     "Controller",
+    "ErrorFact",
     "aggregate",
     "aggregate_json",
     "aggregate_stored",
@@ -42,6 +45,9 @@ MAX_MESSAGE_LENGTH = 1024
 # Each failing controller's detail is capped well below the message limit so that one verbose
 # error cannot push the names of the other failing controllers out of the message.
 _MAX_DETAIL_LENGTH = 200
+# status.errors lists this many controllers at most (by name): a status document is rewritten
+# with every report, so its size must not grow with the number of controllers in error.
+MAX_AGGREGATE_ERRORS = 16
 _ELLIPSIS = "…"
 
 _READY_TYPES = ("Ready", "Available")
@@ -71,6 +77,18 @@ class _Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class ErrorFact:
+    """Why a controller is in error, as ``status.errors`` shows it (an ``AggregateError``)."""
+
+    error_type: str
+    code: str
+    message: str
+    user_actionable: bool
+    suggestions: tuple[str, ...]
+    retry_after: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Controller:
     """What one controller's latest report says, worked out once per report."""
 
@@ -79,13 +97,21 @@ class Controller:
     ready: bool
     in_error: bool
     failure: str  # why it is in error, as the message shows it ("" when it is not)
+    error: ErrorFact | None = None  # the same, as status.errors shows it (None when not)
+
+
+# A report's last_error as stored: a string, or a ControllerError as JSON.
+_LastError = str | Mapping[str, Any] | None
 
 
 def controller_of(report: ControllerReport) -> Controller:
     conditions = [(c.type, c.status, c.reason, c.message) for c in report.conditions]
-    return _controller(
-        report.controller_name, report.observed_generation, report.last_error, conditions
+    sent = report.last_error
+    # An object is read in its stored form, so that both readings of a report share one rule.
+    last_error: _LastError = (
+        sent.model_dump(mode="json") if isinstance(sent, ControllerError) else sent
     )
+    return _controller(report.controller_name, report.observed_generation, last_error, conditions)
 
 
 def controller_of_json(report: Mapping[str, Any]) -> Controller:
@@ -103,14 +129,22 @@ def controller_of_json(report: Mapping[str, Any]) -> Controller:
 
 
 def _controller(
-    name: str, generation: int, last_error: str | None, conditions: Iterable[_Condition]
+    name: str, generation: int, last_error: _LastError, conditions: Iterable[_Condition]
 ) -> Controller:
     first = _first_of_each_type(conditions)
     true = {type_ for type_, condition in first.items() if condition[1] == "True"}
     ready = not true.isdisjoint(_READY_TYPES)
+    # An object is always an error (its message is required); an empty string never was one.
     in_error = bool(last_error) or not true.isdisjoint(_ERROR_TYPES)
-    failure = _failure_detail(last_error, first) if in_error else ""
-    return Controller(name, generation, ready, in_error, failure)
+    if not in_error:
+        return Controller(name, generation, ready, in_error, "")
+    if isinstance(last_error, Mapping):
+        error = _structured_error(last_error)
+        failure = _truncate(_one_line(_headline(error)), _MAX_DETAIL_LENGTH)
+    else:
+        error = _plain_error(last_error, first)
+        failure = _failure_detail(last_error, first)
+    return Controller(name, generation, ready, in_error, failure, error)
 
 
 def _first_of_each_type(conditions: Iterable[_Condition]) -> dict[str, _Condition]:
@@ -119,6 +153,42 @@ def _first_of_each_type(conditions: Iterable[_Condition]) -> dict[str, _Conditio
     for condition in conditions:
         first.setdefault(condition[0], condition)
     return first
+
+
+def _structured_error(last_error: Mapping[str, Any]) -> ErrorFact:
+    """A ``ControllerError`` as stored; ``details`` stay in ``controller_status`` (free-form and
+    up to 64 keys: too much for a document rewritten with every report)."""
+    return ErrorFact(
+        error_type=last_error["errorType"],
+        code=last_error.get("errorCode") or "",
+        message=_truncate(last_error["message"], MAX_MESSAGE_LENGTH),
+        user_actionable=bool(last_error.get("userActionable")),
+        suggestions=tuple(last_error.get("suggestions") or ()),
+        retry_after=last_error.get("retryAfter"),
+    )
+
+
+def _plain_error(last_error: str | None, first: Mapping[str, _Condition]) -> ErrorFact:
+    """A string ``last_error``, or else the failing condition, in the structured shape: its
+    type is not known; a condition's reason is the nearest thing to a code."""
+    code = ""
+    if last_error:
+        message = last_error
+    else:
+        message = "error"  # unreachable for a controller in error; keeps the function total
+        for type_ in _ERROR_TYPES:
+            condition = first.get(type_)
+            if condition is not None and condition[1] == "True":
+                _, _, code, text = condition
+                message = text or code or type_
+                break
+    return ErrorFact("Unknown", code, _truncate(message, MAX_MESSAGE_LENGTH), False, (), None)
+
+
+def _headline(error: ErrorFact) -> str:
+    """A structured error in the aggregate's message: "Configuration error QUOTA: text"."""
+    code = f" {error.code}" if error.code else ""
+    return f"{error.error_type} error{code}: {error.message}"
 
 
 def _failure_detail(last_error: str | None, first: Mapping[str, _Condition]) -> str:
@@ -150,7 +220,8 @@ def aggregate(
     status = aggregate_json(
         generation,
         [controller_of(report) for report in reports],
-        None if previous is None else previous.model_dump(mode="json"),
+        # Unset fields are absent from the stored document too (``errors`` without errors).
+        None if previous is None else previous.model_dump(mode="json", exclude_unset=True),
         timestamp(now),
     )
     return AggregatedStatus.model_validate(status)
@@ -185,6 +256,9 @@ def aggregate_json(
             _available_condition(controllers, previous, now),
         ],
     }
+    errors = _errors(generation, controllers)
+    if errors:
+        candidate["errors"] = errors
     if previous is not None and candidate != previous:
         candidate["lastUpdateTime"] = now
     return candidate
@@ -204,6 +278,27 @@ def aggregate_stored(
 
 def _by_name(controllers: Iterable[Controller]) -> list[Controller]:
     return sorted(controllers, key=lambda c: c.name)
+
+
+def _errors(generation: int, controllers: Sequence[Controller]) -> list[dict[str, Any]]:
+    """``status.errors``: the controllers in error at ``generation`` (exactly those the message
+    names as failing), by name."""
+    failing = _by_name(
+        c for c in controllers if c.observed_generation == generation and c.error is not None
+    )
+    return [_error_entry(c.name, c.error) for c in failing[:MAX_AGGREGATE_ERRORS] if c.error]
+
+
+def _error_entry(name: str, error: ErrorFact) -> dict[str, Any]:
+    return {
+        "controller": name,
+        "errorType": error.error_type,
+        "errorCode": error.code,
+        "message": error.message,
+        "userActionable": error.user_actionable,
+        "suggestions": list(error.suggestions),
+        "retryAfter": error.retry_after,
+    }
 
 
 # ---- phase, health, reason and message --------------------------------------------------------

@@ -39,10 +39,24 @@ _CONTENT_TYPES = ("", "application/json")
 
 
 def _report_schema() -> dict[str, Any]:
-    # The body is parsed by hand (see read_report); document it as FastAPI would have.
-    schema = ControllerReport.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
-    return schema
+    # The body is parsed by hand (see read_report); document it as FastAPI would have, with its
+    # definitions inlined: the components section holds the models as responses show them, and
+    # a report's last_error.retryAfter accepts more (an integer of nanoseconds) than it shows.
+    schema = ControllerReport.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 _REPORT_BODY: dict[str, Any] = {

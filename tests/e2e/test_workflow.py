@@ -88,8 +88,12 @@ async def test_fault_injected_nodepool_fails_then_recovers(stack: Stack) -> None
     view = await wait_phase(http, nodepool_id, "Failed", 1)
     assert view["status"]["health"] == "Unhealthy"
     report = controller_report(view, "gcp-nodepool-controller")
-    assert "Quota exceeded" in report["last_error"]
+    # The simulated controller sends last_error as the structured object.
+    assert "Quota exceeded" in report["last_error"]["message"]
     assert "Quota exceeded" in view["status"]["message"]
+    (error,) = view["status"]["errors"]
+    assert (error["errorType"], error["errorCode"]) == ("Configuration", "QUOTA_EXCEEDED")
+    assert error["userActionable"] and error["suggestions"]
     listed = (await http.get("/api/v1/nodepools", params={"health": "Unhealthy"})).json()
     assert [n["id"] for n in listed["nodepools"]] == [nodepool_id]
 

@@ -14,7 +14,12 @@ from shared_models.amqp import STATUS_ROUTING_KEYS
 from shared_models.events import Event, EventType
 from shared_models.names import Names
 from shared_models.specs import Platform
-from shared_models.status import ClusterStatusReport, Condition, NodePoolStatusReport
+from shared_models.status import (
+    ClusterStatusReport,
+    Condition,
+    ControllerError,
+    NodePoolStatusReport,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "asyncapi.yaml"
 # Words for people, not structure: the document may word them differently from docstrings.
@@ -41,7 +46,9 @@ def model_schema(model: type[BaseModel]) -> Any:
 
 
 @pytest.mark.parametrize(
-    "model", [Event, Condition, NodePoolStatusReport, ClusterStatusReport], ids=lambda m: m.__name__
+    "model",
+    [Event, Condition, ControllerError, NodePoolStatusReport, ClusterStatusReport],
+    ids=lambda m: m.__name__,
 )
 def test_schema_in_the_document_matches_the_model(
     doc: dict[str, Any], model: type[BaseModel]

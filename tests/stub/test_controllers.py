@@ -251,7 +251,10 @@ async def test_quota_fault_ends_failed_with_last_error(
         lambda r: r.get("nodepool_id") == nodepool_id and "last_error" in r
     )
     assert reason(failed) == "QuotaExceeded" and ready_status(failed) == "False"
-    assert "Quota exceeded" in failed["last_error"]
+    # Sent as the structured object, as the original system's controllers send it.
+    assert "Quota exceeded" in failed["last_error"]["message"]
+    assert failed["last_error"]["errorType"] == "Configuration"
+    assert failed["last_error"]["errorCode"] == "QUOTA_EXCEEDED"
     await barrier(publish, reports)
     assert [reason(r) for r in reports.of(nodepool_id)] == ["Provisioning", "QuotaExceeded"]
 
@@ -320,7 +323,7 @@ async def test_random_failures_are_transient_and_replayable(
     first = [reason(r) for r in reports.of(nodepool_id)]
     assert "TransientError" in first
     failures = [r for r in reports.of(nodepool_id) if reason(r) == "TransientError"]
-    assert all(r.get("last_error") for r in failures)
+    assert all(r["last_error"]["errorType"] == "Transient" for r in failures)
     # Same seed, resource and generation: the same failures. (Created again under the same id,
     # after its deletion, the pool starts over at generation 1.)
     await publish(nodepool_event("nodepool.deleted", nodepool_id, 2, nodepool_spec(6)))

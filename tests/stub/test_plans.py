@@ -67,6 +67,9 @@ def test_quota_fault_fails_after_one_provisioning_step() -> None:
     assert summary(steps) == [(0, False, "Provisioning"), (0, False, "QuotaExceeded")]
     assert steps[0].error is None
     assert steps[-1].error is not None and "Quota exceeded" in steps[-1].error
+    kind = steps[-1].error_kind
+    assert kind is not None and (kind.error_type, kind.code) == ("Configuration", "QUOTA_EXCEEDED")
+    assert kind.user_actionable and kind.suggestions
 
 
 def test_no_response_fault_reports_nothing() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from reconciler_stub.faults import Fault
-from reconciler_stub.plans import Step, Target
+from reconciler_stub.plans import ErrorKind, Step, Target, transient_failure
 from reconciler_stub.reports import Observation, build_report
+from shared_models.status import ControllerError
 
 NOW = datetime(2025, 10, 17, 10, 30, tzinfo=UTC)
 SINCE = NOW - timedelta(minutes=5)
@@ -50,6 +51,29 @@ def test_failing_step_sets_last_error() -> None:
     report = build_report(step, target, seen())
     assert report.last_error == "Quota exceeded"
     assert not report.is_true("Ready")
+
+
+def test_failing_step_with_an_error_kind_sends_the_object() -> None:
+    target = Target("nodepool", "aws", "us-west-2", 3, Fault.QUOTA_EXCEEDED)
+    kind = ErrorKind("Configuration", "QUOTA_EXCEEDED", True, ("Lower nodeCount",), {"n": 3})
+    step = Step(0, False, "QuotaExceeded", "failed", "Quota exceeded", kind)
+    report = build_report(step, target, seen())
+    assert report.last_error == ControllerError(
+        controllerName="gcp-nodepool-controller",
+        errorType="Configuration",
+        errorCode="QUOTA_EXCEEDED",
+        message="Quota exceeded",
+        userActionable=True,
+        suggestions=["Lower nodeCount"],
+        details={"n": 3},
+    )
+
+
+def test_transient_failure_report_carries_its_retry_delay() -> None:
+    target = Target("nodepool", "gcp", "us-central1", 3)
+    report = build_report(transient_failure(1, 0, retry_in_ms=1500), target, seen())
+    assert isinstance(report.last_error, ControllerError)
+    assert (report.last_error.errorType, report.last_error.retryAfter) == ("Transient", "2s")
 
 
 def test_degraded_step_adds_a_degraded_condition() -> None:

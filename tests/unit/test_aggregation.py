@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import orjson
 import pytest
 
-from shared_models.aggregation import MAX_MESSAGE_LENGTH, aggregate
+from shared_models.aggregation import (
+    MAX_AGGREGATE_ERRORS,
+    MAX_MESSAGE_LENGTH,
+    aggregate,
+    aggregate_json,
+    aggregate_stored,
+    controller_of_json,
+    timestamp,
+)
 from shared_models.status import (
     AggregatedStatus,
     Condition,
     ConditionStatus,
+    ControllerError,
     ControllerReport,
     Health,
     Phase,
@@ -33,7 +45,7 @@ def report(
     true: tuple[str, ...] = (),
     false: tuple[str, ...] = (),
     unknown: tuple[str, ...] = (),
-    error: str | None = None,
+    error: str | ControllerError | None = None,
     message: str = "",
 ) -> ControllerReport:
     """A report with conditions of each status; only the "True" ones carry ``message``."""
@@ -60,8 +72,21 @@ def waiting(name: str, generation: int = GEN) -> ControllerReport:
     return report(name, generation, false=("Ready",))
 
 
-def failed(name: str, generation: int = GEN, error: str = "boom") -> ControllerReport:
+def failed(
+    name: str, generation: int = GEN, error: str | ControllerError = "boom"
+) -> ControllerReport:
     return report(name, generation, error=error)
+
+
+QUOTA = ControllerError(
+    errorType="Configuration",
+    errorCode="QUOTA_EXCEEDED",
+    message="Quota CPUS exceeded in us-central1",
+    userActionable=True,
+    suggestions=["Request a CPUS quota increase", "Lower nodeCount"],
+    details={"quota": "CPUS", "limit": 24},
+    retryAfter="30m",
+)
 
 
 def condition_status(status: AggregatedStatus, type_: str) -> ConditionStatus:
@@ -174,6 +199,26 @@ TABLE = [
         P.PROGRESSING,
         "ControllersWithErrors",
         H.DEGRADED,
+        "False",
+        "False",
+    ),
+    (
+        "some-ready-some-failed-structured",
+        [ready("a"), failed("b", error=QUOTA)],
+        GEN,
+        P.PROGRESSING,
+        "ControllersWithErrors",
+        H.DEGRADED,
+        "False",
+        "True",
+    ),
+    (
+        "none-ready-structured-error",
+        [failed("a", error=QUOTA), waiting("b")],
+        GEN,
+        P.FAILED,
+        "ControllersFailed",
+        H.UNHEALTHY,
         "False",
         "False",
     ),
@@ -414,3 +459,239 @@ def test_the_first_condition_of_a_type_decides(
         conditions=[_condition(type_, status, "") for type_, status in conditions],
     )
     assert aggregate(GEN, [repeated], None, T1).phase is phase
+
+
+# ---- structured errors: the message and status.errors -----------------------------------------
+
+
+def errors_of(status: AggregatedStatus) -> list[dict[str, Any]]:
+    return [error.model_dump(mode="json") for error in status.errors]
+
+
+QUOTA_ENTRY = {
+    "controller": "b",
+    "errorType": "Configuration",
+    "errorCode": "QUOTA_EXCEEDED",
+    "message": "Quota CPUS exceeded in us-central1",
+    "userActionable": True,
+    "suggestions": ["Request a CPUS quota increase", "Lower nodeCount"],
+    "retryAfter": "30m",
+}
+
+
+def test_failed_message_names_the_controller_and_its_structured_error() -> None:
+    status = aggregate(GEN, [failed("b", error=QUOTA)], None, T1)
+
+    assert (status.phase, status.reason) == (Phase.FAILED, "ControllersFailed")
+    assert status.message == (
+        "0 of 1 controller ready at generation 4; failing: "
+        "b: Configuration error QUOTA_EXCEEDED: Quota CPUS exceeded in us-central1"
+    )
+
+
+def test_failed_status_lists_the_structured_error() -> None:
+    status = aggregate(GEN, [failed("b", error=QUOTA)], None, T1)
+
+    assert errors_of(status) == [QUOTA_ENTRY]
+
+
+def test_degraded_message_names_the_controller_and_its_structured_error() -> None:
+    status = aggregate(GEN, [ready("a"), report("b", true=("Ready",), error=QUOTA)], None, T1)
+
+    assert (status.health, status.reason) == (Health.DEGRADED, "ControllersWithErrors")
+    assert status.message.endswith(
+        "failing: b: Configuration error QUOTA_EXCEEDED: Quota CPUS exceeded in us-central1"
+    )
+
+
+def test_degraded_status_lists_the_structured_error() -> None:
+    status = aggregate(GEN, [ready("a"), report("b", true=("Ready",), error=QUOTA)], None, T1)
+
+    assert errors_of(status) == [QUOTA_ENTRY]
+
+
+def test_message_of_a_structured_error_without_code() -> None:
+    fatal = ControllerError(errorType="Fatal", message="boot disk\nimage deleted")
+    status = aggregate(GEN, [failed("a", error=fatal)], None, T1)
+
+    assert status.message.endswith("failing: a: Fatal error: boot disk image deleted")
+
+
+def test_string_last_error_is_listed_with_an_unknown_type() -> None:
+    status = aggregate(GEN, [failed("a", error="quota\nexceeded")], None, T1)
+
+    assert errors_of(status) == [
+        {
+            "controller": "a",
+            "errorType": "Unknown",
+            "errorCode": "",
+            "message": "quota\nexceeded",
+            "userActionable": False,
+            "suggestions": [],
+            "retryAfter": None,
+        }
+    ]
+
+
+def test_failing_condition_is_listed_with_its_reason_as_code() -> None:
+    failing = ControllerReport(
+        controller_name="a",
+        observed_generation=GEN,
+        conditions=[
+            Condition(type="Ready", status="True"),
+            Condition(type="Degraded", status="True", reason="NodesUnhealthy", message="1 of 3"),
+        ],
+    )
+    (error,) = errors_of(aggregate(GEN, [failing], None, T1))
+
+    assert (error["errorType"], error["errorCode"], error["message"]) == (
+        "Unknown",
+        "NodesUnhealthy",
+        "1 of 3",
+    )
+
+
+@pytest.mark.parametrize(
+    ("reports", "generation"),
+    [pytest.param(row[1], row[2], id=row[0]) for row in TABLE if row[3] is not Phase.FAILED],
+)
+def test_errors_are_absent_unless_failed_or_degraded(
+    reports: list[ControllerReport], generation: int
+) -> None:
+    status = aggregate(generation, reports, None, T1)
+    document = status.model_dump(mode="json", exclude_unset=True)
+
+    assert ("errors" in document) is (status.health is Health.DEGRADED)
+
+
+def test_errors_count_only_the_current_generation() -> None:
+    status = aggregate(GEN, [failed("a", GEN - 1, error=QUOTA), failed("b")], None, T1)
+
+    assert [error["controller"] for error in errors_of(status)] == ["b"]
+
+
+def test_errors_are_ordered_by_controller_and_capped() -> None:
+    reports = [failed(f"c{i:02d}", error=QUOTA) for i in reversed(range(20))]
+    names = [error["controller"] for error in errors_of(aggregate(GEN, reports, None, T1))]
+
+    assert names == [f"c{i:02d}" for i in range(MAX_AGGREGATE_ERRORS)]
+
+
+def test_long_error_message_is_cut_in_errors() -> None:
+    long = ControllerError(errorType="System", message="x" * 4096)
+    (error,) = errors_of(aggregate(GEN, [failed("a", error=long)], None, T1))
+
+    assert len(error["message"]) == MAX_MESSAGE_LENGTH and error["message"].endswith("…")
+
+
+def test_details_and_timestamp_stay_out_of_the_aggregate() -> None:
+    dated = QUOTA.model_copy(update={"timestamp": T1})
+    document = aggregate(GEN, [failed("b", error=dated)], None, T2).model_dump(mode="json")
+
+    assert set(document["errors"][0]) == set(QUOTA_ENTRY)
+
+
+def test_a_new_suggestion_is_a_change_of_status() -> None:
+    first = aggregate(GEN, [failed("b", error=QUOTA)], None, T1)
+    advised = QUOTA.model_copy(update={"suggestions": ["Use another region"]})
+    second = aggregate(GEN, [failed("b", error=advised)], first, T2)
+
+    assert second.message == first.message
+    assert second.lastUpdateTime == T2
+
+
+# ---- the two forms of the rule agree ----------------------------------------------------------
+#
+# aggregate (models, as HTTP validated them) and aggregate_json / aggregate_stored (the stored
+# JSON, as the ingester and spec writes read it) must write the same document for the same
+# reports, or a report applied twice would not be a no-op and a spec write would rewrite the
+# status of an unchanged resource.
+
+_TYPES = ("Ready", "Available", "Failed", "Degraded", "Progressing")
+_STATUSES: tuple[ConditionStatus, ...] = ("True", "False", "Unknown")
+_TEXTS = ("", "quota exceeded", "multi\nline\ttrace", "ü" * 300, "x" * 4096)
+
+
+def random_error(rng: random.Random) -> str | ControllerError | None:
+    form = rng.randrange(4)
+    if form == 0:
+        return None
+    if form == 1:
+        return rng.choice(_TEXTS)
+    return ControllerError(
+        controllerName=rng.choice([None, "gcp-nodepool-controller"]),
+        errorType=rng.choice(["Transient", "Configuration", "Fatal", "System"]),
+        errorCode=rng.choice(["", "QUOTA_EXCEEDED", "E" * 128]),
+        message=rng.choice([t for t in _TEXTS if t]),
+        userActionable=rng.random() < 0.5,
+        suggestions=rng.sample(["retry", "lower nodeCount", "s" * 512], rng.randrange(4)),
+        details=rng.choice([{}, {"zone": "us-central1-a", "n": [1, 2.5, None]}]),
+        retryAfter=rng.choice([None, "0", "500ms", "1m30s", "2h"]),
+        timestamp=rng.choice([None, T1]),
+    )
+
+
+def random_report(rng: random.Random, name: str) -> ControllerReport:
+    conditions = [
+        Condition(
+            type=rng.choice(_TYPES),
+            status=rng.choice(_STATUSES),
+            reason=rng.choice(["", "QuotaExceeded"]),
+            message=rng.choice(_TEXTS),
+        )
+        for _ in range(rng.randrange(4))
+    ]
+    return ControllerReport(
+        controller_name=name,
+        observed_generation=rng.choice([GEN - 1, GEN, GEN]),
+        conditions=conditions,
+        last_error=random_error(rng),
+    )
+
+
+def random_reports(rng: random.Random) -> list[ControllerReport]:
+    names = rng.sample([f"c{i}" for i in range(20)], rng.randrange(0, 20))
+    return [random_report(rng, name) for name in names]
+
+
+def stored(report: ControllerReport, at: datetime) -> str:
+    """The report as ``StatusService`` stores it."""
+    return orjson.dumps({**report.model_dump(mode="json"), "updated_at": timestamp(at)}).decode()
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_models_and_stored_json_give_the_same_document(seed: int) -> None:
+    rng = random.Random(seed)
+    reports = random_reports(rng)
+    # A previous status of other reports, or none, or the same reports' (a no-op recompute).
+    before = rng.choice([None, random_reports(rng), reports])
+    previous = None if before is None else aggregate(GEN, before, None, T1)
+    previous_json = (
+        None if previous is None else previous.model_dump(mode="json", exclude_unset=True)
+    )
+    raw = {r.controller_name: stored(r, T1) for r in reports}
+
+    by_models = aggregate(GEN, reports, previous, T2).model_dump(mode="json", exclude_unset=True)
+    by_json = aggregate_json(
+        GEN,
+        [controller_of_json(orjson.loads(text)) for text in raw.values()],
+        previous_json,
+        timestamp(T2),
+    )
+    by_stored = aggregate_stored(GEN, raw, previous_json, T2)
+
+    assert by_models == by_json == by_stored
+    # What is stored validates as the documented model, field for field.
+    assert (
+        AggregatedStatus.model_validate(by_json).model_dump(mode="json", exclude_unset=True)
+        == by_json
+    )
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_recomputing_the_stored_document_changes_nothing(seed: int) -> None:
+    rng = random.Random(seed)
+    raw = {r.controller_name: stored(r, T1) for r in random_reports(rng)}
+    first = aggregate_stored(GEN, raw, None, T1)
+
+    assert aggregate_stored(GEN, raw, first, T1 + timedelta(minutes=5)) == first
