@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api_service.body_limit import BodyLimitMiddleware
 from api_service.deps import AppState, document_identity_headers
+from api_service.docs_pages import install_docs_pages
 from api_service.error_handlers import install_error_handlers
 from api_service.events import EventPipeline
 from api_service.json_guard import JsonGuardMiddleware
@@ -85,7 +86,12 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
         # wraps each dependency and endpoint in an operation; this service exports Prometheus
         # metrics (/metrics) and JSON logs instead, so none of it would ever be recorded.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # FastAPI's /docs and /redoc load their JavaScript from a CDN: install_docs_pages
+        # serves the same pages with the files from an installed package instead.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs_pages(app)
     install_record_context()  # log lines carry the request's context, whoever handles them
     metrics = ApiMetrics()
     app.state.metrics = metrics
@@ -101,7 +107,7 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
         app.add_middleware(TrustedProxyMiddleware, networks=settings.trusted_networks)
     templates = RouteTemplates()
     app.add_middleware(RequestContextMiddleware, metrics=metrics, templates=templates)
-    docs_routes = list(app.router.routes)  # /openapi.json, /docs, /redoc
+    docs_routes = list(app.router.routes)  # /openapi.json, /docs, /redoc, their assets
     templates.include(docs_routes)
     # The routes are added to the app itself, not with ``include_router``: since FastAPI 0.165
     # an included router is matched lazily, so every request scanned the routes of each router

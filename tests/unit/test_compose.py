@@ -1,20 +1,30 @@
-"""docker-compose.yml and the Dockerfile agree with the code (no Docker engine needed)."""
+"""docker-compose.yml and the Dockerfile agree with the code (no Docker engine needed), and the
+development controller tokens with `make run` and the README."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from shared_models.settings import Settings
+from reconciler_stub.catalog import ALL_CONTROLLERS, select_controllers
+from shared_models.settings import Settings, parse_controller_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+README = ROOT / "README.md"
+RUN_STACK = ROOT / "scripts" / "run_stack.py"
+# A row of the README's table of development tokens: | `name` | `token` |
+README_TOKEN_ROW = re.compile(
+    r"^\| `([a-z]+-[a-z]+-controller)` \| `(dev-[a-z-]+-token)` \|$", re.MULTILINE
+)
 PACKAGES = {"api_service", "api_service.events", "status_ingester", "reconciler_stub"}
 # What every process of the stack must agree on to be one stack.
 SHARED_VARS = ("CLS_REDIS_URL", "CLS_AMQP_URL", "CLS_NAMESPACE")
@@ -191,16 +201,51 @@ def test_redis_keeps_its_data_in_a_volume() -> None:
     assert any(v.endswith(":/data") for v in volumes), volumes
 
 
-def test_controller_tokens_cover_the_three_stub_controllers() -> None:
-    api_env = environment(services()["api"])
-    settings = Settings.model_validate(
-        {"controller_tokens": api_env.get("CLS_CONTROLLER_TOKENS", "")}
-    )
-    assert set(settings.controller_token_map.values()) == {
-        "gcp-nodepool-controller",
-        "aws-nodepool-controller",
-        "azure-nodepool-controller",
-    }
+def compose_tokens() -> dict[str, str]:
+    """Controller name -> development token, as docker-compose.yml gives them to the API."""
+    raw = environment(services()["api"]).get("CLS_CONTROLLER_TOKENS", "")
+    return {name: token for token, name in parse_controller_tokens(raw).items()}
+
+
+def make_run_tokens() -> dict[str, str]:
+    """The same, as `make run` (scripts/run_stack.py) sets them."""
+    spec = importlib.util.spec_from_file_location("run_stack", RUN_STACK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up in sys.modules while the module runs.
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    raw: str = module.DEV_CONTROLLER_TOKENS
+    return {name: token for token, name in parse_controller_tokens(raw).items()}
+
+
+def readme_tokens() -> dict[str, str]:
+    """The same, from the README's table of development tokens."""
+    return dict(README_TOKEN_ROW.findall(README.read_text()))
+
+
+def test_development_tokens_are_one_set_in_make_run_compose_and_the_readme() -> None:
+    # A newcomer copies the README's token into a curl: it must work under either stack.
+    assert make_run_tokens() == compose_tokens() == readme_tokens()
+
+
+def test_development_tokens_cover_every_simulated_controller() -> None:
+    assert set(compose_tokens()) == {controller.name for controller in ALL_CONTROLLERS}
+
+
+def test_development_tokens_are_distinct() -> None:
+    # One token per controller: a token names the controller whose reports it may write.
+    tokens = list(compose_tokens().values())
+    assert len(set(tokens)) == len(tokens)
+
+
+def test_compose_runs_every_simulated_controller() -> None:
+    stub_env = environment(service_running("reconciler_stub"))
+    selected = select_controllers(stub_env.get("CLS_STUB_CONTROLLERS", ""))
+    assert set(selected) == set(ALL_CONTROLLERS)
 
 
 def test_dockerfile_runs_as_a_non_root_user() -> None:
