@@ -15,8 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 # Files that another change adds: linked already, and checked like the others once they exist.
 # When one of them lands, test_pending_files_are_still_missing says to remove it from here.
-PENDING = {ROOT / "docs" / "controllers.md"}
-
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -92,11 +90,7 @@ def test_no_link_leaves_the_repository(doc: Path) -> None:
 
 @pytest.mark.parametrize("doc", DOCS, ids=doc_id)
 def test_every_linked_file_exists(doc: Path) -> None:
-    missing = [
-        link
-        for link in relative_links(doc)
-        if not target(doc, link)[0].exists() and target(doc, link)[0] not in PENDING
-    ]
+    missing = [link for link in relative_links(doc) if not target(doc, link)[0].exists()]
     assert missing == [], f"{doc_id(doc)} links to missing files"
 
 
@@ -108,12 +102,6 @@ def test_every_anchor_names_a_heading(doc: Path) -> None:
         if anchor and path.suffix == ".md" and path.exists() and anchor not in anchors(path):
             broken.append(link)
     assert broken == [], f"{doc_id(doc)} links to headings that do not exist"
-
-
-def test_pending_files_are_still_missing() -> None:
-    # Once a pending file exists, its links get the full check: drop it from PENDING.
-    landed = sorted(str(path.relative_to(ROOT)) for path in PENDING if path.exists())
-    assert landed == [], f"remove {landed} from PENDING in {Path(__file__).name}"
 
 
 def test_links_that_leave_the_repository_are_caught() -> None:
