@@ -1,5 +1,5 @@
 # One image for the CLS services; docker-compose.yml gives each service its command
-# (python -m api_service | api_service.events | status_ingester | reconciler_stub).
+# (python -m api_service | event_jobs | status_ingester | reconciler_stub).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,7 +11,10 @@ WORKDIR /app
 
 COPY pyproject.toml ./
 COPY shared_models ./shared_models
+COPY cls_runtime ./cls_runtime
+COPY cls_core ./cls_core
 COPY api_service ./api_service
+COPY event_jobs ./event_jobs
 COPY status_ingester ./status_ingester
 COPY reconciler_stub ./reconciler_stub
 RUN pip install . \

@@ -21,7 +21,7 @@ MUTANTS_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cls-installed
 # Paths checked by the linters; only those that exist (bench/ arrives later).
-LINT_PATHS := $(wildcard api_service status_ingester reconciler_stub shared_models bench scripts tests)
+LINT_PATHS := $(wildcard api_service cls_core cls_runtime event_jobs status_ingester reconciler_stub shared_models bench scripts tests)
 
 .PHONY: help venv services run test lint fmt bench mutants clean distclean
 
@@ -56,7 +56,7 @@ $(STAMP): pyproject.toml
 services: ## Make sure Redis and RabbitMQ answer (starts the local servers if needed)
 	@bash scripts/ensure_services.sh
 
-run: venv services ## Run the stack as deployed: api_service, api_service.events, status_ingester, reconciler_stub (Ctrl-C stops)
+run: venv services ## Run the stack as deployed: api_service, event_jobs, status_ingester, reconciler_stub (Ctrl-C stops)
 	$(BIN)/python scripts/run_stack.py
 
 test: venv services ## Run the test suite (PYTEST_ARGS='...' to pass options)
@@ -65,10 +65,11 @@ test: venv services ## Run the test suite (PYTEST_ARGS='...' to pass options)
 	if [ "$$rc" -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)" >&2; fi; \
 	exit $$rc
 
-lint: venv ## ruff check, ruff format --check, mypy
+lint: venv ## ruff check, ruff format --check, mypy, lint-imports (the package layering)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(LINT_PATHS)
+	$(BIN)/lint-imports
 
 fmt: venv ## Format the code and apply ruff's safe fixes
 	$(BIN)/ruff check --fix .

@@ -7,9 +7,9 @@ from typing import Any
 import uvicorn
 
 from api_service.app import create_app
-from shared_models.gc_tuning import tune_for_service
-from shared_models.logs import configure_logging
-from shared_models.settings import Settings
+from cls_runtime.gc_tuning import tune_for_service
+from cls_runtime.logs import configure_logging
+from cls_runtime.settings import Settings
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from api_service.body_limit import BodyLimitMiddleware
 from api_service.deps import AppState, document_identity_headers
 from api_service.docs_pages import install_docs_pages
 from api_service.error_handlers import install_error_handlers
-from api_service.events import EventPipeline
 from api_service.json_guard import JsonGuardMiddleware
 from api_service.json_response import OrjsonResponse
 from api_service.metrics import ApiMetrics
@@ -20,14 +19,15 @@ from api_service.request_context import RequestContextMiddleware, RouteTemplates
 from api_service.routes import clusters, health, nodepools, status
 from api_service.routes import metrics as metrics_route
 from api_service.routes.idempotency import install_replay_handler
-from api_service.services.clusters import ClusterService
-from api_service.services.nodepools import NodePoolService
-from api_service.services.status import StatusService
-from api_service.store import RedisStore
-from api_service.store.redis_store import connect_redis
 from api_service.trusted_proxies import TrustedProxyMiddleware
-from shared_models.logs import install_record_context, without_password
-from shared_models.settings import Settings
+from cls_core.services.clusters import ClusterService
+from cls_core.services.nodepools import NodePoolService
+from cls_core.services.status import StatusService
+from cls_core.store import RedisStore
+from cls_core.store.redis_store import connect_redis
+from cls_runtime.logs import install_record_context, without_password
+from cls_runtime.settings import Settings
+from event_jobs import EventPipeline
 
 log = logging.getLogger("api_service")
 
@@ -46,7 +46,7 @@ def build_state(settings: Settings) -> AppState:
 
 def create_app(settings: Settings | None = None, *, relay_events: bool | None = None) -> FastAPI:
     """The API app. It runs the event jobs (outbox relay, reconcile loop) itself when
-    ``CLS_EVENT_JOBS`` is ``in-process``; with ``separate``, ``python -m api_service.events``
+    ``CLS_EVENT_JOBS`` is ``in-process``; with ``separate``, ``python -m event_jobs``
     runs them and this process has no broker link. ``relay_events`` overrides the setting
     (``False`` leaves committed events in the outbox, for tests that inspect the outbox)."""
     settings = settings or Settings()
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
             metrics.events = events
             events.start()
         else:
-            log.info("event jobs not run here: python -m api_service.events relays the outbox")
+            log.info("event jobs not run here: python -m event_jobs relays the outbox")
         log.info(
             "api ready: namespace=%s redis=%s",
             settings.namespace,

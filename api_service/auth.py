@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hmac
 
-from api_service.errors import Forbidden, Unauthorized
-from shared_models.settings import Settings
+from cls_core.errors import Forbidden, Unauthorized
+from cls_runtime.settings import Settings
 from shared_models.validators import normalise_email
 
 ANONYMOUS = "anonymous@localhost"

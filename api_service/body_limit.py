@@ -13,7 +13,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_service.error_handlers import error_response
-from api_service.errors import PayloadTooLarge
+from cls_core.errors import PayloadTooLarge
 
 _BODYLESS = {"GET", "HEAD", "OPTIONS", "DELETE"}
 

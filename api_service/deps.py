@@ -16,13 +16,13 @@ from fastapi.routing import APIRoute
 from pydantic import AfterValidator
 
 from api_service.auth import resolve_controller, resolve_user
-from api_service.errors import ValidationFailed
-from api_service.services.clusters import ClusterService
-from api_service.services.common import Preconditions
-from api_service.services.nodepools import NodePoolService
-from api_service.services.status import StatusService
-from api_service.store import RedisStore
-from shared_models.settings import Settings
+from cls_core.errors import ValidationFailed
+from cls_core.services.clusters import ClusterService
+from cls_core.services.common import Preconditions
+from cls_core.services.nodepools import NodePoolService
+from cls_core.services.status import StatusService
+from cls_core.store import RedisStore
+from cls_runtime.settings import Settings
 from shared_models.validators import UUID, is_uuid
 
 

@@ -22,7 +22,7 @@ from fastapi.openapi.docs import (
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse
 
-from api_service.errors import NotFound
+from cls_core.errors import NotFound
 
 ASSET_DIR = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_PATH = "/docs/assets"

@@ -13,12 +13,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from api_service.errors import ApiError, ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.services.validation import field_errors
+from cls_core.errors import ApiError, ValidationFailed
+from cls_core.services.validation import field_errors
 from shared_models.errors import ErrorCode, envelope
 
-log = logging.getLogger("api_service.errors")
+log = logging.getLogger("cls_core.errors")
 
 _HTTP_CODES = {
     400: ErrorCode.VALIDATION_ERROR,

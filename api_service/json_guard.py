@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api_service.body_limit import replaying
 from api_service.error_handlers import error_response
-from api_service.errors import ValidationFailed
+from cls_core.errors import ValidationFailed
 from shared_models.strict_json import (
     Malformed,
     StrictJsonError,

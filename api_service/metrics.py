@@ -33,8 +33,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.responses import Response
 
-from api_service.events import EventPipeline
-from api_service.store import RedisStore
+from cls_core.store import RedisStore
+from event_jobs import EventPipeline
 from shared_models.status import Phase
 
 # The *_created series double the output and tell nothing a scraper does not know.

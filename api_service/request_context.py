@@ -2,7 +2,7 @@
 
 - ``X-Request-ID``: taken from the request when it is a short id of safe characters (a gateway's
   or a client's), generated otherwise, and echoed on every response, errors included;
-- the request's log context (``shared_models.logs``): every line logged while serving it carries
+- the request's log context (``cls_runtime.logs``): every line logged while serving it carries
   the request id and, once bound, the resource's ids and generation;
 - one access line per request: method, route template, path, status, duration, resource ids;
 - ``http_requests_total`` and ``http_request_duration_seconds`` by route template;
@@ -26,9 +26,9 @@ from starlette.routing import BaseRoute, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_service.error_handlers import error_response
-from api_service.errors import ApiError
 from api_service.metrics import UNMATCHED, ApiMetrics
-from shared_models.logs import bind, current_context, log_context
+from cls_core.errors import ApiError
+from cls_runtime.logs import bind, current_context, log_context
 
 log = logging.getLogger("api_service")
 access_log = logging.getLogger("api_service.access")

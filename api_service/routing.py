@@ -14,7 +14,7 @@ from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from api_service.errors import ValidationFailed
+from cls_core.errors import ValidationFailed
 from shared_models.errors import FieldError
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]

@@ -21,8 +21,8 @@ from functools import lru_cache
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api_service.error_handlers import error_response
-from api_service.errors import Unauthorized
-from shared_models.settings import IPNetwork
+from cls_core.errors import Unauthorized
+from cls_runtime.settings import IPNetwork
 
 IDENTITY_HEADER = b"x-user-email"
 

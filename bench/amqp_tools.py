@@ -12,7 +12,7 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import ChannelClosed
 
-from shared_models import amqp
+from cls_runtime import amqp
 from shared_models.names import Names
 
 

@@ -16,9 +16,9 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from api_service.__main__ import uvicorn_options
-from api_service.store.redis_store import connect_redis
-from shared_models.logs import configure_logging
-from shared_models.settings import Settings
+from cls_core.store.redis_store import connect_redis
+from cls_runtime.logs import configure_logging
+from cls_runtime.settings import Settings
 
 WRITE_SCRIPT = "redis.call('SET', KEYS[1], ARGV[1]) return 1"
 

@@ -11,9 +11,9 @@ import signal
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from api_service.store.redis_store import connect_redis
-from shared_models import amqp
-from shared_models.settings import Settings
+from cls_core.store.redis_store import connect_redis
+from cls_runtime import amqp
+from cls_runtime.settings import Settings
 
 
 async def consume(settings: Settings) -> None:

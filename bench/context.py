@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from bench.config import BenchConfig
 from bench.report import Figure
-from shared_models import amqp as amqp_topology
+from cls_runtime import amqp as amqp_topology
 from shared_models.names import Names
 
 # Queues a namespace may have declared (the stub's controller queues included).

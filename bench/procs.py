@@ -16,7 +16,7 @@ from types import TracebackType
 import httpx
 import redis
 
-from api_service.events.pipeline import RELAY_JOB
+from event_jobs.pipeline import RELAY_JOB
 from shared_models.names import Names
 
 # Every controller the benchmarks report as, with its bearer token.
@@ -152,10 +152,10 @@ def api_server(namespace: str, log_dir: Path, **settings: str) -> Server:
 
 
 def events_server(namespace: str, log_dir: Path, redis_url: str, **settings: str) -> Server:
-    """``python -m api_service.events`` (outbox relay, reconcile loop); ready once it leads the
+    """``python -m event_jobs`` (outbox relay, reconcile loop); ready once it leads the
     relay, read in Redis at ``redis_url``."""
     env = {"CLS_NAMESPACE": namespace, **{f"CLS_{k.upper()}": v for k, v in settings.items()}}
-    server = Server("api_service.events", env, log_dir, health_path=None)
+    server = Server("event_jobs", env, log_dir, health_path=None)
     lock = Names(namespace).lock(RELAY_JOB)
 
     def leads() -> bool:

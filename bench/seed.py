@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from api_service.app import build_state
 from api_service.deps import AppState
 from bench import bodies
+from cls_runtime.settings import Settings
 from shared_models.resources import ClusterCreate, NodePoolCreate
-from shared_models.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import logging
 import signal
 import sys
 
+from cls_runtime.settings import Settings
 from reconciler_stub.catalog import ControllerSpec, select_controllers
 from reconciler_stub.service import StubService
-from shared_models.settings import Settings
 
 log = logging.getLogger("reconciler_stub")
 

@@ -22,6 +22,7 @@ from aio_pika.abc import (
 )
 from pydantic import ValidationError
 
+from cls_runtime import amqp
 from reconciler_stub import plans
 from reconciler_stub.broker import IN_FLIGHT_ERRORS, quietly
 from reconciler_stub.catalog import ControllerSpec
@@ -31,7 +32,6 @@ from reconciler_stub.reporter import Reporter
 from reconciler_stub.reports import Observation, build_report
 from reconciler_stub.simulation import resize_nodes
 from reconciler_stub.state import Tombstones, Tracked
-from shared_models import amqp
 from shared_models.events import Event
 from shared_models.names import Names
 

@@ -15,9 +15,9 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aio_pika.exceptions import PublishError
 
+from cls_runtime import amqp
 from reconciler_stub.broker import BROKER_ERRORS, IN_FLIGHT_ERRORS
 from reconciler_stub.reports import Report
-from shared_models import amqp
 from shared_models.names import Names
 
 log = logging.getLogger(__name__)

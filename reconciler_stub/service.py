@@ -9,13 +9,13 @@ import random
 
 from aio_pika.abc import AbstractRobustConnection
 
+from cls_runtime import amqp
+from cls_runtime.settings import Settings
 from reconciler_stub.broker import BROKER_ERRORS, quietly
 from reconciler_stub.catalog import ControllerSpec
 from reconciler_stub.controller import Controller, Knobs
 from reconciler_stub.faults import TransientFailures
 from reconciler_stub.reporter import Reporter
-from shared_models import amqp
-from shared_models.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Run the CLS services together and interleave their output (``make run``).
 
 Starts ``python -m <service>`` for each service in ``CLS_STACK_SERVICES`` (space separated,
-default ``api_service api_service.events status_ingester reconciler_stub``: the stack as
+default ``api_service event_jobs status_ingester reconciler_stub``: the stack as
 deployed, the event jobs in a process of their own) with this interpreter and environment,
 prefixes every line of their stdout/stderr with the service name, forwards Ctrl-C / SIGTERM to
 all of them as SIGTERM (SIGKILL after 15 s, or at once on a second Ctrl-C), and if one of them
@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import TextIO
 
-EVENTS_SERVICE = "api_service.events"
+EVENTS_SERVICE = "event_jobs"
 DEFAULT_SERVICES = ("api_service", EVENTS_SERVICE, "status_ingester", "reconciler_stub")
 # Development credentials for controllers that report over HTTP (the simulated ones use AMQP).
 DEV_CONTROLLER_TOKENS = ",".join(

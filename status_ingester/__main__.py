@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from shared_models.gc_tuning import tune_for_service
-from shared_models.logs import configure_logging
-from shared_models.process import run, stop_on_signals
-from shared_models.settings import Settings
+from cls_runtime.gc_tuning import tune_for_service
+from cls_runtime.logs import configure_logging
+from cls_runtime.process import run, stop_on_signals
+from cls_runtime.settings import Settings
 from status_ingester.consumer import StatusIngester
 
 

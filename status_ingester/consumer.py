@@ -41,12 +41,12 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 
-from api_service.services.status import ApplyResult, Outcome, ReportFor, StatusService
-from api_service.store import RedisStore
-from api_service.store.redis_store import connect_redis
-from shared_models import amqp
-from shared_models.logs import install_record_context, log_context
-from shared_models.settings import Settings
+from cls_core.services.status import ApplyResult, Outcome, ReportFor, StatusService
+from cls_core.store import RedisStore
+from cls_core.store.redis_store import connect_redis
+from cls_runtime import amqp
+from cls_runtime.logs import install_record_context, log_context
+from cls_runtime.settings import Settings
 from status_ingester.counters import Count, IngestCounters
 from status_ingester.decode import Poison, Report, decode
 from status_ingester.redis_health import is_redis_unavailable, redis_answers, wait_for_redis

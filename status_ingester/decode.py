@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from api_service.services.status import InvalidReport, load_json_object, validate_report
+from cls_core.services.status import InvalidReport, load_json_object, validate_report
 from shared_models.names import Kind
 from shared_models.status import ClusterStatusReport, ControllerReport, NodePoolStatusReport
 

@@ -20,10 +20,10 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from redis.asyncio import Redis
 
 from api_service.app import create_app
-from api_service.services import validation
-from shared_models import amqp as amqp_topology
+from cls_core.services import validation
+from cls_runtime import amqp as amqp_topology
+from cls_runtime.settings import Settings
 from shared_models.names import Names
-from shared_models.settings import Settings
 from tests.support.redis_server import PrivateRedis
 from tests.support.status_reports import Reports, watch_reports
 
@@ -55,7 +55,7 @@ def controller_headers(name: str = "gcp-nodepool-controller") -> dict[str, str]:
 @pytest.fixture
 def conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The path of every pydantic error turned into a field error message, in this process (a
-    spy on the real conversion, ``api_service.services.validation._describe``)."""
+    spy on the real conversion, ``cls_core.services.validation._describe``)."""
     converted: list[str] = []
     describe = validation._describe
 

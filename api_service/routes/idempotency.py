@@ -19,10 +19,10 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from api_service.deps import User, state_of
-from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
-from api_service.services.common import etag
-from api_service.services.idempotency import HEADER, IdempotentCreate, Replayed, claim_key
+from cls_core.errors import ValidationFailed
+from cls_core.services.common import etag
+from cls_core.services.idempotency import HEADER, IdempotentCreate, Replayed, claim_key
 
 # Visible ASCII, as the IETF draft's examples and every major API use; room for a UUID or a
 # client's own request id, short enough for a Redis key.

@@ -19,7 +19,6 @@ from api_service.deps import (
     path_id,
     user_of,
 )
-from api_service.errors import ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.queries import (
@@ -38,6 +37,7 @@ from api_service.routes.responses import (
     stored_resource_response,
 )
 from api_service.routing import DocumentedQueryRoute
+from cls_core.errors import ValidationFailed
 from shared_models.resources import (
     NodePool,
     NodePoolCreate,

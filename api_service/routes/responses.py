@@ -8,9 +8,9 @@ import orjson
 from starlette.responses import Response
 
 from api_service.json_response import OrjsonResponse
-from api_service.services.common import etag
+from cls_core.services.common import etag
+from cls_runtime.logs import bind, resource_log_fields
 from shared_models.errors import ErrorEnvelope
-from shared_models.logs import bind, resource_log_fields
 
 # Where the resource routes live (the routers carry it: see api_service.app).
 API_PREFIX = "/api/v1"

@@ -20,12 +20,12 @@ from api_service.deps import (
     path_id,
     user_of,
 )
-from api_service.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from api_service.json_response import OrjsonResponse
 from api_service.routes.responses import API_PREFIX, ERRORS
 from api_service.routing import DocumentedQueryRoute
-from api_service.services.common import status_document
-from api_service.services.status import ApplyResult, InvalidReport, Outcome, parse_report
+from cls_core.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
+from cls_core.services.common import status_document
+from cls_core.services.status import ApplyResult, InvalidReport, Outcome, parse_report
 from shared_models.errors import ErrorEnvelope
 from shared_models.names import Kind
 from shared_models.resources import ClusterStatusView, NodePoolStatusView

@@ -24,9 +24,9 @@ from bench.report import Figure
 from bench.scenarios.listing import QUIET
 from bench.seed import add_nodepools_parallel, new_cluster, services
 from bench.stats import median
-from shared_models import amqp
+from cls_runtime import amqp
+from cls_runtime.settings import Settings
 from shared_models.names import Names
-from shared_models.settings import Settings
 
 SECTION = "Events (outbox -> RabbitMQ -> a consumer)"
 TIMEOUT = 180.0

@@ -198,11 +198,11 @@ def measure(ctx: RunContext, api: Server, base: Server, endpoint: Endpoint) -> N
 
 NOTE = (
     "HTTP: the API is `python -m api_service` as deployed (`CLS_EVENT_JOBS=separate`, a "
-    "`python -m api_service.events` beside it relays the writes' events; its CPU is not in the "
+    "`python -m event_jobs` beside it relays the writes' events; its CPU is not in the "
     "API's CPU/req), the baseline `python -m bench.baseline_app`, both served with "
     "api_service's `uvicorn_options()` (one worker; uvloop and httptools; no uvicorn access "
     "log). The API also writes its own JSON access line per request and runs with its "
-    "collector tuning (shared_models/gc_tuning.py); the bare baseline does neither. Rounds "
+    "collector tuning (cls_runtime/gc_tuning.py); the bare baseline does neither. Rounds "
     "alternate API and baseline; a ratio is the median of the per-round throughput ratios; "
     "CPU/req is the server process's user+system time per request."
 )

@@ -22,8 +22,8 @@ from bench.procs import rss_mb, worker
 from bench.report import Figure
 from bench.seed import add_nodepools_parallel, new_cluster, services
 from bench.stats import interleaved, median, paired_ratio
-from shared_models import amqp
-from shared_models.settings import Settings
+from cls_runtime import amqp
+from cls_runtime.settings import Settings
 
 SECTION = "Status ingestion (RabbitMQ -> Redis, one consumer process)"
 TARGET = 0.7

@@ -17,7 +17,7 @@ from bench.report import Figure
 from bench.scenarios import memory
 from bench.seed import Seeded, add_nodepools_parallel, new_cluster, services
 from bench.stats import interleaved, median, paired_ratio
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 
 SECTION = "Listing as data grows (GET /nodepools?limit=50, 1 connection)"
 SMALL_OWNER = "small@example.com"

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from bench.context import RunContext
 from bench.report import Figure
 from bench.seed import Seeded
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 
 SECTION = "Memory"
 SAMPLE = 200

@@ -27,9 +27,9 @@ from bench.context import RunContext
 from bench.procs import CONTROLLER_TOKENS, Server, api_server, cpu_seconds, worker
 from bench.report import Figure
 from bench.stats import median
-from shared_models import amqp
+from cls_runtime import amqp
+from cls_runtime.settings import Settings
 from shared_models.names import Names
-from shared_models.settings import Settings
 from shared_models.strict_json import MAX_KEYS, MAX_OBJECT_KEYS
 
 SECTION = "Rejected bodies (server CPU per request; ratio to a valid request, same process)"

@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from api_service.app import create_app
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import USER, api_client, gcp_cluster_body, seed_nodepool_body
 from tests.support.redis_server import PrivateRedis
 from tests.support.services import api_process, base_url

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.api.conftest import API, assert_error, create_cluster
 from tests.conftest import OTHER_USER, USER, controller_headers, gcp_cluster_body
 

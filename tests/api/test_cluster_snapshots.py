@@ -1,5 +1,5 @@
 """A nodepool create validates against a snapshot of its cluster taken by an earlier create
-(api_service/services/cluster_snapshots.py); whatever happened to the cluster since, the create
+(cls_core/services/cluster_snapshots.py); whatever happened to the cluster since, the create
 answers as if it had read the cluster afresh."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.api.conftest import API, SEED_CLUSTER_ID, assert_error, create_cluster, create_nodepool
 from tests.conftest import USER, gcp_cluster_body
 

@@ -12,12 +12,12 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from api_service.services.idempotency import Replayed, claim_key
-from api_service.services.nodepools import NodePoolService
-from api_service.store import RedisStore
-from api_service.store.redis_store import connect_redis
+from cls_core.services.idempotency import Replayed, claim_key
+from cls_core.services.nodepools import NodePoolService
+from cls_core.store import RedisStore
+from cls_core.store.redis_store import connect_redis
+from cls_runtime.settings import Settings
 from shared_models.resources import NodePoolCreate
-from shared_models.settings import Settings
 from tests.api.conftest import API, assert_error
 from tests.conftest import OTHER_USER, USER, gcp_cluster_body, seed_nodepool_body
 

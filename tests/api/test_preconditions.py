@@ -16,9 +16,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from api_service.services import common
-from api_service.store import RedisStore, Txn
-from shared_models.settings import Settings
+from cls_core.services import common
+from cls_core.store import RedisStore, Txn
+from cls_runtime.settings import Settings
 from tests.api.conftest import API, MERGE_PATCH, assert_error, create_nodepool, update_body
 from tests.conftest import USER, api_client, controller_headers, gcp_cluster_body
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.api.conftest import create_nodepool
 from tests.conftest import USER, controller_headers
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from api_service.app import create_app
 from api_service.routing import DocumentedQueryRoute, documented_query_names
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.api.conftest import API, assert_error, update_body
 from tests.api.test_dry_run import footprint
 from tests.conftest import USER, seed_nodepool_body

@@ -17,7 +17,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import AMQP_URL, REDIS_URL, USER
 from tests.support.redis_server import free_port
 from tests.support.stack import create_body, eventually, wait_phase
@@ -29,7 +29,7 @@ DEMO_CLUSTER = "550e8400-e29b-41d4-a716-446655440000"  # the user guide's
 # Each service's exit on SIGTERM (uvicorn re-raises the signal once it has shut down cleanly).
 CLEAN_STOPS = {
     "api_service": ("code 0", "code -15"),
-    "api_service.events": ("code 0",),
+    "event_jobs": ("code 0",),
     "status_ingester": ("code 0",),
     "reconciler_stub": ("code 0",),
 }

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from shared_models import amqp as topology
+from cls_runtime import amqp as topology
 from tests.support.stack import (
     Json,
     Stack,

@@ -25,10 +25,10 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from redis.asyncio import Redis
 
-from api_service.services.common import outbox_fields
-from shared_models import amqp as amqp_topology
+from cls_core.services.common import outbox_fields
+from cls_runtime import amqp as amqp_topology
+from cls_runtime.settings import Settings
 from shared_models.events import Event
-from shared_models.settings import Settings
 from tests.conftest import api_client
 from tests.support.redis_server import free_port
 from tests.support.services import ServiceProcess, api_env, events_env, wait_http_ok
@@ -224,7 +224,7 @@ def api_processes(settings: Settings, tmp_path: Path) -> Iterator[ApiProcesses]:
 
 
 class EventsProcesses:
-    """Starts ``python -m api_service.events`` processes in the test's namespace; stops them
+    """Starts ``python -m event_jobs`` processes in the test's namespace; stops them
     after."""
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
@@ -243,7 +243,7 @@ class EventsProcesses:
         log_dir = self.log_dir / f"events-{len(self.started)}"
         log_dir.mkdir(parents=True, exist_ok=True)
         full_env = events_env(self.settings, **{"CLS_LOG_LEVEL": "INFO", **env})
-        service = ServiceProcess("api_service.events", full_env, log_dir).start()
+        service = ServiceProcess("event_jobs", full_env, log_dir).start()
         self.started.append(service)
         return service
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import AMQP_URL, USER, api_client, gcp_cluster_body, seed_nodepool_body
 from tests.events.conftest import ApiProcesses, EventsConsumer, settings_with
 from tests.support.tcp_proxy import TcpProxy, through

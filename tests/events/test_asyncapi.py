@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from shared_models.amqp import STATUS_ROUTING_KEYS
+from cls_runtime.amqp import STATUS_ROUTING_KEYS
 from shared_models.events import Event, EventType
 from shared_models.names import Names
 from shared_models.specs import Platform

@@ -12,8 +12,8 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models import amqp as amqp_topology
-from shared_models.settings import Settings
+from cls_runtime import amqp as amqp_topology
+from cls_runtime.settings import Settings
 from tests.conftest import AMQP_URL, USER, api_client, gcp_cluster_body, seed_nodepool_body
 from tests.events.conftest import (
     EventsConsumer,

@@ -1,4 +1,4 @@
-"""``python -m api_service.events``: the outbox relay and the reconcile loop in a process of their
+"""``python -m event_jobs``: the outbox relay and the reconcile loop in a process of their
 own, beside an API that runs no event jobs (``CLS_EVENT_JOBS=separate``, the stack as deployed).
 
 It publishes what the API commits (the API needs no broker at all), publishes what was committed
@@ -20,10 +20,10 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from api_service.events.pipeline import RECONCILE_JOB, RELAY_JOB
-from api_service.services.common import outbox_fields
+from cls_core.services.common import outbox_fields
+from cls_runtime.settings import Settings
+from event_jobs.pipeline import RECONCILE_JOB, RELAY_JOB
 from shared_models.events import Event
-from shared_models.settings import Settings
 from tests.conftest import AMQP_URL, USER, api_client, gcp_cluster_body, seed_nodepool_body
 from tests.events.conftest import (
     ApiProcesses,

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from api_service.events.leader import LeaderLock, Leadership
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
+from event_jobs.leader import LeaderLock, Leadership
 
 TTL = 0.6
 

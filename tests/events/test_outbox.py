@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import USER, gcp_cluster_body
 from tests.events.conftest import EventsConsumer, outbox_empties
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from api_service.events.leader import LeaderLock, Leadership
-from api_service.events.reconcile import ReconcileLoop
-from api_service.store import RedisStore
-from shared_models.settings import Settings
+from cls_core.store import RedisStore
+from cls_runtime.settings import Settings
+from event_jobs.leader import LeaderLock, Leadership
+from event_jobs.reconcile import ReconcileLoop
 from tests.conftest import (
     USER,
     api_client,

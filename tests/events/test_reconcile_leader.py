@@ -14,7 +14,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
 from tests.events.conftest import ApiProcess, ApiProcesses, EventsConsumer, Received
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import REDIS_URL, USER, api_client, gcp_cluster_body
 from tests.events.conftest import EventsConsumer, settings_with
 from tests.support.tcp_proxy import TcpProxy, through

@@ -19,7 +19,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.events.conftest import EventsConsumer, consume_events
 from tests.support.stack import Json, Stack, create_body, create_cluster, scale_body
 

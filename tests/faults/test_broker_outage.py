@@ -16,9 +16,9 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from shared_models import amqp as topology
+from cls_runtime import amqp as topology
+from cls_runtime.settings import Settings
 from shared_models.names import Names
-from shared_models.settings import Settings
 from tests.conftest import AMQP_URL
 from tests.events.conftest import EventsConsumer
 from tests.support.stack import Json, Stack, all_ready_at, status_of

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import AMQP_URL, USER
 from tests.events.conftest import EventsConsumer
 from tests.support.stack import EVENTS, Stack, all_ready_at, scale_body
@@ -45,7 +45,7 @@ EXIT_BOUND = 20.0  # seconds from SIGTERM to exit
 # Exit codes each service documents for a SIGTERM it handled.
 CLEAN_EXIT = {
     "api_service": (0, -signal.SIGTERM),
-    "api_service.events": (0,),
+    "event_jobs": (0,),
     "status_ingester": (0,),
     "reconciler_stub": (0,),
 }

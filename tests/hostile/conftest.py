@@ -19,7 +19,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from api_service.app import create_app
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import (
     AMQP_URL,
     CONTROLLER_TOKENS,

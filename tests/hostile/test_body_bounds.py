@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from api_service.errors import MAX_FIELD_ERRORS
+from cls_core.errors import MAX_FIELD_ERRORS
 from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZONES
 from shared_models.status import MAX_CONDITIONS, MAX_METADATA_KEYS
 from shared_models.strict_json import MAX_ITEMS, MAX_KEYS, MAX_OBJECT_KEYS

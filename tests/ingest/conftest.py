@@ -25,9 +25,9 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from redis.asyncio import Redis
 
 from api_service.app import create_app
-from shared_models import amqp as topology
+from cls_runtime import amqp as topology
+from cls_runtime.settings import Settings
 from shared_models.names import Names
-from shared_models.settings import Settings
 from status_ingester.consumer import StatusIngester
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
 from tests.support.services import ServiceProcess

@@ -9,7 +9,7 @@ import httpx
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from status_ingester.consumer import StatusIngester
 from tests.conftest import USER, controller_headers, seed_nodepool_body
 from tests.ingest.conftest import (

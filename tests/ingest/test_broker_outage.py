@@ -6,7 +6,7 @@ import httpx
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.events.conftest import settings_with
 from tests.ingest.conftest import (
     CONTROLLER,

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from status_ingester.consumer import StatusIngester
 from tests.conftest import USER, controller_headers
 from tests.ingest.conftest import (

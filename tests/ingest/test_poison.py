@@ -17,8 +17,8 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from api_service.errors import MAX_FIELD_ERRORS
-from shared_models.settings import Settings
+from cls_core.errors import MAX_FIELD_ERRORS
+from cls_runtime.settings import Settings
 from shared_models.strict_json import MAX_KEYS, MAX_OBJECT_KEYS
 from tests.conftest import USER, api_client, controller_headers, delete_namespace
 from tests.events.conftest import settings_with

@@ -16,7 +16,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import USER
 from tests.ingest.conftest import (
     Publisher,

@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from status_ingester.consumer import StatusIngester
 from tests.conftest import AMQP_URL, CONTROLLER_TOKENS
 from tests.ingest.conftest import (

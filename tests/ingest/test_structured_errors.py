@@ -10,7 +10,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from status_ingester.consumer import StatusIngester
 from tests.conftest import USER, controller_headers
 from tests.ingest.conftest import (

@@ -15,10 +15,10 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from api_service.services.status import ApplyResult, Outcome, ReportFor, StatusService
-from api_service.store import RedisStore, Txn, TxnFailed
-from api_service.store.redis_store import connect_redis
-from shared_models.settings import Settings
+from cls_core.services.status import ApplyResult, Outcome, ReportFor, StatusService
+from cls_core.store import RedisStore, Txn, TxnFailed
+from cls_core.store.redis_store import connect_redis
+from cls_runtime.settings import Settings
 from shared_models.status import ControllerReport
 from status_ingester.consumer import StatusIngester
 from tests.conftest import USER, controller_headers

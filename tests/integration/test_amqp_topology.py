@@ -6,7 +6,7 @@ import asyncio
 
 from aio_pika.abc import AbstractRobustConnection
 
-from shared_models import amqp as topology
+from cls_runtime import amqp as topology
 from shared_models.names import Names
 
 REPORT = {"nodepool_id": "x"}

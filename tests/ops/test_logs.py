@@ -16,8 +16,8 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models.logs import JsonFormatter, TextFormatter, log_context, without_password
-from shared_models.settings import Settings
+from cls_runtime.logs import JsonFormatter, TextFormatter, log_context, without_password
+from cls_runtime.settings import Settings
 from tests.conftest import (
     CONTROLLER_TOKENS,
     USER,

@@ -13,7 +13,7 @@ import httpx
 from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.conftest import (
     AMQP_URL,
     REDIS_URL,

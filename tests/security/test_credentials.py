@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from api_service import auth
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.api.conftest import MERGE_PATCH, assert_error, update_body
 from tests.conftest import (
     CONTROLLER_TOKENS,

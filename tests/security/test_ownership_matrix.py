@@ -16,7 +16,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.api.conftest import MERGE_PATCH, assert_error, update_body
 from tests.conftest import OTHER_USER, USER, api_client, gcp_cluster_body, seed_nodepool_body
 

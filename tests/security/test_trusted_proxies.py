@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from api_service.app import create_app
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.api.conftest import assert_error
 from tests.conftest import USER, controller_headers, gcp_cluster_body, seed_nodepool_body
 from tests.events.conftest import settings_with

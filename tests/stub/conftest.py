@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from cls_runtime import amqp as topology
+from cls_runtime.settings import Settings
 from reconciler_stub.catalog import select_controllers
 from reconciler_stub.service import StubService
-from shared_models import amqp as topology
 from shared_models.events import Event, EventType
 from shared_models.names import Names
-from shared_models.settings import Settings
 from tests.support.status_reports import (
     Report,
     Reports,

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from cls_runtime.settings import Settings
 from reconciler_stub.controller import _settle
 from reconciler_stub.plans import Step, Target
 from reconciler_stub.reporter import Reporter
 from reconciler_stub.reports import Observation, Report, build_report
 from shared_models.names import Names
-from shared_models.settings import Settings
 from shared_models.status import NodePoolStatusReport
 from tests.conftest import AMQP_URL
 from tests.support.services import ServiceProcess

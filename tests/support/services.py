@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from shared_models.settings import Settings
+from cls_runtime.settings import Settings
 from tests.support.redis_server import free_port
 
 
@@ -102,7 +102,7 @@ def api_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
 
 
 def events_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment of ``python -m api_service.events`` in the test's namespace."""
+    """The environment of ``python -m event_jobs`` in the test's namespace."""
     return {
         "CLS_NAMESPACE": settings.namespace,
         "CLS_REDIS_URL": settings.redis_url,

@@ -1,5 +1,5 @@
 """The whole stack as deployed, as real processes: ``python -m api_service`` (without in-process
-event jobs), ``python -m api_service.events`` (the outbox relay and the reconcile loop),
+event jobs), ``python -m event_jobs`` (the outbox relay and the reconcile loop),
 ``python -m status_ingester`` and ``python -m reconciler_stub`` against the real Redis and
 broker, in a fresh namespace per test, and the requests of the user guide that end-to-end and
 fault tests send to it.
@@ -20,13 +20,13 @@ from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import ChannelNotFoundEntity
 from redis.asyncio import Redis
 
-from api_service.events.pipeline import RELAY_JOB
+from event_jobs.pipeline import RELAY_JOB
 from reconciler_stub.catalog import ALL_CONTROLLERS
 from shared_models.names import Names
 from tests.conftest import AMQP_URL, CONTROLLER_TOKENS, REDIS_URL
 from tests.support.services import ServiceProcess, wait_http_ok
 
-EVENTS = "api_service.events"
+EVENTS = "event_jobs"
 PACKAGES = ("api_service", EVENTS, "status_ingester", "reconciler_stub")
 STUB_DELAY_MS = 20
 START_TIMEOUT = 30.0

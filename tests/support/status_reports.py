@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from shared_models import amqp as topology
+from cls_runtime import amqp as topology
 from shared_models.names import Names
 
 Report = dict[str, Any]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api_service.services.cluster_snapshots import ClusterSnapshots
-from api_service.store import ClusterRecord
+from cls_core.services.cluster_snapshots import ClusterSnapshots
+from cls_core.store import ClusterRecord
 
 
 def cluster(cluster_id: str, rv: str = "1") -> ClusterRecord:

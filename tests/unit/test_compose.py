@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from cls_runtime.settings import Settings, parse_controller_tokens
 from reconciler_stub.catalog import ALL_CONTROLLERS, select_controllers
-from shared_models.settings import Settings, parse_controller_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -25,7 +25,7 @@ RUN_STACK = ROOT / "scripts" / "run_stack.py"
 README_TOKEN_ROW = re.compile(
     r"^\| `([a-z]+-[a-z]+-controller)` \| `(dev-[a-z-]+-token)` \|$", re.MULTILINE
 )
-PACKAGES = {"api_service", "api_service.events", "status_ingester", "reconciler_stub"}
+PACKAGES = {"api_service", "event_jobs", "status_ingester", "reconciler_stub"}
 # What every process of the stack must agree on to be one stack.
 SHARED_VARS = ("CLS_REDIS_URL", "CLS_AMQP_URL", "CLS_NAMESPACE")
 CLS_VAR = re.compile(r"^CLS_[A-Z0-9_]+$")
@@ -172,7 +172,7 @@ def test_the_api_leaves_the_event_jobs_to_the_events_service() -> None:
     """The API as deployed runs no relay (Settings.event_jobs), and the events process does,
     on the same Redis, broker and namespace: the outbox the API writes is the one relayed."""
     api_env = environment(service_running("api_service"))
-    events_env = environment(service_running("api_service.events"))
+    events_env = environment(service_running("event_jobs"))
     assert Settings.model_validate({"event_jobs": api_env["CLS_EVENT_JOBS"]}).event_jobs == (
         "separate"
     )
@@ -183,9 +183,7 @@ def test_the_api_leaves_the_event_jobs_to_the_events_service() -> None:
 def test_the_events_service_serves_nothing_and_nothing_waits_for_it() -> None:
     """No HTTP, so no port and no healthcheck; the relay catches up whenever it starts."""
     all_services = services()
-    name = next(
-        n for n, s in project_services().items() if command_argv(s)[2] == "api_service.events"
-    )
+    name = next(n for n, s in project_services().items() if command_argv(s)[2] == "event_jobs")
     assert "healthcheck" not in all_services[name] and "ports" not in all_services[name]
     assert all(name not in (s.get("depends_on") or {}) for s in all_services.values())
 

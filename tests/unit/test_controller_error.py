@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from api_service.services.status import InvalidReport, validate_report
+from cls_core.services.status import InvalidReport, validate_report
 from shared_models.status import (
     MAX_RETRY_AFTER_SECONDS,
     ControllerError,

@@ -10,9 +10,9 @@ import pytest
 import uvicorn
 
 import api_service.__main__ as api_main
-import api_service.events.__main__ as events_main
+import event_jobs.__main__ as events_main
 import status_ingester.__main__ as ingester_main
-from shared_models.gc_tuning import YOUNG_THRESHOLD
+from cls_runtime.gc_tuning import YOUNG_THRESHOLD
 
 
 @pytest.fixture

@@ -12,16 +12,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from api_service.events.broker import BrokerLink
-from api_service.events.leader import LeaderLock, Leadership, instance_token
-from api_service.events.outbox import Outbox
-from api_service.events.reconcile import ReconcileLoop
-from api_service.events.relay import OutboxRelay
-from api_service.events.stopping import Stopped, pause
-from api_service.store import RedisStore
-from shared_models.settings import Settings
+from cls_core.store import RedisStore
+from cls_runtime.settings import Settings
+from event_jobs.broker import BrokerLink
+from event_jobs.leader import LeaderLock, Leadership, instance_token
+from event_jobs.outbox import Outbox
+from event_jobs.reconcile import ReconcileLoop
+from event_jobs.relay import OutboxRelay
+from event_jobs.stopping import Stopped, pause
 
-log = logging.getLogger("api_service.events")
+log = logging.getLogger("event_jobs")
 
 RELAY_JOB = "outbox-relay"
 RECONCILE_JOB = "reconcile"

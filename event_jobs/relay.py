@@ -20,12 +20,12 @@ from enum import StrEnum
 
 from redis.exceptions import RedisError
 
-from api_service.events.broker import BrokerLink
-from api_service.events.leader import Leadership
-from api_service.events.outbox import Outbox, OutboxEntry
-from api_service.events.stopping import Stopped, pause, unless_stopped
+from event_jobs.broker import BrokerLink
+from event_jobs.leader import Leadership
+from event_jobs.outbox import Outbox, OutboxEntry
+from event_jobs.stopping import Stopped, pause, unless_stopped
 
-log = logging.getLogger("api_service.events.relay")
+log = logging.getLogger("event_jobs.relay")
 
 # XREAD BLOCK: short, so leadership changes and shutdown are noticed within it.
 BLOCK_MS = 1000

@@ -1,4 +1,4 @@
-"""``python -m api_service.events``: the event jobs as a process of their own.
+"""``python -m event_jobs``: the event jobs as a process of their own.
 
 Runs the outbox relay and the reconcile loop (``EventPipeline``), with its own Redis client and
 broker link, so that publishing and a backlog drained after a broker outage take no CPU from the
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import logging
 
-from api_service.events.pipeline import EventPipeline
-from api_service.store import RedisStore
-from api_service.store.redis_store import connect_redis
-from shared_models.gc_tuning import tune_for_service
-from shared_models.logs import configure_logging, without_password
-from shared_models.process import run, stop_on_signals
-from shared_models.settings import Settings
+from cls_core.store import RedisStore
+from cls_core.store.redis_store import connect_redis
+from cls_runtime.gc_tuning import tune_for_service
+from cls_runtime.logs import configure_logging, without_password
+from cls_runtime.process import run, stop_on_signals
+from cls_runtime.settings import Settings
+from event_jobs.pipeline import EventPipeline
 
-log = logging.getLogger("api_service.events")
+log = logging.getLogger("event_jobs")
 
 
 async def serve(settings: Settings) -> None:

@@ -20,7 +20,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-log = logging.getLogger("api_service.events.leader")
+log = logging.getLogger("event_jobs.leader")
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from api_service.errors import Conflict, NotFound, Unavailable, ValidationFailed
-from api_service.services.common import (
+from cls_core.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from cls_core.services.common import (
     RV_CHANGED,
     WRITE_RETRY_SECONDS,
     KeyedLocks,
@@ -23,14 +23,14 @@ from api_service.services.common import (
     status_document,
     utcnow,
 )
-from api_service.services.idempotency import IdempotentCreate, commit_create
-from api_service.services.nodepools import NodePoolService
-from api_service.store import ClusterRecord, RedisStore, Txn, TxnFailed
+from cls_core.services.idempotency import IdempotentCreate, commit_create
+from cls_core.services.nodepools import NodePoolService
+from cls_core.store import ClusterRecord, RedisStore, Txn, TxnFailed
+from cls_runtime.settings import Settings
 from shared_models.aggregation import aggregate_stored
 from shared_models.events import EventType
 from shared_models.names import ANY
 from shared_models.resources import ClusterCreate, ClusterUpdate
-from shared_models.settings import Settings
 
 NAME_TAKEN = "name_taken"
 ID_TAKEN = "id_taken"

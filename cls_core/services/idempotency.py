@@ -22,8 +22,8 @@ from typing import Any, NoReturn
 
 import orjson
 
-from api_service.errors import Conflict
-from api_service.store import RedisStore, Txn, TxnFailed
+from cls_core.errors import Conflict
+from cls_core.store import RedisStore, Txn, TxnFailed
 from shared_models.names import Kind
 
 HEADER = "Idempotency-Key"

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api_service.errors import MAX_FIELD_ERRORS, ValidationFailed
-from api_service.store import ClusterRecord
+from cls_core.errors import MAX_FIELD_ERRORS, ValidationFailed
+from cls_core.store import ClusterRecord
 from shared_models.errors import FieldError
 from shared_models.specs import PATTERN_HINTS, ClusterSpec, NodePoolSpec, zone_region_problem
 

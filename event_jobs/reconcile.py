@@ -22,15 +22,15 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from api_service.events.leader import Leadership
-from api_service.events.stopping import Stopped, pause, unless_stopped
-from api_service.services.common import RV_CHANGED, append_event, build_event
-from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn
+from cls_core.services.common import RV_CHANGED, append_event, build_event
+from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn
+from cls_runtime.settings import Settings
+from event_jobs.leader import Leadership
+from event_jobs.stopping import Stopped, pause, unless_stopped
 from shared_models.events import Event, EventType
 from shared_models.names import Kind
-from shared_models.settings import Settings
 
-log = logging.getLogger("api_service.events.reconcile")
+log = logging.getLogger("event_jobs.reconcile")
 
 KINDS: tuple[Kind, ...] = ("nodepool", "cluster")
 STILL_EXISTS = "still_exists"

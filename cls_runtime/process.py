@@ -1,7 +1,7 @@
 """How a background service process lives: stopped by SIGTERM or SIGINT, run on uvloop.
 
-Shared by the processes that serve no HTTP (``status_ingester``, ``api_service.events``), so that
-they stop and log alike: ``main()`` configures logging (``shared_models.logs``), then ``run``s a
+Shared by the processes that serve no HTTP (``status_ingester``, ``event_jobs``), so that
+they stop and log alike: ``main()`` configures logging (``cls_runtime.logs``), then ``run``s a
 coroutine that waits on ``stop_on_signals()`` and drains its work once it is set.
 """
 

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from api_service.errors import Conflict, Unavailable
-from api_service.store import RedisStore, Txn, TxnFailed
+from cls_core.errors import Conflict, Unavailable
+from cls_core.store import RedisStore, Txn, TxnFailed
 from shared_models.events import EVENT_SOURCE, Event, EventType
 from shared_models.names import Names
 

@@ -11,7 +11,7 @@ wrong where it matters.
 
 from __future__ import annotations
 
-from api_service.store import ClusterRecord
+from cls_core.store import ClusterRecord
 
 # A snapshot is a few KB: this bounds the memory to a few MB whatever the number of clusters.
 MAX_SNAPSHOTS = 2048

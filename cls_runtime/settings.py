@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     leader_lock_ttl: float = Field(default=10.0, gt=0)
     # Who runs those two jobs. "in-process": the API process does (the default, so that a lone
     # `python -m api_service` never leaves events in the outbox). "separate": the API does not,
-    # and has no broker link at all; `python -m api_service.events` runs them (the deployed
+    # and has no broker link at all; `python -m event_jobs` runs them (the deployed
     # stack does this, so that publishing does not take CPU from requests). Both jobs are
     # leader-elected, so any mix of API replicas and events processes is safe.
     event_jobs: Literal["in-process", "separate"] = "in-process"

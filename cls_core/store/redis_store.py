@@ -17,8 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
-from api_service.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord, assemble_view
-from api_service.store.txn import Txn
+from cls_core.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord, assemble_view
+from cls_core.store.txn import Txn
 from shared_models.names import Kind, Names
 
 
@@ -32,7 +32,7 @@ class TxnFailed(Exception):
 
 
 def _lua(name: str) -> str:
-    return files("api_service.store").joinpath(name).read_text(encoding="utf-8")
+    return files("cls_core.store").joinpath(name).read_text(encoding="utf-8")
 
 
 class _HiredisPackedConnection(Connection):

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api_service.errors import Conflict, NotFound, ValidationFailed
-from api_service.services.cluster_snapshots import ClusterSnapshots
-from api_service.services.common import (
+from cls_core.errors import Conflict, NotFound, ValidationFailed
+from cls_core.services.cluster_snapshots import ClusterSnapshots
+from cls_core.services.common import (
     RV_CHANGED,
     KeyedLocks,
     Preconditions,
@@ -22,14 +22,14 @@ from api_service.services.common import (
     status_document,
     utcnow,
 )
-from api_service.services.idempotency import IdempotentCreate, commit_create
-from api_service.services.merge_patch import merge_patch
-from api_service.services.validation import field_errors, validate_nodepool_against_cluster
-from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
+from cls_core.services.idempotency import IdempotentCreate, commit_create
+from cls_core.services.merge_patch import merge_patch
+from cls_core.services.validation import field_errors, validate_nodepool_against_cluster
+from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
+from cls_runtime.settings import Settings
 from shared_models.aggregation import aggregate_stored
 from shared_models.names import ANY
 from shared_models.resources import NodePoolCreate, NodePoolUpdate
-from shared_models.settings import Settings
 
 NAME_TAKEN = "name_taken"
 CLUSTER_GONE = "cluster_gone"

@@ -19,10 +19,12 @@ from typing import Any, NamedTuple, TypeVar
 import orjson
 from pydantic import ValidationError
 
-from api_service.errors import Conflict
-from api_service.services.common import RV_CHANGED, new_resource_version, utcnow
-from api_service.services.validation import field_errors
-from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
+from cls_core.errors import Conflict
+from cls_core.services.common import RV_CHANGED, new_resource_version, utcnow
+from cls_core.services.validation import field_errors
+from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
+from cls_runtime.logs import bind
+from cls_runtime.settings import Settings
 from shared_models import strict_json
 from shared_models.aggregation import (
     Controller,
@@ -32,9 +34,7 @@ from shared_models.aggregation import (
     timestamp,
 )
 from shared_models.errors import FieldError
-from shared_models.logs import bind
 from shared_models.names import Kind
-from shared_models.settings import Settings
 from shared_models.status import ControllerReport, Phase
 
 R = TypeVar("R", bound=ControllerReport)

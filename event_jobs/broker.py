@@ -16,12 +16,12 @@ from typing import Any
 
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 
-from api_service.events.stopping import pause
-from shared_models import amqp
+from cls_runtime import amqp
+from event_jobs.stopping import pause
 from shared_models.events import Event
 from shared_models.names import Names
 
-log = logging.getLogger("api_service.events.broker")
+log = logging.getLogger("event_jobs.broker")
 
 FIRST_CONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0)
 # How long a batch may wait for its confirms before it counts as failed (and is retried).
