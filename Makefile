@@ -23,7 +23,7 @@ STAMP := $(VENV)/.cls-installed
 # Paths checked by the linters; only those that exist (bench/ arrives later).
 LINT_PATHS := $(wildcard api_service cls_core cls_runtime event_jobs status_ingester reconciler_stub shared_models bench scripts tests)
 
-.PHONY: help venv services run test lint fmt bench mutants clean distclean
+.PHONY: help venv services run test test-quick lint fmt bench mutants clean distclean
 
 help: ## Show this help
 	@echo "CLS Backend — make targets:"
@@ -64,6 +64,9 @@ test: venv services ## Run the test suite (PYTEST_ARGS='...' to pass options)
 	if [ -n "$(PYTEST_RC_FILE)" ]; then echo "$$rc" > "$(PYTEST_RC_FILE)"; fi; \
 	if [ "$$rc" -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)" >&2; fi; \
 	exit $$rc
+
+test-quick: venv services ## The pure and in-process tests (the services in this process; not e2e, not slow)
+	$(BIN)/pytest -p no:cacheprovider -m "not e2e and not slow" $(PYTEST_ARGS)
 
 lint: venv ## ruff check, ruff format --check, mypy, lint-imports (the package layering)
 	$(BIN)/ruff check .

@@ -233,6 +233,27 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
         server.kill()
 
 
+# ---- markers by directory ----------------------------------------------------------------
+
+# A test's directory says what it needs; a module adds ``e2e``/``slow`` itself when it runs
+# processes from a directory of in-process tests. ``make test-quick`` runs ``not e2e and not slow``.
+DIRECTORY_MARKERS = {
+    "unit": ("unit",),
+    "e2e": ("e2e", "slow"),
+    "faults": ("e2e", "slow"),
+    "bench": ("e2e", "slow"),
+}
+IN_PROCESS_MARKERS = ("redis", "rabbitmq")
+TESTS_ROOT = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        directory = item.path.relative_to(TESTS_ROOT).parts[0]
+        for name in DIRECTORY_MARKERS.get(directory, IN_PROCESS_MARKERS):
+            item.add_marker(name)
+
+
 # ---- the whole stack as real processes (tests/e2e, tests/faults) ---------------------------
 
 
