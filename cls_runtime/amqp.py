@@ -1,14 +1,20 @@
-"""RabbitMQ topology and message shapes, declared the same way by every service.
+"""RabbitMQ for every service: connecting, the errors worth retrying, topology, message shapes.
 
 Declarations are idempotent: each service declares what it uses at start-up, so the services can
 start in any order. Status reports must reach a queue (publish them with ``mandatory=True``);
-spec-change events are fan-out and may have no listener yet.
+spec-change events are fan-out and may have no listener yet. The first connection is retried
+(``until_up``) for as long as the broker is away; after that, aio-pika's robust connection
+re-opens itself, its channels and their declarations.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aio_pika
 import orjson
@@ -18,16 +24,65 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 
 from shared_models.events import Event
 from shared_models.names import Names
 
+log = logging.getLogger("cls_runtime.amqp")
+
+T = TypeVar("T")
+
 STATUS_ROUTING_KEYS = ("nodepool.status", "cluster.status")
+
+# The broker went away, refused, or did not answer in time: trying again later may work.
+BROKER_ERRORS = (*CONNECTION_EXCEPTIONS, ChannelInvalidStateError, TimeoutError)
+# What a call made while the connection breaks may raise besides those: aiormq fails the writes
+# in flight (an ack, a publish) with a bare ``Exception()`` when the connection closes under them.
+# Where a failed call is simply retried or left to redelivery, any Exception is such a failure.
+IN_FLIGHT_ERRORS = (Exception,)
+# Waits between attempts at a first connection.
+CONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0)
+# Bound on each broker call made while stopping: with the broker away, stopping still ends.
+STOP_CALL_TIMEOUT = 2.0
 
 
 async def connect(url: str) -> AbstractRobustConnection:
     """A connection that re-opens itself, its channels and their declarations after a failure."""
     return await aio_pika.connect_robust(url, timeout=10, reconnect_interval=1.0)
+
+
+async def until_up(
+    open_link: Callable[[], Awaitable[T]], stop: asyncio.Event | None, who: str
+) -> T | None:
+    """``open_link()`` (connect, then declare what ``who`` uses), retried with a backoff while
+    the broker is away: at start-up it may still be starting (compose, ``make run``). None when
+    ``stop`` is set first; without ``stop``, retried until it works."""
+    stop = stop or asyncio.Event()
+    attempt = 0
+    while not stop.is_set():
+        try:
+            link = await open_link()
+        except BROKER_ERRORS as exc:
+            if attempt == 0:
+                log.warning("%s: broker unreachable (%r); retrying", who, exc)
+            delay = CONNECT_BACKOFF[min(attempt, len(CONNECT_BACKOFF) - 1)]
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            continue
+        if attempt:
+            log.info("%s: broker reached after %d failed attempt(s)", who, attempt)
+        return link
+    return None
+
+
+async def quietly(call: Awaitable[object], what: str) -> None:
+    """Make a broker call while stopping: bounded in time, a failure only logged."""
+    try:
+        await asyncio.wait_for(call, STOP_CALL_TIMEOUT)
+    except BROKER_ERRORS as exc:
+        log.warning("could not %s while stopping (%r)", what, exc)
 
 
 async def declare_events_exchange(channel: AbstractChannel, names: Names) -> AbstractExchange:

@@ -1,16 +1,49 @@
-"""How a background service process lives: stopped by SIGTERM or SIGINT, run on uvloop.
+"""How a service process without HTTP lives: ``launch`` is the one launcher.
 
-Shared by the processes that serve no HTTP (``status_ingester``, ``event_jobs``), so that
-they stop and log alike: ``main()`` configures logging (``cls_runtime.logs``), then ``run``s a
-coroutine that waits on ``stop_on_signals()`` and drains its work once it is set.
+``event_jobs``, ``status_ingester`` and ``reconciler_stub`` start, log and stop alike: settings
+from the environment, logging (``cls_runtime.logs``), GC tuning, then their ``serve`` coroutine
+on uvloop with a stop event that SIGTERM or SIGINT sets; ``serve`` drains its work once it is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
+
+from cls_runtime.gc_tuning import tune_for_service
+from cls_runtime.logs import configure_logging
+from cls_runtime.settings import Settings
+
+Serve = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+
+# The exit code of a process that cannot start with its configuration.
+EXIT_BAD_CONFIGURATION = 2
+
+
+class StartupError(Exception):
+    """A configuration the service cannot run with: logged, and the process exits with 2."""
+
+
+def launch(name: str, serve: Serve, banner: Callable[[Settings], str]) -> int:
+    """Run ``serve(settings, stop)`` until it returns; the process's exit code."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    log = logging.getLogger(name)
+    log.info("starting: %s", banner(settings))
+    tune_for_service()
+
+    async def until_stopped() -> None:
+        await serve(settings, stop_on_signals())
+
+    try:
+        run(until_stopped())
+    except StartupError as exc:
+        log.error("%s", exc)
+        return EXIT_BAD_CONFIGURATION
+    return 0
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -12,21 +12,21 @@ instance takes over at once, not a lock TTL later), the broker connection is clo
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 
 from cls_core.store import RedisStore
 from cls_core.store.redis_store import connect_redis
-from cls_runtime.gc_tuning import tune_for_service
-from cls_runtime.logs import configure_logging, without_password
-from cls_runtime.process import run, stop_on_signals
+from cls_runtime.logs import without_password
+from cls_runtime.process import launch
 from cls_runtime.settings import Settings
 from event_jobs.pipeline import EventPipeline
 
 log = logging.getLogger("event_jobs")
 
 
-async def serve(settings: Settings) -> None:
-    stop = stop_on_signals()
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
     store = RedisStore(connect_redis(settings.redis_url), settings.names)
     pipeline = EventPipeline(settings, store)
     pipeline.start()
@@ -39,18 +39,13 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
-def main() -> None:
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    log.info(
-        "starting the event jobs (outbox relay, reconcile): namespace=%s redis=%s broker=%s",
-        settings.namespace,
-        without_password(settings.redis_url),
-        without_password(settings.amqp_url),
+def banner(settings: Settings) -> str:
+    return (
+        f"the event jobs (outbox relay, reconcile): namespace={settings.namespace} "
+        f"redis={without_password(settings.redis_url)} "
+        f"broker={without_password(settings.amqp_url)}"
     )
-    tune_for_service()
-    run(serve(settings))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(launch("event_jobs", serve, banner))

@@ -1,9 +1,8 @@
 """The relay's link to RabbitMQ: one robust connection, one confirming channel, ``<ns>.events``.
 
 Every replica connects at start-up (and declares the exchange, idempotently), leader or not, so
-that readiness reflects the broker and a failover does not wait for a connection. The first
-connection is retried with a backoff for as long as the broker is away; after that, aio-pika's
-robust connection re-opens itself, its channel and the exchange declaration.
+that readiness reflects the broker and a failover does not wait for a connection
+(``amqp.until_up``: retried while the broker is away, then re-opened by aio-pika).
 """
 
 from __future__ import annotations
@@ -17,13 +16,12 @@ from typing import Any
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 
 from cls_runtime import amqp
-from event_jobs.stopping import pause
+from event_jobs.stopping import Stopped
 from shared_models.events import Event
 from shared_models.names import Names
 
 log = logging.getLogger("event_jobs.broker")
 
-FIRST_CONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0)
 # How long a batch may wait for its confirms before it counts as failed (and is retried).
 CONFIRM_TIMEOUT = 10.0
 
@@ -51,20 +49,12 @@ class BrokerLink:
         )
 
     async def connect(self, stop: asyncio.Event) -> None:
-        """Connect and declare the exchange, retrying until it works or ``stop`` is set."""
-        attempt = 0
+        """Connect and declare the exchange, retrying until it works; ``Stopped`` if ``stop``
+        is set first."""
         while self._link is None:
-            try:
-                self._link = await self._open()
-            except Exception as exc:  # any failure to reach or set up the broker: try again
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                delay = FIRST_CONNECT_BACKOFF[min(attempt, len(FIRST_CONNECT_BACKOFF) - 1)]
-                if attempt == 0:
-                    log.warning("broker unreachable at start-up (%s); retrying", self.last_error)
-                attempt += 1
-                await pause(stop, delay)
-        if attempt:
-            log.info("broker reached after %d failed attempt(s)", attempt)
+            self._link = await amqp.until_up(self._open, stop, "event jobs")
+            if self._link is None:
+                raise Stopped
 
     async def wait_ready(self, patience: float) -> bool:
         """Wait up to ``patience`` seconds for the (re-)opened channel; True when it is usable."""

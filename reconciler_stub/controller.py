@@ -24,7 +24,6 @@ from pydantic import ValidationError
 
 from cls_runtime import amqp
 from reconciler_stub import plans
-from reconciler_stub.broker import IN_FLIGHT_ERRORS, quietly
 from reconciler_stub.catalog import ControllerSpec
 from reconciler_stub.faults import TransientFailures, label_problem
 from reconciler_stub.plans import Step, Target
@@ -107,7 +106,7 @@ class Controller:
         """Take no new events; the ones already delivered but not handled are redelivered."""
         if self._queue is not None and self._consumer_tag is not None:
             tag, self._consumer_tag = self._consumer_tag, None
-            await quietly(self._queue.cancel(tag), "cancel the consumer")
+            await amqp.quietly(self._queue.cancel(tag), "cancel the consumer")
 
     async def stop(self) -> None:
         """Finish the event being handled, stop every run, close the channel.
@@ -129,7 +128,7 @@ class Controller:
             task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
         if self._channel is not None:
-            await quietly(self._channel.close(), "close the channel")
+            await amqp.quietly(self._channel.close(), "close the channel")
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -307,5 +306,5 @@ async def _settle(outcome: Awaitable[object]) -> None:
     Never raises: the worker that settles must live on to take the next events."""
     try:
         await outcome
-    except IN_FLIGHT_ERRORS as exc:
+    except amqp.IN_FLIGHT_ERRORS as exc:
         log.warning("could not settle a message (%r); it will be redelivered", exc)

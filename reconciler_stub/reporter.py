@@ -16,7 +16,6 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from aio_pika.exceptions import PublishError
 
 from cls_runtime import amqp
-from reconciler_stub.broker import BROKER_ERRORS, IN_FLIGHT_ERRORS
 from reconciler_stub.reports import Report
 from shared_models.names import Names
 
@@ -66,7 +65,7 @@ class Reporter:
                 # Unroutable: someone removed the status queue or its binding. Put them back.
                 log.warning("status report returned as unroutable; re-declaring the status queue")
                 await self._redeclare_quietly()
-            except IN_FLIGHT_ERRORS as exc:  # the report is never dropped: publish it again
+            except amqp.IN_FLIGHT_ERRORS as exc:  # the report is never dropped: publish it again
                 log.warning("status report not confirmed (%r); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY)
@@ -78,5 +77,5 @@ class Reporter:
     async def _redeclare_quietly(self) -> None:
         try:
             await self._declare()
-        except BROKER_ERRORS as exc:
+        except amqp.BROKER_ERRORS as exc:
             log.warning("could not re-declare the status queue: %r", exc)

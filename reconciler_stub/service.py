@@ -6,20 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from functools import partial
 
 from aio_pika.abc import AbstractRobustConnection
 
 from cls_runtime import amqp
 from cls_runtime.settings import Settings
-from reconciler_stub.broker import BROKER_ERRORS, quietly
 from reconciler_stub.catalog import ControllerSpec
 from reconciler_stub.controller import Controller, Knobs
 from reconciler_stub.faults import TransientFailures
 from reconciler_stub.reporter import Reporter
 
 log = logging.getLogger(__name__)
-
-MAX_CONNECT_DELAY = 5.0
 
 
 def knobs_from(settings: Settings) -> Knobs:
@@ -34,19 +32,6 @@ def knobs_from(settings: Settings) -> Knobs:
     )
 
 
-async def connect_until_up(url: str) -> AbstractRobustConnection:
-    """The first connection, retried: the broker may still be starting (compose, make run).
-    Once connected, the robust connection re-opens itself."""
-    delay = 0.2
-    while True:
-        try:
-            return await amqp.connect(url)
-        except BROKER_ERRORS as exc:
-            log.warning("broker not reachable (%r); retrying in %.1fs", exc, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, MAX_CONNECT_DELAY)
-
-
 class StubService:
     def __init__(self, settings: Settings, specs: list[ControllerSpec]) -> None:
         self.settings = settings
@@ -54,9 +39,15 @@ class StubService:
         self.connection: AbstractRobustConnection | None = None
         self.controllers: list[Controller] = []
 
-    async def start(self) -> None:
+    async def start(self, stop: asyncio.Event) -> bool:
+        """Connect (retried while the broker is away) and start every controller; False when
+        ``stop`` is set before the broker answers."""
         settings = self.settings
-        self.connection = await connect_until_up(settings.amqp_url)
+        self.connection = await amqp.until_up(
+            partial(amqp.connect, settings.amqp_url), stop, "reconciler_stub"
+        )
+        if self.connection is None:
+            return False
         reporter = Reporter(self.connection, settings.names, settings.ingest_delivery_limit)
         await reporter.start()
         knobs = knobs_from(settings)
@@ -71,6 +62,7 @@ class StubService:
             settings.stub_delay_ms,
             settings.namespace,
         )
+        return True
 
     async def stop(self) -> None:
         # Every controller stops taking events before any stops its runs.
@@ -79,5 +71,5 @@ class StubService:
         self.controllers = []
         if self.connection is not None:
             connection, self.connection = self.connection, None
-            await quietly(connection.close(), "close the connection")
+            await amqp.quietly(connection.close(), "close the connection")
         log.info("reconciler_stub stopped")

@@ -6,28 +6,21 @@ process exits 0. A second signal does not cut the drain short: the drain is alre
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import sys
 
-from cls_runtime.gc_tuning import tune_for_service
-from cls_runtime.logs import configure_logging
-from cls_runtime.process import run, stop_on_signals
+from cls_runtime.process import launch
 from cls_runtime.settings import Settings
 from status_ingester.consumer import StatusIngester
 
 
-async def serve(settings: Settings) -> None:
-    await StatusIngester(settings).run(stop_on_signals())
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    await StatusIngester(settings).run(stop)
 
 
-def main() -> None:
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    logging.getLogger("status_ingester").info(
-        "starting: namespace=%s queue=%s", settings.namespace, settings.names.status_queue
-    )
-    tune_for_service()
-    run(serve(settings))
+def banner(settings: Settings) -> str:
+    return f"namespace={settings.namespace} queue={settings.names.status_queue}"
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(launch("status_ingester", serve, banner))

@@ -39,7 +39,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     ConsumerTag,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
+from aio_pika.exceptions import ChannelInvalidStateError
 
 from cls_core.services.status import ApplyResult, Outcome, ReportFor, StatusService
 from cls_core.store import RedisStore
@@ -150,27 +150,25 @@ class StatusIngester:
 
     async def _open(self, stop: asyncio.Event) -> bool:
         """Connect and declare the topology, retrying until the broker answers or ``stop``."""
-        warned = False
-        while not stop.is_set():
-            try:
-                self._connection = await amqp.connect(self.settings.amqp_url)
-                channel = await self._connection.channel()
-                await channel.set_qos(prefetch_count=self.settings.ingest_prefetch)
-                self._queue = await amqp.declare_status_queue(
-                    channel, self.names, self.settings.ingest_delivery_limit
-                )
-            except CONNECTION_EXCEPTIONS as exc:
-                if not warned:
-                    log.warning("broker unavailable (%s); retrying", exc)
-                    warned = True
-                await self._close_connection()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), BROKER_RETRY_INTERVAL)
-                continue
-            self._connection.close_callbacks.add(self._on_broker_lost)
-            self._connection.reconnect_callbacks.add(self._on_broker_back)
-            return True
-        return False
+        connection = await amqp.until_up(self._connect, stop, "status ingester")
+        if connection is None:
+            return False
+        connection.close_callbacks.add(self._on_broker_lost)
+        connection.reconnect_callbacks.add(self._on_broker_back)
+        return True
+
+    async def _connect(self) -> AbstractRobustConnection:
+        self._connection = await amqp.connect(self.settings.amqp_url)
+        try:
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self.settings.ingest_prefetch)
+            self._queue = await amqp.declare_status_queue(
+                channel, self.names, self.settings.ingest_delivery_limit
+            )
+        except BaseException:
+            await self._close_connection()
+            raise
+        return self._connection
 
     async def _drain(self) -> None:
         """Stop new deliveries, then let the reports in hand finish (bounded)."""
@@ -215,7 +213,7 @@ class StatusIngester:
     async def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            with contextlib.suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
+            with contextlib.suppress(*amqp.BROKER_ERRORS):
                 await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
 
     # ---- consuming, paused while Redis is away ---------------------------------------------
@@ -256,7 +254,7 @@ class StatusIngester:
         while True:
             try:
                 self._consumer_tag = await self._queue.consume(self._on_message)
-            except CONNECTION_EXCEPTIONS as exc:
+            except amqp.BROKER_ERRORS as exc:
                 log.debug("consume failed (%s); retrying", exc)
                 await asyncio.sleep(BROKER_RETRY_INTERVAL)
                 continue
@@ -270,7 +268,7 @@ class StatusIngester:
             return
         try:
             await self._queue.cancel(tag, timeout=5)
-        except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+        except amqp.BROKER_ERRORS as exc:
             # The channel is gone, and the consumer with it; the robust queue has forgotten it
             # too, so it will not be restored on the next channel.
             log.debug("cancel failed (%s)", exc)
@@ -466,7 +464,7 @@ class StatusIngester:
                     await message.reject(requeue=False)
                 else:
                     await message.nack(requeue=True)
-        except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+        except amqp.BROKER_ERRORS as exc:
             # The channel died after the work was done: the broker delivers the report again,
             # and applying it again changes nothing.
             log.debug("could not %s %s: %r", settle.value, message.message_id, exc)

@@ -3,6 +3,7 @@ publish events as the API's relay does, and a queue that collects every status r
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -161,7 +162,7 @@ async def start_stub(
         chosen = stub_settings(settings, **overrides)
         service = StubService(chosen, select_controllers(chosen.stub_controllers))
         started.append(service)
-        await service.start()
+        assert await service.start(asyncio.Event())
         return service
 
     yield start

@@ -1,4 +1,4 @@
-"""The services tune the garbage collector just before they serve (see shared_models/gc_tuning)."""
+"""The services tune the garbage collector just before they serve (see cls_runtime/gc_tuning)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import uvicorn
 
 import api_service.__main__ as api_main
 import event_jobs.__main__ as events_main
+import reconciler_stub.__main__ as stub_main
 import status_ingester.__main__ as ingester_main
+from cls_runtime import process
 from cls_runtime.gc_tuning import YOUNG_THRESHOLD
 
 
@@ -46,7 +48,9 @@ def test_the_api_process_freezes_its_startup_heap_before_serving(
 
 
 @pytest.mark.usefixtures("collector_state")
-@pytest.mark.parametrize("service", [ingester_main, events_main], ids=["ingester", "events"])
+@pytest.mark.parametrize(
+    "service", [ingester_main, events_main, stub_main], ids=["ingester", "events", "stub"]
+)
 def test_the_worker_processes_freeze_their_startup_heap_before_running(
     monkeypatch: pytest.MonkeyPatch, service: Any
 ) -> None:
@@ -56,8 +60,8 @@ def test_the_worker_processes_freeze_their_startup_heap_before_running(
         coroutine.close()  # never started: only the collector's state matters here
         _collector_when_called(seen)()
 
-    monkeypatch.setattr(service, "run", run)
-    monkeypatch.setattr(service, "configure_logging", lambda *_: None)
-    service.main()
+    monkeypatch.setattr(process, "run", run)
+    monkeypatch.setattr(process, "configure_logging", lambda *_: None)
+    assert process.launch("test", service.serve, service.banner) == 0
     assert seen["threshold"] == YOUNG_THRESHOLD
     assert seen["frozen"] > 10_000
