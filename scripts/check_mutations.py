@@ -43,7 +43,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCH_DIR = ROOT / "tests" / "mutations"
-PACKAGES = ("api_service", "status_ingester", "reconciler_stub", "shared_models")
+PACKAGES = (
+    "shared_models",
+    "cls_runtime",
+    "cls_core",
+    "api_service",
+    "event_jobs",
+    "status_ingester",
+    "reconciler_stub",
+)
 DEFAULT_TIMEOUT = 1200.0
 
 
