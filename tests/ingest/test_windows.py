@@ -179,7 +179,7 @@ async def test_redis_failing_in_the_middle_of_a_window_acks_nothing_not_stored(
     seen: list[AbstractIncomingMessage] = []
     checked: set[int] = set()
     on_message = ingester._on_message
-    settle_one = ingester._settle_one
+    settle_one = ingester.ledger.settle_one
 
     async def recording(message: AbstractIncomingMessage) -> None:
         seen.append(message)
@@ -213,7 +213,7 @@ async def test_redis_failing_in_the_middle_of_a_window_acks_nothing_not_stored(
         return await settle_one(message, settle, multiple)
 
     ingester._on_message = recording  # type: ignore[method-assign]
-    ingester._settle_one = checking  # type: ignore[method-assign]
+    ingester.ledger.settle_one = checking  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.create_task(ingester.run(stop))
     try:
