@@ -76,9 +76,9 @@ async def _preconditions(
 Precondition = Annotated[Preconditions, Depends(_preconditions)]
 
 
-# The identity headers are read from the request itself: declared as Header parameters, FastAPI
-# validates each one on every request, which cost more than serving a GET from Redis. These
-# entries document them in OpenAPI instead (see ``document_identity_headers``).
+# The identity headers are read by the identity dependencies themselves (``resolve_user`` judges
+# the pair: a user's email, a controller's token, never both), so no route declares them as
+# parameters; these entries document them in OpenAPI (see ``document_identity_headers``).
 _EMAIL_DOC = {
     "name": "X-User-Email",
     "in": "header",
@@ -95,8 +95,7 @@ _AUTH_DOC = {
 }
 
 
-# One dependency per caller, not one per service: FastAPI solves every dependency at a fixed
-# cost (four parameter scans, a cache key...), and three of them cost a third of a GET's CPU.
+# One dependency per caller, not one per service: each dependency is a call per request.
 @dataclass(frozen=True)
 class UserCall:
     """A user's request: who is asking, and the services that act on their resources."""
@@ -114,23 +113,30 @@ class ControllerCall:
     status: StatusService
 
 
-def user_of(request: Request) -> UserCall:
-    """The calling user (401/403 when there is none), for the routes that resolve their inputs
-    themselves (see ``inputs_doc``) and for the ``User`` dependency."""
+async def _user(request: Request) -> UserCall:
+    """The calling user (401/403 when there is none) and the services acting for them."""
     state = state_of(request)
     headers = request.headers
     owner = resolve_user(state.settings, headers.get("x-user-email"), headers.get("authorization"))
     return UserCall(owner, state.clusters, state.nodepools)
 
 
-async def _user(request: Request) -> UserCall:
-    return user_of(request)
+async def _controller(request: Request) -> ControllerCall:
+    """The calling controller (401/403 when there is none): the status reports' caller."""
+    state = state_of(request)
+    headers = request.headers
+    name = resolve_controller(
+        state.settings, headers.get("authorization"), headers.get("x-user-email")
+    )
+    return ControllerCall(name, state.status)
 
 
 User = Annotated[UserCall, Depends(_user)]
+Controller = Annotated[ControllerCall, Depends(_controller)]
 
 _IDENTITY_DOCS: dict[Callable[..., Any], list[dict[str, Any]]] = {
     _user: [_EMAIL_DOC, _AUTH_DOC],
+    _controller: [_AUTH_DOC, _EMAIL_DOC],
 }
 
 
@@ -186,63 +192,3 @@ def _path_id(alias: str, description: str) -> Any:
 NodePoolId = Annotated[str, _path_id("id", "NodePool id (UUID)"), _uuid_of("id")]
 ClusterId = Annotated[str, _path_id("id", "Cluster id (UUID)"), _uuid_of("id")]
 ParentClusterId = Annotated[str, _path_id("clusterId", "Cluster id (UUID)"), _uuid_of("clusterId")]
-
-
-# ---- routes that resolve their inputs themselves ------------------------------------------------
-# The read routes (GET of a resource, of a list, of a status) and the status reports (whose body
-# is read by hand, as a queue message is) take only the Request and call ``user_of`` (or
-# ``controller_of``) then ``path_id`` themselves, in the order FastAPI resolved them, so a
-# missing identity is still a 401 before anything about the request is judged. Reads are most of
-# the traffic and each is served from a view stored ready to send: FastAPI's generic resolution
-# of a dependency and a path parameter was a fifth of the Python function calls of a GET (151 of
-# 733, cProfile in-process; a bare app's GET makes 545). ``inputs_doc`` documents in OpenAPI what
-# FastAPI would have.
-# The other write routes still declare their parameters, although they cost a write as much
-# (about 400 of a scale's 1,728 calls): doing without them needs a body reader that judges every
-# malformed, empty or mistyped body exactly as FastAPI does, and the body models registered in
-# OpenAPI's components by hand.
-
-
-def controller_of(request: Request) -> ControllerCall:
-    """The calling controller (401/403 when there is none): the status reports' caller."""
-    state = state_of(request)
-    headers = request.headers
-    name = resolve_controller(
-        state.settings, headers.get("authorization"), headers.get("x-user-email")
-    )
-    return ControllerCall(name, state.status)
-
-
-def path_id(request: Request, name: str) -> str:
-    """The path parameter ``name``, a UUID (400 naming it otherwise), lower-cased."""
-    return resource_id(request.path_params[name], name)
-
-
-def inputs_doc(
-    path: tuple[str, str] | None = None,
-    query: list[dict[str, Any]] | None = None,
-    *,
-    controller: bool = False,
-) -> dict[str, Any]:
-    """``openapi_extra`` of a route that resolves its inputs itself: its path id (name,
-    description), its query parameters and the identity headers (a controller's first)."""
-    parameters: list[dict[str, Any]] = []
-    if path is not None:
-        name, description = path
-        schema = {"type": "string", **UUID_DOC, "description": description}
-        parameters.append(
-            {
-                "name": name,
-                "in": "path",
-                "required": True,
-                "schema": schema,
-                "description": description,
-            }
-        )
-    identity = [_AUTH_DOC, _EMAIL_DOC] if controller else [_EMAIL_DOC, _AUTH_DOC]
-    return {"parameters": [*parameters, *(query or []), *identity]}
-
-
-NODEPOOL_PATH_ID = ("id", "NodePool id (UUID)")
-CLUSTER_PATH_ID = ("id", "Cluster id (UUID)")
-PARENT_CLUSTER_PATH_ID = ("clusterId", "Cluster id (UUID)")

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from api_service.deps import (
-    CLUSTER_PATH_ID,
-    ClusterId,
-    Precondition,
-    User,
-    inputs_doc,
-    path_id,
-    user_of,
-)
+from api_service.deps import ClusterId, Precondition, User
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
 from api_service.routes.nodepools import DryRun
-from api_service.routes.queries import ClusterListQuery, documented, parse_query
+from api_service.routes.queries import ClusterListQuery
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
@@ -28,7 +20,7 @@ from api_service.routes.responses import (
     resource_response,
     stored_resource_response,
 )
-from api_service.routing import DocumentedQueryRoute
+from api_service.routing import ApiRoute
 from shared_models.resources import (
     Cluster,
     ClusterCreate,
@@ -36,9 +28,7 @@ from shared_models.resources import (
     ClusterUpdate,
 )
 
-router = APIRouter(
-    prefix=API_PREFIX, tags=["clusters"], responses=ERRORS, route_class=DocumentedQueryRoute
-)
+router = APIRouter(prefix=API_PREFIX, tags=["clusters"], responses=ERRORS, route_class=ApiRoute)
 
 
 @router.post(
@@ -58,14 +48,8 @@ async def create(
     return resource_response(record.view(), 201, f"/api/v1/clusters/{record.id}")
 
 
-@router.get(
-    "/clusters",
-    response_model=ClusterList,
-    openapi_extra=inputs_doc(query=documented(ClusterListQuery)),
-)
-async def list_clusters(request: Request) -> Response:
-    user = user_of(request)
-    query = parse_query(ClusterListQuery, request)
+@router.get("/clusters", response_model=ClusterList)
+async def list_clusters(user: User, query: Annotated[ClusterListQuery, Query()]) -> Response:
     total, items = await user.clusters.list(
         user.owner,
         platform=query.platform,
@@ -76,14 +60,8 @@ async def list_clusters(request: Request) -> Response:
     return page_response("clusters", total, items, query.limit, query.offset)
 
 
-@router.get(
-    "/clusters/{id}",
-    response_model=Cluster,
-    responses=WITH_ETAG,
-    openapi_extra=inputs_doc(CLUSTER_PATH_ID),
-)
-async def get(request: Request) -> Response:
-    user, cluster_id = user_of(request), path_id(request, "id")
+@router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
+async def get(user: User, cluster_id: ClusterId) -> Response:
     return stored_resource_response(*await user.clusters.get_view(user.owner, cluster_id))
 
 

@@ -7,10 +7,10 @@ from pydantic import BaseModel
 
 from api_service.deps import State
 from api_service.json_response import OrjsonResponse
-from api_service.routing import DocumentedQueryRoute
+from api_service.routing import ApiRoute
 from shared_models.errors import ErrorBody, ErrorCode, envelope
 
-router = APIRouter(tags=["operations"], route_class=DocumentedQueryRoute)
+router = APIRouter(tags=["operations"], route_class=ApiRoute)
 
 
 class Liveness(BaseModel):

@@ -10,9 +10,9 @@ from starlette.responses import PlainTextResponse, Response
 
 from api_service.deps import State
 from api_service.metrics import ApiMetrics
-from api_service.routing import DocumentedQueryRoute
+from api_service.routing import ApiRoute
 
-router = APIRouter(tags=["operations"], route_class=DocumentedQueryRoute)
+router = APIRouter(tags=["operations"], route_class=ApiRoute)
 log = logging.getLogger("api_service.metrics")
 
 

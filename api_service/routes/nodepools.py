@@ -5,28 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api_service.deps import (
-    NODEPOOL_PATH_ID,
-    PARENT_CLUSTER_PATH_ID,
     NodePoolId,
     ParentClusterId,
     Precondition,
     User,
     UserCall,
-    inputs_doc,
-    path_id,
-    user_of,
 )
 from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
-from api_service.routes.queries import (
-    NodePoolListQuery,
-    NodePoolPageQuery,
-    documented,
-    parse_query,
-)
+from api_service.routes.queries import NodePoolListQuery, NodePoolPageQuery
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
@@ -36,7 +26,7 @@ from api_service.routes.responses import (
     resource_response,
     stored_resource_response,
 )
-from api_service.routing import DocumentedQueryRoute
+from api_service.routing import ApiRoute
 from cls_core.errors import ValidationFailed
 from shared_models.resources import (
     NodePool,
@@ -46,13 +36,29 @@ from shared_models.resources import (
     NodePoolUpdate,
 )
 
-router = APIRouter(
-    prefix=API_PREFIX, tags=["nodepools"], responses=ERRORS, route_class=DocumentedQueryRoute
-)
+router = APIRouter(prefix=API_PREFIX, tags=["nodepools"], responses=ERRORS, route_class=ApiRoute)
 
 DryRun = Annotated[bool, Query(alias="dryRun", description="Validate everything, write nothing")]
 
 MERGE_PATCH = "application/merge-patch+json"
+
+
+async def read_merge_patch(request: Request) -> Any:
+    """The body of a PATCH, any JSON value (the service judges it as a merge patch)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in (MERGE_PATCH, "application/json"):
+        raise ValidationFailed.of(
+            "Content-Type", f"Content-Type: PATCH takes {MERGE_PATCH} (or application/json)"
+        )
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed.of("body", f"request body is not valid JSON: {exc}") from exc
+
+
+# Read by hand: a merge patch is any JSON value, judged by the service against the stored
+# resource; its schema is documented in the route's ``openapi_extra``.
+MergePatch = Annotated[Any, Depends(read_merge_patch)]
 
 
 @router.post(
@@ -90,26 +96,18 @@ async def create(
     return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
 
 
-@router.get(
-    "/clusters/{clusterId}/nodepools",
-    response_model=NodePoolList,
-    openapi_extra=inputs_doc(PARENT_CLUSTER_PATH_ID, documented(NodePoolPageQuery)),
-)
-async def list_in_cluster(request: Request) -> Response:
-    user, cluster_id = user_of(request), path_id(request, "clusterId")
-    query = parse_query(NodePoolPageQuery, request)
+@router.get("/clusters/{clusterId}/nodepools", response_model=NodePoolList)
+async def list_in_cluster(
+    user: User,
+    cluster_id: ParentClusterId,
+    query: Annotated[NodePoolPageQuery, Query()],
+) -> Response:
     await user.nodepools.owned_cluster(user.owner, cluster_id)
     return await _page(user, cluster_id, query)
 
 
-@router.get(
-    "/nodepools",
-    response_model=NodePoolList,
-    openapi_extra=inputs_doc(query=documented(NodePoolListQuery)),
-)
-async def list_all(request: Request) -> Response:
-    user = user_of(request)
-    query = parse_query(NodePoolListQuery, request)
+@router.get("/nodepools", response_model=NodePoolList)
+async def list_all(user: User, query: Annotated[NodePoolListQuery, Query()]) -> Response:
     return await _page(user, query.cluster_id, query)
 
 
@@ -125,14 +123,8 @@ async def _page(user: UserCall, cluster_id: str | None, query: NodePoolPageQuery
     return page_response("nodepools", total, items, query.limit, query.offset)
 
 
-@router.get(
-    "/nodepools/{id}",
-    response_model=NodePool,
-    responses=WITH_ETAG,
-    openapi_extra=inputs_doc(NODEPOOL_PATH_ID),
-)
-async def get(request: Request) -> Response:
-    user, nodepool_id = user_of(request), path_id(request, "id")
+@router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
+async def get(user: User, nodepool_id: NodePoolId) -> Response:
     return stored_resource_response(*await user.nodepools.get_view(user.owner, nodepool_id))
 
 
@@ -166,11 +158,10 @@ async def replace(
 async def patch(
     user: User,
     nodepool_id: NodePoolId,
-    request: Request,
+    patch_body: MergePatch,
     preconditions: Precondition,
     dry_run: DryRun = False,
 ) -> OrjsonResponse:
-    patch_body = await read_merge_patch(request)
     record = await user.nodepools.patch(user.owner, nodepool_id, patch_body, preconditions, dry_run)
     return resource_response(record.view())
 
@@ -184,15 +175,3 @@ async def delete(
 ) -> Response:
     await user.nodepools.delete(user.owner, nodepool_id, preconditions, dry_run)
     return Response(status_code=204)
-
-
-async def read_merge_patch(request: Request) -> Any:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in (MERGE_PATCH, "application/json"):
-        raise ValidationFailed.of(
-            "Content-Type", f"Content-Type: PATCH takes {MERGE_PATCH} (or application/json)"
-        )
-    try:
-        return orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise ValidationFailed.of("body", f"request body is not valid JSON: {exc}") from exc

@@ -1,20 +1,15 @@
-"""The query strings of the list routes, one pydantic model each, parsed here, not by FastAPI.
+"""The query strings of the list routes, one pydantic model each.
 
-FastAPI re-inspects the annotations of every field of a query model (or of every ``Query``
-parameter) on every request: for a list route's five fields that cost more CPU than reading a
-page of 50 from Redis. ``parse_query`` validates the query string with the model in one call
-and reports a bad value exactly as FastAPI would (a RequestValidationError located in the
-query, so 400 in the envelope, naming the parameter); ``documented`` describes each field as a
-query parameter in OpenAPI, as FastAPI would have.
+A list route declares ``query: Annotated[NodePoolPageQuery, Query()]``: FastAPI documents each
+field as a query parameter, and the route class validates the whole query string with the model
+in one call (a bad value is a 400 naming the parameter).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
-from fastapi import Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api_service.deps import UUID_DOC, resource_id
 from shared_models.specs import Platform
@@ -50,33 +45,3 @@ class NodePoolListQuery(NodePoolPageQuery):
 class ClusterListQuery(PageQuery):
     platform: Platform | None = Field(None, description="Filter by platform")
     phase: Phase | None = Field(None, alias="status", description="Filter by phase")
-
-
-Q = TypeVar("Q", bound=BaseModel)
-COMPONENT_REF = "#/components/schemas/{model}"
-
-
-def parse_query(model: type[Q], request: Request) -> Q:
-    """The request's query string as ``model`` (the last value of a repeated parameter, as
-    FastAPI takes it; parameters the model does not name are ignored)."""
-    try:
-        return model.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        errors = [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
-        raise RequestValidationError(errors) from None
-
-
-def documented(model: type[BaseModel]) -> list[dict[str, Any]]:
-    """The fields of ``model`` as optional query parameters, for OpenAPI. Their enums refer to
-    the document's own schemas (Phase, Health: the responses define them)."""
-    schema = model.model_json_schema(ref_template=COMPONENT_REF)
-    return [
-        {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "schema": field,
-            "description": field.get("description", ""),
-        }
-        for name, field in schema["properties"].items()
-    ]

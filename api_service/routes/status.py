@@ -7,22 +7,14 @@ the outcomes become status codes (stale: 409, future generation: 400, unknown: 4
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
-from api_service.deps import (
-    CLUSTER_PATH_ID,
-    NODEPOOL_PATH_ID,
-    ControllerCall,
-    controller_of,
-    inputs_doc,
-    path_id,
-    user_of,
-)
+from api_service.deps import ClusterId, Controller, ControllerCall, NodePoolId, User
 from api_service.json_response import OrjsonResponse
 from api_service.routes.responses import API_PREFIX, ERRORS
-from api_service.routing import DocumentedQueryRoute
+from api_service.routing import ApiRoute
 from cls_core.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from cls_core.services.common import status_document
 from cls_core.services.status import ApplyResult, InvalidReport, Outcome, parse_report
@@ -31,9 +23,7 @@ from shared_models.names import Kind
 from shared_models.resources import ClusterStatusView, NodePoolStatusView
 from shared_models.status import ControllerReport
 
-router = APIRouter(
-    prefix=API_PREFIX, tags=["status"], responses=ERRORS, route_class=DocumentedQueryRoute
-)
+router = APIRouter(prefix=API_PREFIX, tags=["status"], responses=ERRORS, route_class=ApiRoute)
 
 _CONTENT_TYPES = ("", "application/json")
 
@@ -74,51 +64,56 @@ _WHO: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get(
-    "/nodepools/{id}/status",
-    response_model=NodePoolStatusView,
-    tags=["nodepools"],
-    openapi_extra=inputs_doc(NODEPOOL_PATH_ID),
-)
-async def get_nodepool_status(request: Request) -> OrjsonResponse:
-    user, nodepool_id = user_of(request), path_id(request, "id")
+async def read_report(controller: Controller, request: Request) -> ControllerReport:
+    """The body, validated exactly as a queue message is, once the caller is authorised."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _CONTENT_TYPES:
+        raise ValidationFailed.of(
+            "Content-Type", "Content-Type: a status report is application/json"
+        )
+    try:
+        return parse_report(await request.body(), ControllerReport)
+    except InvalidReport as exc:
+        raise ValidationFailed(exc.fields, total=exc.total) from exc
+
+
+# A report's body is read by hand, by the queue's own parser (documented in ``_REPORT_BODY``).
+Report = Annotated[ControllerReport, Depends(read_report)]
+
+
+@router.get("/nodepools/{id}/status", response_model=NodePoolStatusView, tags=["nodepools"])
+async def get_nodepool_status(user: User, nodepool_id: NodePoolId) -> OrjsonResponse:
     return OrjsonResponse(await user.nodepools.status_view(user.owner, nodepool_id))
 
 
 @router.put(
     "/nodepools/{id}/status",
     response_model=NodePoolStatusView,
-    openapi_extra={**_REPORT_BODY, **inputs_doc(NODEPOOL_PATH_ID, controller=True)},
+    openapi_extra=_REPORT_BODY,
     responses=_WHO,
 )
-async def put_nodepool_status(request: Request) -> OrjsonResponse:
-    controller, nodepool_id = controller_of(request), path_id(request, "id")
-    report = await read_report(request)
+async def put_nodepool_status(
+    controller: Controller, nodepool_id: NodePoolId, report: Report
+) -> OrjsonResponse:
     result = await apply_report(controller, "nodepool", nodepool_id, report)
     # A controller may report on any owner's nodepool; answer with what that owner would see.
     return status_response("nodepool_id", nodepool_id, result)
 
 
-@router.get(
-    "/clusters/{id}/status",
-    response_model=ClusterStatusView,
-    tags=["clusters"],
-    openapi_extra=inputs_doc(CLUSTER_PATH_ID),
-)
-async def get_cluster_status(request: Request) -> OrjsonResponse:
-    user, cluster_id = user_of(request), path_id(request, "id")
+@router.get("/clusters/{id}/status", response_model=ClusterStatusView, tags=["clusters"])
+async def get_cluster_status(user: User, cluster_id: ClusterId) -> OrjsonResponse:
     return OrjsonResponse(await user.clusters.status_view(user.owner, cluster_id))
 
 
 @router.put(
     "/clusters/{id}/status",
     response_model=ClusterStatusView,
-    openapi_extra={**_REPORT_BODY, **inputs_doc(CLUSTER_PATH_ID, controller=True)},
+    openapi_extra=_REPORT_BODY,
     responses=_WHO,
 )
-async def put_cluster_status(request: Request) -> OrjsonResponse:
-    controller, cluster_id = controller_of(request), path_id(request, "id")
-    report = await read_report(request)
+async def put_cluster_status(
+    controller: Controller, cluster_id: ClusterId, report: Report
+) -> OrjsonResponse:
     result = await apply_report(controller, "cluster", cluster_id, report)
     return status_response("cluster_id", cluster_id, result)
 
@@ -131,19 +126,6 @@ def status_response(id_field: str, resource_id: str, result: ApplyResult) -> Orj
     return OrjsonResponse(
         status_document(id_field, resource_id, record.generation, record.status, result.reports)
     )
-
-
-async def read_report(request: Request) -> ControllerReport:
-    """The body, validated exactly as a queue message is (after the caller is authorised)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in _CONTENT_TYPES:
-        raise ValidationFailed.of(
-            "Content-Type", "Content-Type: a status report is application/json"
-        )
-    try:
-        return parse_report(await request.body(), ControllerReport)
-    except InvalidReport as exc:
-        raise ValidationFailed(exc.fields, total=exc.total) from exc
 
 
 async def apply_report(

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from api_service.app import create_app
-from api_service.routing import DocumentedQueryRoute, documented_query_names
+from api_service.routing import ApiRoute, documented_query_names
 from cls_runtime.settings import Settings
 from tests.api.conftest import API, assert_error, update_body
 from tests.api.test_dry_run import footprint
@@ -102,7 +102,7 @@ def test_every_route_refuses_what_its_openapi_operation_does_not_document() -> N
     app = create_app(Settings())
     document = app.openapi()
     for route in app.routes:
-        if not isinstance(route, DocumentedQueryRoute):
+        if not isinstance(route, ApiRoute):
             continue
         for method in route.methods or ():
             operation = document["paths"][route.path][method.lower()]
@@ -114,4 +114,4 @@ def test_every_api_route_uses_the_checking_route_class() -> None:
     app = create_app(Settings())
     api_routes = [r for r in app.routes if getattr(r, "path", "").startswith(("/api/", "/health"))]
     assert api_routes
-    assert all(isinstance(r, DocumentedQueryRoute) for r in api_routes)
+    assert all(isinstance(r, ApiRoute) for r in api_routes)
