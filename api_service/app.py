@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 
 from api_service.body_limit import BodyLimitMiddleware
 from api_service.deps import AppState, document_identity_headers
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
         # serves the same pages with the files from an installed package instead.
         docs_url=None,
         redoc_url=None,
+        routes=api_routes(),
     )
     install_docs_pages(app)
     install_record_context()  # log lines carry the request's context, whoever handles them
@@ -101,29 +103,21 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
     # (413s and 401s included), the size limit bounds the body before the JSON guard reads it.
     app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for router in (clusters.router, nodepools.router, status.router):
-        document_identity_headers(router)
     if settings.trusted_networks:
         app.add_middleware(TrustedProxyMiddleware, networks=settings.trusted_networks)
     templates = RouteTemplates()
     app.add_middleware(RequestContextMiddleware, metrics=metrics, templates=templates)
-    docs_routes = list(app.router.routes)  # /openapi.json, /docs, /redoc, their assets
-    templates.include(docs_routes)
-    # The routes are added to the app itself, not with ``include_router``: since FastAPI 0.165
-    # an included router is matched lazily, so every request scanned the routes of each router
-    # before its own, then its own router's a second time, with scope bookkeeping around every
-    # candidate: about a quarter of a GET's CPU. The routers carry their prefix themselves.
-    # Routes are matched in order, one regular expression each, so the busiest come first (no
-    # two patterns overlap, so the order changes nothing else).
-    app.router.routes.clear()
-    for router in (
-        nodepools.router,
-        status.router,
-        clusters.router,
-        health.router,
-        metrics_route.router,
-    ):
-        app.router.routes.extend(router.routes)
-        templates.include(router.routes)
-    app.router.routes.extend(docs_routes)
+    templates.include(app.router.routes)
     return app
+
+
+# The routes are given to the app itself, not with ``include_router``: since FastAPI 0.165 an
+# included router is matched lazily (see docs/performance.md). Routes are matched in order, so
+# the busiest come first; no two patterns overlap, so the order changes nothing else.
+ROUTERS = (nodepools.router, status.router, clusters.router, health.router, metrics_route.router)
+
+
+def api_routes() -> list[BaseRoute]:
+    for router in ROUTERS:
+        document_identity_headers(router)
+    return [route for router in ROUTERS for route in router.routes]
