@@ -15,6 +15,8 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from api_service.app import create_app
+from api_service.store import RedisStore
+from api_service.store.redis_store import connect_redis
 from shared_models.settings import Settings
 from tests.conftest import USER, api_client, gcp_cluster_body, seed_nodepool_body
 from tests.support.redis_server import PrivateRedis
@@ -225,3 +227,11 @@ async def api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClie
     the outbox, so nothing may drain it. Publishing is tested in tests/events."""
     async with api_client(settings, relay_events=False) as client:
         yield client
+
+
+@pytest.fixture
+async def store(settings: Settings, redis: Redis) -> AsyncIterator[RedisStore]:
+    """The API's own store over the real Redis, in the test's namespace."""
+    client = RedisStore(connect_redis(settings.redis_url), settings.names)
+    yield client
+    await client.redis.aclose()
