@@ -44,7 +44,8 @@ _LOCATION = {"Location": {"description": "URL of the new resource", "schema": {"
 
 # Headers of the responses that carry one resource.
 WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG}}
-CREATED: dict[int | str, dict[str, Any]] = {201: {"headers": {**_ETAG, **_LOCATION}}}
+ETAG_AND_LOCATION: dict[str, Any] = {**_ETAG, **_LOCATION}
+CREATED: dict[int | str, dict[str, Any]] = {201: {"headers": ETAG_AND_LOCATION}}
 
 
 def resource_response(

@@ -23,7 +23,7 @@ from api_service.services.common import (
     status_document,
     utcnow,
 )
-from api_service.services.idempotency import IdempotentCreate, commit_create
+from api_service.services.idempotency import IdempotentCreate, commit_create, delete_key_with
 from api_service.services.nodepools import NodePoolService
 from api_service.store import ClusterRecord, RedisStore, Txn, TxnFailed
 from shared_models.aggregation import aggregate_stored
@@ -105,11 +105,12 @@ class ClusterService:
             name=body.name,
             platform=body.spec.platform.type,
             seq=creation_score(),
+            idem_key=None if idempotency is None else idempotency.client_key,
         )
         names = self.names
         txn = Txn()
         if idempotency is not None:
-            idempotency.guard(txn, "cluster", record.view())
+            idempotency.guard(txn, "cluster", cluster_id)
         if body.id is not None:
             # A chosen id must never have been used: not by a live cluster, and not by a
             # deleted one, whose reports and events might still be in flight.
@@ -122,7 +123,9 @@ class ClusterService:
         txn.hset(names.cluster_names(owner), {body.name: cluster_id})
         txn.move_in_indexes(set(), record.index_keys(names), record.seq, cluster_id)
         self._emit(txn, "cluster.created", record, 1, now)
-        await commit_create(self._run(txn, body.name, dry_run, owner), idempotency)
+        await commit_create(
+            self.store, lambda: self._run(txn, body.name, dry_run, owner), idempotency
+        )
         return record
 
     async def replace(
@@ -269,6 +272,7 @@ class ClusterService:
         txn.hdel(names.cluster_names(record.owner), record.name)
         txn.zrem(names.reconcile_due, f"cluster:{record.id}")
         txn.hset(names.retired_cluster_ids, {record.id: iso(now)})
+        delete_key_with(txn, names, record.owner, record.idem_key, record.id)
         self._emit(txn, "cluster.deleted", record, record.generation + 1, now)
 
     def _emit(

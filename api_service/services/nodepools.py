@@ -22,7 +22,7 @@ from api_service.services.common import (
     status_document,
     utcnow,
 )
-from api_service.services.idempotency import IdempotentCreate, commit_create
+from api_service.services.idempotency import IdempotentCreate, commit_create, delete_key_with
 from api_service.services.merge_patch import merge_patch
 from api_service.services.validation import field_errors, validate_nodepool_against_cluster
 from api_service.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
@@ -162,10 +162,11 @@ class NodePoolService:
             platform=body.spec.platform.type,
             seq=creation_score(),
             cluster_id=cluster_id,
+            idem_key=None if idempotency is None else idempotency.client_key,
         )
         txn = Txn()
         if idempotency is not None:
-            idempotency.guard(txn, "nodepool", record.view())
+            idempotency.guard(txn, "nodepool", nodepool_id)
         cluster_key = self.names.record("cluster", cluster_id)
         if snapshot:
             txn.expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
@@ -178,7 +179,7 @@ class NodePoolService:
         txn.zadd(self.names.cluster_nodepools(cluster_id), record.seq, nodepool_id)
         self._schedule_reconcile(txn, nodepool_id, status)
         self._emit(txn, "nodepool.created", record, record.generation, now)
-        await commit_create(self._run(txn, body.name, dry_run), idempotency)
+        await commit_create(self.store, lambda: self._run(txn, body.name, dry_run), idempotency)
         return record
 
     async def replace(
@@ -248,6 +249,7 @@ class NodePoolService:
         txn.hdel(names.nodepool_names(record.cluster_id), record.name)
         txn.zrem(names.cluster_nodepools(record.cluster_id), record.id)
         txn.zrem(names.reconcile_due, f"nodepool:{record.id}")
+        delete_key_with(txn, names, record.owner, record.idem_key, record.id)
         # Deletion is a change of desired state: it gets the next generation, so consumers that
         # ignore generations they have already handled still act on it.
         self._emit(txn, "nodepool.deleted", record, record.generation + 1, now)

@@ -1,16 +1,22 @@
 """The guarded transaction (``store/guarded_txn.lua``): the checks and ops the quotas and the
-idempotency keys use, and that nothing is written when a plan holds an op it does not know."""
+idempotency keys use, that nothing is written when a plan holds an op it does not know, and
+that every key a write touches is passed in KEYS (what Redis Cluster will need)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from importlib.resources import files
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from api_service.store import RedisStore, Txn, TxnFailed
 from shared_models.settings import Settings
+from tests.api.conftest import API, create_cluster, recorded_commands, script_runs
+from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
 
 
 @pytest.fixture
@@ -84,3 +90,35 @@ async def test_a_conditional_delete_of_a_missing_key_writes_nothing(
 ) -> None:
     await store.run(Txn().delete_if_json_field(key("s"), "id", "mine"))
     assert await redis.exists(key("s")) == 0
+
+
+GUARDED_TXN_SHA = hashlib.sha1(
+    files("api_service.store").joinpath("guarded_txn.lua").read_bytes()
+).hexdigest()
+
+
+def keyed(key: str) -> dict[str, str]:
+    return {**USER, "Idempotency-Key": key}
+
+
+async def test_every_key_a_write_touches_is_passed_in_keys(
+    private_api: httpx.AsyncClient, private_client: Redis
+) -> None:
+    api = private_api
+    async with recorded_commands(private_client) as seen:
+        cluster = await create_cluster(api, gcp_cluster_body("keyed"))
+        await api.post(f"{API}/clusters", json=gcp_cluster_body("second"), headers=keyed("c"))
+        pools = []
+        for i in range(2):
+            body = seed_nodepool_body(cluster["id"], f"pool-{i}")
+            pools.append(await api.post(f"{API}/nodepools", json=body, headers=keyed(f"n{i}")))
+        await api.post(f"{API}/nodepools", json=body, headers=keyed("n1"))  # a replay
+        await api.delete(f"{API}/nodepools/{pools[0].json()['id']}", headers=USER)
+        await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
+    runs = [(c, run) for c, run in script_runs(seen) if c.split()[1] == GUARDED_TXN_SHA]
+    assert len(runs) >= 7, "creates, deletes and the cascade each run a guarded transaction"
+    for call, commands in runs:
+        parts = call.split()
+        declared = set(parts[3 : 3 + int(parts[2])])
+        for command in commands:  # each command a guarded transaction runs names a key first
+            assert command.split()[1] in declared, (command, sorted(declared))
