@@ -36,7 +36,17 @@ def _selected() -> list[tuple[str, Callable[[RunContext], None]]]:
     return [(name, run) for name, run in SCENARIOS if not only or name in only]
 
 
+# The benchmarks store up to 100k nodepools in one cluster and create as fast as they can:
+# quotas (read from the environment by every process and Settings they start) are lifted.
+QUOTAS_LIFTED = {
+    "CLS_MAX_NODEPOOLS_PER_CLUSTER": "100000000",
+    "CLS_MAX_CLUSTERS_PER_OWNER": "100000000",
+}
+
+
 def main() -> int:
+    for name, value in QUOTAS_LIFTED.items():
+        os.environ.setdefault(name, value)
     config = load_config()
     generator = describe_generator()
     load_at_start = uptime()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from api_service.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from api_service.errors import Conflict, NotFound, QuotaExceeded, Unavailable, ValidationFailed
 from api_service.services.common import (
     RV_CHANGED,
     WRITE_RETRY_SECONDS,
@@ -36,6 +36,7 @@ NAME_TAKEN = "name_taken"
 ID_TAKEN = "id_taken"
 ID_RETIRED = "id_retired"
 NODEPOOLS_LEFT = "nodepools_left"
+QUOTA = "cluster_quota"
 # How many nodepools a forced delete removes per round trip.
 CASCADE_BATCH = 100
 
@@ -119,6 +120,9 @@ class ClusterService:
         else:
             txn.expect_field(names.record("cluster", cluster_id), "rv", None, ID_TAKEN)
         txn.expect_field(names.cluster_names(owner), body.name, None, NAME_TAKEN)
+        # Counted in the transaction, so concurrent creates cannot pass the quota together.
+        quota = self.settings.max_clusters_per_owner
+        txn.expect_count_below(names.cluster_index(owner, ANY, ANY), quota, QUOTA)
         txn.hset(names.record("cluster", cluster_id), record.to_hash())
         txn.hset(names.cluster_names(owner), {body.name: cluster_id})
         txn.move_in_indexes(set(), record.index_keys(names), record.seq, cluster_id)
@@ -318,6 +322,12 @@ class ClusterService:
                 raise Conflict(
                     "Cluster id is not available",
                     "ids are never reused; omit id to have one assigned",
+                ) from failed
+            if failed.code == QUOTA:
+                raise QuotaExceeded(
+                    "Quota exceeded: at most "
+                    f"{self.settings.max_clusters_per_owner} clusters per owner",
+                    f"you own {failed.actual} clusters; delete one to create another",
                 ) from failed
             raise
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api_service.errors import Conflict, NotFound, ValidationFailed
+from api_service.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 from api_service.services.cluster_snapshots import ClusterSnapshots
 from api_service.services.common import (
     RV_CHANGED,
@@ -34,6 +34,7 @@ from shared_models.settings import Settings
 NAME_TAKEN = "name_taken"
 CLUSTER_GONE = "cluster_gone"
 CLUSTER_CHANGED = "cluster_changed"
+QUOTA = "nodepool_quota"
 
 
 def cluster_not_found() -> NotFound:
@@ -173,6 +174,9 @@ class NodePoolService:
         else:
             txn.expect_field(cluster_key, "owner", owner, CLUSTER_GONE)
         txn.expect_field(self.names.nodepool_names(cluster_id), body.name, None, NAME_TAKEN)
+        # Counted in the transaction, so concurrent creates cannot pass the quota together.
+        quota = self.settings.max_nodepools_per_cluster
+        txn.expect_count_below(self.names.cluster_nodepools(cluster_id), quota, QUOTA)
         txn.hset(self.names.record("nodepool", nodepool_id), record.to_hash())
         txn.hset(self.names.nodepool_names(cluster_id), {body.name: nodepool_id})
         txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, nodepool_id)
@@ -364,6 +368,12 @@ class NodePoolService:
                 raise name_conflict(name, failed.actual) from failed
             if failed.code == CLUSTER_GONE:
                 raise cluster_not_found() from failed
+            if failed.code == QUOTA:
+                raise QuotaExceeded(
+                    "Quota exceeded: at most "
+                    f"{self.settings.max_nodepools_per_cluster} nodepools per cluster",
+                    f"the cluster has {failed.actual} nodepools; delete one to create another",
+                ) from failed
             raise
 
 

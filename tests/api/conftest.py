@@ -261,6 +261,25 @@ async def api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClie
         yield client
 
 
+# Small quotas, so that tests reach them in a few creates.
+QUOTA = 3
+
+
+@pytest.fixture
+def quota_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"max_nodepools_per_cluster": QUOTA, "max_clusters_per_owner": QUOTA}
+    )
+
+
+@pytest.fixture
+async def quota_api(quota_settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """The API (no event relay) with quotas of ``QUOTA`` nodepools per cluster and clusters per
+    owner."""
+    async with api_client(quota_settings, relay_events=False) as client:
+        yield client
+
+
 # Long enough for a create and its retry, short enough to wait out in a test.
 SHORT_TTL = 0.5
 
