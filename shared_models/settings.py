@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     # The longest an Idempotency-Key is remembered (seconds); it goes sooner, with the resource
     # it created, when that is deleted.
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
-    # Quotas: a create beyond them is a 403 QUOTA_EXCEEDED. 100 is what AKS allows nodepools per
-    # cluster and EKS clusters per region by default; raise them here, not per request.
+    # Quotas: a create beyond them answers 403 QUOTA_EXCEEDED. 100 each, as AKS allows nodepools
+    # per cluster and EKS clusters per region by default.
     max_nodepools_per_cluster: int = Field(default=100, ge=1)
     max_clusters_per_owner: int = Field(default=100, ge=1)
     # Peers allowed to assert identity with X-User-Email: comma-separated addresses or CIDR

@@ -42,7 +42,7 @@ IDEMPOTENCY_DOC: dict[str, Any] = {
             "description": "Makes a retried create safe: the same key with the same request "
             "answers 200 with the resource it created, as it is now, instead of creating a "
             "duplicate; the same key with another request is a 409. A key lives as long as its "
-            "resource, and at most 24 hours. Per caller.",
+            "resource, and at most 24 hours by default. Per caller.",
         }
     ]
 }
