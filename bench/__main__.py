@@ -18,7 +18,7 @@ from bench.config import load_config
 from bench.context import RunContext
 from bench.load.driver import describe_generator
 from bench.report import machine_lines, render_table, uptime, write_results
-from bench.scenarios import e2e, events, http, ingestion, listing, rejected_bodies
+from bench.scenarios import e2e, events, http, idempotency, ingestion, listing, rejected_bodies
 
 SCENARIOS: list[tuple[str, Callable[[RunContext], None]]] = [
     ("http", http.run),
@@ -27,6 +27,7 @@ SCENARIOS: list[tuple[str, Callable[[RunContext], None]]] = [
     ("events", events.run),
     ("e2e", e2e.run),
     ("rejected_bodies", rejected_bodies.run),
+    ("idempotency", idempotency.run),
 ]
 
 
@@ -36,7 +37,17 @@ def _selected() -> list[tuple[str, Callable[[RunContext], None]]]:
     return [(name, run) for name, run in SCENARIOS if not only or name in only]
 
 
+# The benchmarks store up to 100k nodepools in one cluster and create as fast as they can:
+# quotas (read from the environment by every process and Settings they start) are lifted.
+QUOTAS_LIFTED = {
+    "CLS_MAX_NODEPOOLS_PER_CLUSTER": "100000000",
+    "CLS_MAX_CLUSTERS_PER_OWNER": "100000000",
+}
+
+
 def main() -> int:
+    for name, value in QUOTAS_LIFTED.items():
+        os.environ.setdefault(name, value)
     config = load_config()
     generator = describe_generator()
     load_at_start = uptime()

@@ -54,6 +54,14 @@ class Forbidden(ApiError):
     code = ErrorCode.FORBIDDEN
 
 
+class QuotaExceeded(ApiError):
+    """A create beyond a quota: 403, as the request is understood and allowed in kind, but
+    refused for this owner or cluster until something is deleted (or the quota raised)."""
+
+    status_code = 403
+    code = ErrorCode.QUOTA_EXCEEDED
+
+
 class NotFound(ApiError):
     status_code = 404
     code = ErrorCode.NOT_FOUND

@@ -52,8 +52,13 @@ class Settings(BaseSettings):
     stub_prefetch: int = Field(default=64, ge=1, le=10_000)
     # Requests.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    # How long an Idempotency-Key remembers the create it was first used for (seconds).
+    # The longest an Idempotency-Key is remembered (seconds); it goes sooner, with the resource
+    # it created, when that is deleted.
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
+    # Quotas: a create beyond them answers 403 QUOTA_EXCEEDED. 100 each, as AKS allows nodepools
+    # per cluster and EKS clusters per region by default.
+    max_nodepools_per_cluster: int = Field(default=100, ge=1)
+    max_clusters_per_owner: int = Field(default=100, ge=1)
     # Peers allowed to assert identity with X-User-Email: comma-separated addresses or CIDR
     # blocks (the gateway's). Empty: any peer (the API must then be reachable only through it).
     trusted_proxies: str = ""

@@ -73,12 +73,16 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def settings(namespace: str) -> Settings:
+def settings(namespace: str, request: pytest.FixtureRequest) -> Settings:
+    """The test's settings; ``@pytest.mark.settings_update(max_nodepools_per_cluster=250)``
+    changes some (a test creating more resources than the quotas allow raises them so)."""
+    marker = request.node.get_closest_marker("settings_update")
     return Settings(
         namespace=namespace,
         redis_url=REDIS_URL,
         amqp_url=AMQP_URL,
         controller_tokens=",".join(f"{n}={t}" for n, t in CONTROLLER_TOKENS.items()),
+        **(marker.kwargs if marker is not None else {}),
     )
 
 

@@ -2,8 +2,9 @@
 
 The create routes declare ``idempotency: IdempotencyKey``: the header is read from the request,
 validated (on dry runs too), and the request fingerprinted (method, path and body as a canonical
-document, so whitespace and key order do not matter). A retry answers 200 with the first
-response's body and ``Idempotent-Replayed: true``. Dry runs neither read nor store keys.
+document, so whitespace and key order do not matter). A retry answers 200 with the resource as
+it is now (as a GET would), its ETag and Location, and ``Idempotent-Replayed: true``. Dry runs
+neither read nor store keys.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from api_service.deps import User, state_of
-from api_service.json_response import OrjsonResponse
+from api_service.routes.responses import ETAG_AND_LOCATION
 from cls_core.errors import ValidationFailed
 from cls_core.services.common import etag
 from cls_core.services.idempotency import HEADER, IdempotentCreate, Replayed, claim_key
@@ -39,8 +40,9 @@ IDEMPOTENCY_DOC: dict[str, Any] = {
             "required": False,
             "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
             "description": "Makes a retried create safe: the same key with the same request "
-            "returns the first result (200 with the body of the first 201) for 24 hours instead "
-            "of creating a duplicate; the same key with another request is a 409. Per caller.",
+            "answers 200 with the resource it created, as it is now, instead of creating a "
+            "duplicate; the same key with another request is a 409. A key lives as long as its "
+            "resource, and at most 24 hours by default. Per caller.",
         }
     ]
 }
@@ -51,9 +53,12 @@ def replayed(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
             "model": model,
-            "description": "A retried create (same Idempotency-Key, same request): the body of "
-            "the first response, with the header Idempotent-Replayed: true",
-            "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+            "description": "A retried create (same Idempotency-Key, same request): the resource "
+            "it created, as it is now, with the header Idempotent-Replayed: true",
+            "headers": {
+                "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}},
+                **ETAG_AND_LOCATION,
+            },
         }
     }
 
@@ -82,24 +87,27 @@ def _dry_run(request: Request) -> bool:
 
 
 async def _fingerprint(request: Request) -> str:
-    body = await request.body()
+    return fingerprint_of(request.method, request.url.path, await request.body())
+
+
+def fingerprint_of(method: str, path: str, body: bytes) -> str:
+    """What tells one create request from another: method, path and body as canonical JSON."""
     # Not JSON: the route refuses it anyway; the raw bytes still tell requests apart.
     with contextlib.suppress(orjson.JSONDecodeError):
         body = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
-    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
+    digest = hashlib.sha256(f"{method} {path}\n".encode())
     digest.update(body)
     return digest.hexdigest()
 
 
 async def _replayed(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, Replayed)
-    body = exc.body
     headers = {
-        "ETag": etag(body["resource_version"]),
-        "Location": _LOCATIONS[exc.kind].format(id=body["id"]),
+        "ETag": etag(exc.resource_version),
+        "Location": _LOCATIONS[exc.kind].format(id=exc.resource_id),
         "Idempotent-Replayed": "true",
     }
-    return OrjsonResponse(body, status_code=200, headers=headers)
+    return Response(exc.body, media_type="application/json", headers=headers)
 
 
 def install_replay_handler(app: FastAPI) -> None:

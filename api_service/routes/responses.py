@@ -44,7 +44,16 @@ _LOCATION = {"Location": {"description": "URL of the new resource", "schema": {"
 
 # Headers of the responses that carry one resource.
 WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG}}
-CREATED: dict[int | str, dict[str, Any]] = {201: {"headers": {**_ETAG, **_LOCATION}}}
+ETAG_AND_LOCATION: dict[str, Any] = {**_ETAG, **_LOCATION}
+# The create routes: their 201, and a 403 that may also be a quota.
+CREATED: dict[int | str, dict[str, Any]] = {
+    201: {"headers": ETAG_AND_LOCATION},
+    403: {
+        "model": ErrorEnvelope,
+        "description": f"{_ERROR_CODES[403]}, or a create beyond a quota: nodepools per "
+        "cluster, clusters per owner (QUOTA_EXCEEDED)",
+    },
+}
 
 
 def resource_response(

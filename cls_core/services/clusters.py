@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from cls_core.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from cls_core.errors import Conflict, NotFound, QuotaExceeded, Unavailable, ValidationFailed
 from cls_core.services.common import (
     RV_CHANGED,
     WRITE_RETRY_SECONDS,
@@ -23,7 +23,7 @@ from cls_core.services.common import (
     status_document,
     utcnow,
 )
-from cls_core.services.idempotency import IdempotentCreate, commit_create
+from cls_core.services.idempotency import IdempotentCreate, commit_create, delete_key_with
 from cls_core.services.nodepools import NodePoolService
 from cls_core.store import ClusterRecord, RedisStore, Txn, TxnFailed
 from cls_runtime.settings import Settings
@@ -36,6 +36,7 @@ NAME_TAKEN = "name_taken"
 ID_TAKEN = "id_taken"
 ID_RETIRED = "id_retired"
 NODEPOOLS_LEFT = "nodepools_left"
+QUOTA = "cluster_quota"
 # How many nodepools a forced delete removes per round trip.
 CASCADE_BATCH = 100
 
@@ -105,11 +106,12 @@ class ClusterService:
             name=body.name,
             platform=body.spec.platform.type,
             seq=creation_score(),
+            idem_key=None if idempotency is None else idempotency.client_key,
         )
         names = self.names
         txn = Txn()
         if idempotency is not None:
-            idempotency.guard(txn, "cluster", record.view())
+            idempotency.guard(txn, "cluster", cluster_id)
         if body.id is not None:
             # A chosen id must never have been used: not by a live cluster, and not by a
             # deleted one, whose reports and events might still be in flight.
@@ -118,11 +120,16 @@ class ClusterService:
         else:
             txn.expect_field(names.record("cluster", cluster_id), "rv", None, ID_TAKEN)
         txn.expect_field(names.cluster_names(owner), body.name, None, NAME_TAKEN)
+        # Counted in the transaction, so concurrent creates cannot pass the quota together.
+        quota = self.settings.max_clusters_per_owner
+        txn.expect_count_below(names.cluster_index(owner, ANY, ANY), quota, QUOTA)
         txn.hset(names.record("cluster", cluster_id), record.to_hash())
         txn.hset(names.cluster_names(owner), {body.name: cluster_id})
         txn.move_in_indexes(set(), record.index_keys(names), record.seq, cluster_id)
         self._emit(txn, "cluster.created", record, 1, now)
-        await commit_create(self._run(txn, body.name, dry_run, owner), idempotency)
+        await commit_create(
+            self.store, lambda: self._run(txn, body.name, dry_run, owner), idempotency
+        )
         return record
 
     async def replace(
@@ -269,6 +276,7 @@ class ClusterService:
         txn.hdel(names.cluster_names(record.owner), record.name)
         txn.zrem(names.reconcile_due, f"cluster:{record.id}")
         txn.hset(names.retired_cluster_ids, {record.id: iso(now)})
+        delete_key_with(txn, names, record.owner, record.idem_key, record.id)
         self._emit(txn, "cluster.deleted", record, record.generation + 1, now)
 
     def _emit(
@@ -314,6 +322,12 @@ class ClusterService:
                 raise Conflict(
                     "Cluster id is not available",
                     "ids are never reused; omit id to have one assigned",
+                ) from failed
+            if failed.code == QUOTA:
+                raise QuotaExceeded(
+                    "Quota exceeded: at most "
+                    f"{self.settings.max_clusters_per_owner} clusters per owner",
+                    f"you own {failed.actual} clusters; delete one to create another",
                 ) from failed
             raise
 

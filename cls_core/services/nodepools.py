@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cls_core.errors import Conflict, NotFound, ValidationFailed
+from cls_core.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 from cls_core.services.cluster_snapshots import ClusterSnapshots
 from cls_core.services.common import (
     RV_CHANGED,
@@ -22,7 +22,7 @@ from cls_core.services.common import (
     status_document,
     utcnow,
 )
-from cls_core.services.idempotency import IdempotentCreate, commit_create
+from cls_core.services.idempotency import IdempotentCreate, commit_create, delete_key_with
 from cls_core.services.merge_patch import merge_patch
 from cls_core.services.validation import field_errors, validate_nodepool_against_cluster
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
@@ -34,6 +34,7 @@ from shared_models.resources import NodePoolCreate, NodePoolUpdate
 NAME_TAKEN = "name_taken"
 CLUSTER_GONE = "cluster_gone"
 CLUSTER_CHANGED = "cluster_changed"
+QUOTA = "nodepool_quota"
 
 
 def cluster_not_found() -> NotFound:
@@ -162,23 +163,27 @@ class NodePoolService:
             platform=body.spec.platform.type,
             seq=creation_score(),
             cluster_id=cluster_id,
+            idem_key=None if idempotency is None else idempotency.client_key,
         )
         txn = Txn()
         if idempotency is not None:
-            idempotency.guard(txn, "nodepool", record.view())
+            idempotency.guard(txn, "nodepool", nodepool_id)
         cluster_key = self.names.record("cluster", cluster_id)
         if snapshot:
             txn.expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
         else:
             txn.expect_field(cluster_key, "owner", owner, CLUSTER_GONE)
         txn.expect_field(self.names.nodepool_names(cluster_id), body.name, None, NAME_TAKEN)
+        # Counted in the transaction, so concurrent creates cannot pass the quota together.
+        quota = self.settings.max_nodepools_per_cluster
+        txn.expect_count_below(self.names.cluster_nodepools(cluster_id), quota, QUOTA)
         txn.hset(self.names.record("nodepool", nodepool_id), record.to_hash())
         txn.hset(self.names.nodepool_names(cluster_id), {body.name: nodepool_id})
         txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, nodepool_id)
         txn.zadd(self.names.cluster_nodepools(cluster_id), record.seq, nodepool_id)
         self._schedule_reconcile(txn, nodepool_id, status)
         self._emit(txn, "nodepool.created", record, record.generation, now)
-        await commit_create(self._run(txn, body.name, dry_run), idempotency)
+        await commit_create(self.store, lambda: self._run(txn, body.name, dry_run), idempotency)
         return record
 
     async def replace(
@@ -248,6 +253,7 @@ class NodePoolService:
         txn.hdel(names.nodepool_names(record.cluster_id), record.name)
         txn.zrem(names.cluster_nodepools(record.cluster_id), record.id)
         txn.zrem(names.reconcile_due, f"nodepool:{record.id}")
+        delete_key_with(txn, names, record.owner, record.idem_key, record.id)
         # Deletion is a change of desired state: it gets the next generation, so consumers that
         # ignore generations they have already handled still act on it.
         self._emit(txn, "nodepool.deleted", record, record.generation + 1, now)
@@ -362,6 +368,12 @@ class NodePoolService:
                 raise name_conflict(name, failed.actual) from failed
             if failed.code == CLUSTER_GONE:
                 raise cluster_not_found() from failed
+            if failed.code == QUOTA:
+                raise QuotaExceeded(
+                    "Quota exceeded: at most "
+                    f"{self.settings.max_nodepools_per_cluster} nodepools per cluster",
+                    f"the cluster has {failed.actual} nodepools; delete one to create another",
+                ) from failed
             raise
 
 

@@ -7,11 +7,22 @@
 --   {"c": "zcard", "k": i, "v": n, "fail": code}                        ZCARD must equal n
 --   {"c": "zscore_le", "k": i, "m": member, "v": n, "fail": code}       member present, score <= n
 --   {"c": "absent", "k": i, "fail": code}                               string key must not exist
--- Ops: hset {kv}, hdel {f}, del, zadd {s, m}, zrem {m}, xadd {kv}, set {v, px?}
--- Returns {"ok"} or {"fail", code, actual value of the failed check}.
+--   {"c": "get",   "k": i, "v": value, "fail": code}                    string key must hold v
+--   {"c": "zcard_lt", "k": i, "v": n, "fail": code}                     ZCARD must be below n
+-- Ops: hset {kv}, hdel {f}, del, zadd {s, m}, zrem {m}, xadd {kv}, set {v, px?},
+--      del_json_eq {f, v}: delete the string key if it holds a JSON object whose field f is v
+-- Every key a check or an op touches is in KEYS (what Redis Cluster needs).
+-- Returns {"ok"} or {"fail", code, actual value of the failed check}; an unknown check or op is
+-- an error reply, before anything is written.
 local plan = cjson.decode(ARGV[1])
 
 local function absent(v) return v == nil or v == cjson.null end
+
+local OPS = {hset = true, hdel = true, del = true, zadd = true, zrem = true, xadd = true,
+             set = true, del_json_eq = true}
+for _, op in ipairs(plan.ops or {}) do
+  if not OPS[op.o] then return redis.error_reply("unknown op " .. tostring(op.o)) end
+end
 
 for _, chk in ipairs(plan.checks or {}) do
   local key = KEYS[chk.k]
@@ -32,6 +43,12 @@ for _, chk in ipairs(plan.checks or {}) do
   elseif chk.c == "absent" then
     actual = redis.call("GET", key)
     ok = (actual == false)
+  elseif chk.c == "get" then
+    actual = redis.call("GET", key)
+    ok = (actual == chk.v)
+  elseif chk.c == "zcard_lt" then
+    actual = redis.call("ZCARD", key)
+    ok = (actual < tonumber(chk.v))
   else
     return redis.error_reply("unknown check " .. tostring(chk.c))
   end
@@ -60,6 +77,12 @@ for _, op in ipairs(plan.ops or {}) do
     redis.call("XADD", key, "*", unpack(op.kv))
   elseif op.o == "set" then
     if op.px then redis.call("SET", key, op.v, "PX", op.px) else redis.call("SET", key, op.v) end
+  elseif op.o == "del_json_eq" then
+    local held = redis.call("GET", key)
+    if held then
+      local parsed, doc = pcall(cjson.decode, held)
+      if parsed and type(doc) == "table" and doc[op.f] == op.v then redis.call("DEL", key) end
+    end
   else
     return redis.error_reply("unknown op " .. tostring(op.o))
   end

@@ -11,11 +11,13 @@ A resource is one hash:
            that reads send it as stored, without parsing and re-serialising it
   view_rv  the resource_version ``view`` was rendered at; a view whose view_rv is not ``rv`` is
            ignored and the resource is assembled from the fields above instead
+  idem_key the Idempotency-Key (as the client sent it) that created it, if any: deleting the
+           resource deletes that key in the same transaction
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any
 
@@ -35,6 +37,7 @@ RECORD_FIELDS = (
     "health",
     "cluster_id",
     "seq",
+    "idem_key",
 )
 
 
@@ -49,6 +52,7 @@ class _Record:
     name: str
     platform: str
     seq: float
+    idem_key: str | None = field(default=None, kw_only=True)
 
     @property
     def phase(self) -> str:
@@ -71,6 +75,7 @@ class _Record:
             "health": self.health,
             "seq": repr(self.seq),
             **self.view_fields(),
+            **({} if self.idem_key is None else {"idem_key": self.idem_key}),
         }
 
     def view(self) -> dict[str, Any]:
@@ -140,6 +145,7 @@ def _common_from_hash(resource_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         "name": raw["name"],
         "platform": raw["platform"],
         "seq": float(raw["seq"]),
+        "idem_key": raw.get("idem_key"),
     }
 
 

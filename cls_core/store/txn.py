@@ -52,6 +52,17 @@ class Txn:
         self.checks.append({"c": "absent", "k": self._k(key), "fail": fail})
         return self
 
+    def expect_value(self, key: str, value: str, fail: str) -> Txn:
+        """The string ``key`` must hold ``value`` (absent: the failure's ``actual`` is "")."""
+        self.checks.append({"c": "get", "k": self._k(key), "v": value, "fail": fail})
+        return self
+
+    def expect_count_below(self, key: str, limit: int, fail: str) -> Txn:
+        """The sorted set ``key`` must have fewer than ``limit`` members (a quota: the failure's
+        ``actual`` is the count)."""
+        self.checks.append({"c": "zcard_lt", "k": self._k(key), "v": limit, "fail": fail})
+        return self
+
     # ---- ops -------------------------------------------------------------------------------
     def hset(self, key: str, mapping: dict[str, str]) -> Txn:
         kv: list[str] = []
@@ -88,6 +99,12 @@ class Txn:
         if px is not None:
             op["px"] = px
         self.ops.append(op)
+        return self
+
+    def delete_if_json_field(self, key: str, field_: str, value: str) -> Txn:
+        """Delete the string ``key`` only if it holds a JSON object whose ``field_`` is
+        ``value`` (a key that now means something else is left alone)."""
+        self.ops.append({"o": "del_json_eq", "k": self._k(key), "f": field_, "v": value})
         return self
 
     def move_in_indexes(self, old: set[str], new: set[str], score: float, member: str) -> Txn:

@@ -15,7 +15,10 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from api_service.app import create_app
+from cls_core.store import RedisStore
+from cls_core.store.redis_store import connect_redis
 from cls_runtime.settings import Settings
+from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZONES
 from tests.conftest import USER, api_client, gcp_cluster_body, seed_nodepool_body
 from tests.support.redis_server import PrivateRedis
 from tests.support.services import api_process, base_url
@@ -219,9 +222,79 @@ def verbs(seen: list[tuple[str, str]]) -> list[str]:
     return [command.split()[0].upper() for _, command in seen]
 
 
+SCRIPT_CALLS = {"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO"}
+
+
+def script_runs(seen: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """Each script run among recorded commands: (the call, the commands the script ran)."""
+    runs: list[tuple[str, list[str]]] = []
+    for origin, command in seen:
+        if origin != "lua" and command.split()[0].upper() in SCRIPT_CALLS:
+            runs.append((command, []))
+        elif origin == "lua" and runs:
+            runs[-1][1].append(command)
+    return runs
+
+
+def largest_nodepool(cluster_id: str, name: str) -> dict[str, Any]:
+    """The largest GCP nodepool the API accepts: every list and map at its bound, long strings
+    (its response is about 22 KB)."""
+    body = seed_nodepool_body(cluster_id, name)
+    label = "example.com/" + "k" * 60
+    body["spec"]["platform"]["gcp"].update(
+        zones=[f"us-central1-{chr(ord('a') + i)}" for i in range(MAX_ZONES)],
+        labels={f"{label}{i:03d}": "v" * 63 for i in range(MAX_LABELS)},
+        taints=[
+            {"key": f"{label}{i:03d}", "value": "v" * 63, "effect": "NoSchedule"}
+            for i in range(MAX_TAINTS)
+        ],
+        accelerators=[{"type": f"nvidia-t{i}", "count": 1} for i in range(MAX_ACCELERATORS)],
+    )
+    return body
+
+
 @pytest.fixture
 async def api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
     """The API in-process without its event relay: these tests check what each write commits to
     the outbox, so nothing may drain it. Publishing is tested in tests/events."""
     async with api_client(settings, relay_events=False) as client:
         yield client
+
+
+# Small quotas, so that tests reach them in a few creates.
+QUOTA = 3
+
+
+@pytest.fixture
+def quota_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"max_nodepools_per_cluster": QUOTA, "max_clusters_per_owner": QUOTA}
+    )
+
+
+@pytest.fixture
+async def quota_api(quota_settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """The API (no event relay) with quotas of ``QUOTA`` nodepools per cluster and clusters per
+    owner."""
+    async with api_client(quota_settings, relay_events=False) as client:
+        yield client
+
+
+# Long enough for a create and its retry, short enough to wait out in a test.
+SHORT_TTL = 0.5
+
+
+@pytest.fixture
+async def short_ttl_api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """The API (no event relay) remembering an Idempotency-Key ``SHORT_TTL`` seconds at most."""
+    short = settings.model_copy(update={"idempotency_ttl": SHORT_TTL})
+    async with api_client(short, relay_events=False) as client:
+        yield client
+
+
+@pytest.fixture
+async def store(settings: Settings, redis: Redis) -> AsyncIterator[RedisStore]:
+    """The API's own store over the real Redis, in the test's namespace."""
+    client = RedisStore(connect_redis(settings.redis_url), settings.names)
+    yield client
+    await client.redis.aclose()

@@ -1,5 +1,6 @@
-"""Idempotency-Key on POST creates: a retry returns the first result (201 once, then 200 with the
-same body), never a duplicate or a 409; another request on the same key is a 409."""
+"""Idempotency-Key on POST creates: a retry answers with what the first request created (201
+once, then 200 with the resource as it is now), never a duplicate or a 409; another request on
+the same key is a 409. A key holds only what a replay needs, and goes with its resource."""
 
 from __future__ import annotations
 
@@ -12,14 +13,22 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from api_service.routes.idempotency import fingerprint_of
 from cls_core.services.idempotency import Replayed, claim_key
 from cls_core.services.nodepools import NodePoolService
 from cls_core.store import RedisStore
-from cls_core.store.redis_store import connect_redis
 from cls_runtime.settings import Settings
 from shared_models.resources import NodePoolCreate
-from tests.api.conftest import API, assert_error
-from tests.conftest import OTHER_USER, USER, gcp_cluster_body, seed_nodepool_body
+from tests.api.conftest import (
+    API,
+    SHORT_TTL,
+    assert_error,
+    create_cluster,
+    largest_nodepool,
+    recorded_commands,
+    script_runs,
+)
+from tests.conftest import OTHER_USER, USER, gcp_cluster_body, matching_keys, seed_nodepool_body
 
 Create = Callable[[httpx.AsyncClient, dict[str, Any], dict[str, str]], Awaitable[httpx.Response]]
 
@@ -37,8 +46,33 @@ CREATES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
 CREATE_IDS = [path for path, _ in CREATES]
 
 
+# A key of the length most clients send (a UUID): the key's name counts in its memory.
+UUID_KEY = "0b6f8e2c-3f1d-4d6a-9a57-1c2e5b7d9f00"
+
+
 def keyed(key: str, user: dict[str, str] = USER) -> dict[str, str]:
     return {**user, "Idempotency-Key": key}
+
+
+async def stored_keys(redis: Redis, settings: Settings) -> list[str]:
+    """The idempotency keys stored in the test's namespace, anyone's."""
+    return await matching_keys(redis, settings.names.idempotency("*", "*"))
+
+
+async def store_old_format_key(
+    redis: Redis,
+    settings: Settings,
+    key: str,
+    resource: dict[str, Any],
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    """A key as the API stored them before keys were deleted with their resource: the whole
+    first response, alive for the TTL whatever happens to the resource."""
+    fingerprint = fingerprint_of("POST", path, orjson.dumps(body))
+    value = {"fingerprint": fingerprint, "kind": "nodepool", "body": resource}
+    name = settings.names.idempotency(USER["X-User-Email"], key)
+    await redis.set(name, orjson.dumps(value), px=60_000)
 
 
 async def events(redis: Redis, settings: Settings, event_type: str) -> list[dict[str, str]]:
@@ -52,7 +86,7 @@ async def listed(api: httpx.AsyncClient, kind: str) -> int:
 
 
 @pytest.mark.parametrize(("path", "make_body"), CREATES, ids=CREATE_IDS)
-async def test_a_retried_create_returns_the_first_result_with_200(
+async def test_a_retried_create_answers_200_with_the_resource_and_creates_nothing(
     api: httpx.AsyncClient,
     cluster: dict[str, Any],
     redis: Redis,
@@ -70,12 +104,13 @@ async def test_a_retried_create_returns_the_first_result_with_200(
     assert "Idempotent-Replayed" not in first.headers
     assert again.headers["ETag"] == first.headers["ETag"]
     assert again.headers["Location"] == first.headers["Location"]
+    assert again.headers["content-type"] == "application/json"
     kind = created_kind(path)
     assert len(await events(redis, settings, f"{kind}.created")) == (2 if kind == "cluster" else 1)
     assert await listed(api, kind) == (2 if kind == "cluster" else 1)
 
 
-async def test_the_replay_is_the_first_result_even_after_the_resource_changed(
+async def test_the_replay_is_the_resource_as_it_is_now(
     api: httpx.AsyncClient, cluster: dict[str, Any]
 ) -> None:
     body = seed_nodepool_body(cluster["id"], "pool")
@@ -85,18 +120,165 @@ async def test_the_replay_is_the_first_result_even_after_the_resource_changed(
     )
     assert patched.json()["generation"] == 2
     again = await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))
-    assert (again.status_code, again.json()) == (200, first)
+    now = await api.get(f"{API}/nodepools/{first['id']}", headers=USER)
+    assert (again.status_code, again.json()) == (200, now.json())
+    assert again.json()["spec"]["nodeCount"] == 5
+    assert again.headers["ETag"] == now.headers["ETag"] != f'"{first["resource_version"]}"'
+    assert again.headers["Location"] == f"/api/v1/nodepools/{first['id']}"
 
 
-async def test_the_replay_survives_the_deletion_of_what_it_created(
+async def test_once_the_nodepool_is_deleted_its_key_creates_again(
     api: httpx.AsyncClient, cluster: dict[str, Any]
 ) -> None:
     body = seed_nodepool_body(cluster["id"], "pool")
     first = (await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))).json()
-    deleted = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
-    assert deleted.status_code == 202
+    deleted = await api.delete(f"{API}/nodepools/{first['id']}", headers=USER)
+    assert deleted.status_code == 204
     again = await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))
-    assert (again.status_code, again.json()) == (200, first)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] != first["id"]
+    assert await listed(api, "nodepool") == 1
+
+
+async def test_once_the_cluster_is_deleted_its_key_creates_again(api: httpx.AsyncClient) -> None:
+    body = gcp_cluster_body("keyed")
+    first = (await api.post(f"{API}/clusters", json=body, headers=keyed("k"))).json()
+    deleted = await api.delete(f"{API}/clusters/{first['id']}", headers=USER)
+    assert deleted.status_code == 202
+    again = await api.post(f"{API}/clusters", json=body, headers=keyed("k"))
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] != first["id"]
+
+
+async def test_a_forced_cluster_delete_deletes_the_keys_of_its_nodepools(
+    api: httpx.AsyncClient, cluster: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    for i in range(3):
+        body = seed_nodepool_body(cluster["id"], f"pool-{i}")
+        created = await api.post(f"{API}/nodepools", json=body, headers=keyed(f"k{i}"))
+        assert created.status_code == 201, created.text
+    assert len(await stored_keys(redis, settings)) == 3
+    deleted = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
+    assert deleted.status_code == 202, deleted.text
+    assert await stored_keys(redis, settings) == []
+
+
+async def test_a_dry_run_delete_keeps_the_key(
+    api: httpx.AsyncClient, cluster: dict[str, Any]
+) -> None:
+    body = seed_nodepool_body(cluster["id"], "pool")
+    first = (await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))).json()
+    dry = await api.delete(f"{API}/nodepools/{first['id']}?dryRun=true", headers=USER)
+    assert dry.status_code == 204
+    again = await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))
+    assert (again.status_code, again.json()["id"]) == (200, first["id"])
+
+
+async def test_once_the_time_is_up_the_key_is_free(
+    short_ttl_api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    api = short_ttl_api
+    first = await api.post(f"{API}/clusters", json=gcp_cluster_body("one"), headers=keyed("k"))
+    assert first.status_code == 201, first.text
+    await asyncio.sleep(SHORT_TTL + 0.1)
+    assert await stored_keys(redis, settings) == []
+    other = await api.post(f"{API}/clusters", json=gcp_cluster_body("two"), headers=keyed("k"))
+    assert other.status_code == 201, other.text  # not "already used for a different request"
+
+
+async def test_deleting_a_resource_keeps_its_key_once_the_key_created_another(
+    short_ttl_api: httpx.AsyncClient,
+) -> None:
+    api = short_ttl_api
+    old = await api.post(f"{API}/clusters", json=gcp_cluster_body("old"), headers=keyed("k"))
+    await asyncio.sleep(SHORT_TTL + 0.1)
+    new = await api.post(f"{API}/clusters", json=gcp_cluster_body("new"), headers=keyed("k"))
+    assert (old.status_code, new.status_code) == (201, 201)
+    deleted = await api.delete(f"{API}/clusters/{old.json()['id']}", headers=USER)
+    assert deleted.status_code == 202
+    again = await api.post(f"{API}/clusters", json=gcp_cluster_body("new"), headers=keyed("k"))
+    assert (again.status_code, again.json()["id"]) == (200, new.json()["id"])
+
+
+async def test_the_stored_key_holds_only_the_fingerprint_kind_and_id(
+    api: httpx.AsyncClient, cluster: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    body = largest_nodepool(cluster["id"], "largest")
+    created = await api.post(f"{API}/nodepools", json=body, headers=keyed(UUID_KEY))
+    assert created.status_code == 201, created.text
+    stored = await redis.get(settings.names.idempotency(USER["X-User-Email"], UUID_KEY))
+    assert stored is not None
+    entry = orjson.loads(stored)
+    assert set(entry) == {"fp", "kind", "id"}
+    assert (entry["kind"], entry["id"]) == ("nodepool", created.json()["id"])
+    assert len(stored) < 160
+
+
+async def test_the_stored_key_is_under_512_bytes_in_redis(
+    api: httpx.AsyncClient, cluster: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    body = largest_nodepool(cluster["id"], "largest")
+    created = await api.post(f"{API}/nodepools", json=body, headers=keyed(UUID_KEY))
+    assert created.status_code == 201, created.text
+    assert len(created.content) > 20_000  # what each key used to hold
+    key = settings.names.idempotency(USER["X-User-Email"], UUID_KEY)
+    used = await redis.memory_usage(key, samples=0)
+    assert used is not None and used < 512, used
+
+
+async def test_creates_and_deletes_in_a_loop_leave_no_keys_behind(
+    api: httpx.AsyncClient, cluster: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    for i in range(10):
+        body = largest_nodepool(cluster["id"], f"loop-{i}")
+        created = await api.post(f"{API}/nodepools", json=body, headers=keyed(f"np-{i}"))
+        assert created.status_code == 201, created.text
+        gone = await api.delete(f"{API}/nodepools/{created.json()['id']}", headers=USER)
+        assert gone.status_code == 204
+        body = gcp_cluster_body(f"loop-{i}")
+        created = await api.post(f"{API}/clusters", json=body, headers=keyed(f"cl-{i}"))
+        assert created.status_code == 201, created.text
+        gone = await api.delete(f"{API}/clusters/{created.json()['id']}", headers=USER)
+        assert gone.status_code == 202
+    assert await stored_keys(redis, settings) == []
+
+
+async def test_the_key_is_deleted_in_the_transaction_that_deletes_its_resource(
+    private_api: httpx.AsyncClient, private_client: Redis, private_settings: Settings
+) -> None:
+    cluster = await create_cluster(private_api)
+    body = seed_nodepool_body(cluster["id"], "pool")
+    created = await private_api.post(f"{API}/nodepools", json=body, headers=keyed("k"))
+    key = private_settings.names.idempotency(USER["X-User-Email"], "k")
+    async with recorded_commands(private_client) as seen:
+        gone = await private_api.delete(f"{API}/nodepools/{created.json()['id']}", headers=USER)
+    assert gone.status_code == 204
+    [(_, run)] = script_runs(seen)
+    deleted = [command.split()[1] for command in run if command.split()[0].upper() == "DEL"]
+    assert key in deleted
+    assert private_settings.names.record("nodepool", created.json()["id"]) in deleted
+
+
+async def test_a_key_of_the_old_format_replays_while_its_resource_exists(
+    api: httpx.AsyncClient, cluster: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    body = seed_nodepool_body(cluster["id"], "pool")
+    created = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
+    await store_old_format_key(redis, settings, "k", created, f"{API}/nodepools", body)
+    again = await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))
+    assert (again.status_code, again.json()["id"]) == (200, created["id"])
+
+
+async def test_a_key_of_the_old_format_creates_again_once_its_resource_is_gone(
+    api: httpx.AsyncClient, cluster: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    body = seed_nodepool_body(cluster["id"], "pool")
+    created = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
+    await store_old_format_key(redis, settings, "k", created, f"{API}/nodepools", body)
+    assert (await api.delete(f"{API}/nodepools/{created['id']}", headers=USER)).status_code == 204
+    again = await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] != created["id"]
 
 
 async def test_whitespace_and_key_order_do_not_make_another_request(
@@ -169,21 +351,41 @@ async def test_concurrent_retries_with_one_key_create_exactly_once(
 
 
 async def test_a_race_lost_on_the_key_inside_the_transaction_is_a_replay(
-    api: httpx.AsyncClient, cluster: dict[str, Any], settings: Settings
+    api: httpx.AsyncClient, cluster: dict[str, Any], settings: Settings, store: RedisStore
 ) -> None:
     # Both retries looked the key up before either committed: the transaction decides.
-    store = RedisStore(connect_redis(settings.redis_url), settings.names)
-    try:
-        service = NodePoolService(store, settings)
-        body = NodePoolCreate.model_validate(seed_nodepool_body(cluster["id"], "pool"))
-        claims = [await claim_key(store, "user@example.com", "k", "same", 60) for _ in range(2)]
-        created = await service.create("user@example.com", body, None, False, claims[0])
-        with pytest.raises(Replayed) as replay:
-            await service.create("user@example.com", body, None, False, claims[1])
-        assert replay.value.body == created.view()
-    finally:
-        await store.redis.aclose()
+    service = NodePoolService(store, settings)
+    body = NodePoolCreate.model_validate(seed_nodepool_body(cluster["id"], "pool"))
+    claims = [await claim_key(store, "user@example.com", "k", "same", 60) for _ in range(2)]
+    created = await service.create("user@example.com", body, None, False, claims[0])
+    with pytest.raises(Replayed) as replay:
+        await service.create("user@example.com", body, None, False, claims[1])
+    assert orjson.loads(replay.value.body) == created.view()
+    assert replay.value.resource_version == created.rv
     assert await listed(api, "nodepool") == 1
+
+
+async def test_a_race_lost_on_a_key_whose_resource_is_gone_creates(
+    api: httpx.AsyncClient,
+    cluster: dict[str, Any],
+    redis: Redis,
+    settings: Settings,
+    store: RedisStore,
+) -> None:
+    # The key was free when looked up, and holds a deleted resource's entry at commit time.
+    body = seed_nodepool_body(cluster["id"], "pool")
+    gone = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
+    assert (await api.delete(f"{API}/nodepools/{gone['id']}", headers=USER)).status_code == 204
+    service = NodePoolService(store, settings)
+    claim = await claim_key(store, "user@example.com", "k", "same", 60)
+    await store_old_format_key(redis, settings, "k", gone, f"{API}/nodepools", body)
+    created = await service.create(
+        "user@example.com", NodePoolCreate.model_validate(body), None, False, claim
+    )
+    assert created.id != gone["id"]
+    assert await listed(api, "nodepool") == 1
+    stored = await redis.get(settings.names.idempotency("user@example.com", "k"))
+    assert stored is not None and orjson.loads(stored)["id"] == created.id
 
 
 async def test_a_failed_create_stores_no_key(api: httpx.AsyncClient) -> None:
@@ -231,3 +433,6 @@ async def test_openapi_documents_the_header_and_the_replay(api: httpx.AsyncClien
         post = paths[path]["post"]
         assert "Idempotency-Key" in {p["name"] for p in post["parameters"]}, path
         assert {"200", "201"} <= set(post["responses"]), path
+        replay = post["responses"]["200"]
+        assert {"Idempotent-Replayed", "ETag", "Location"} <= set(replay["headers"]), path
+        assert "as it is now" in replay["description"], path

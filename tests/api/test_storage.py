@@ -20,6 +20,7 @@ from tests.api.conftest import (
     create_cluster,
     create_nodepool,
     recorded_commands,
+    script_runs,
     update_body,
     verbs,
 )
@@ -27,7 +28,6 @@ from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
 
 WRITES = {"HSET", "HDEL", "DEL", "ZADD", "ZREM", "XADD", "SET", "HMSET", "UNLINK", "EXPIRE"}
 SCANS = {"KEYS", "SCAN", "HSCAN", "ZSCAN", "SSCAN"}
-SCRIPT_CALLS = {"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO"}
 
 
 def released_cluster() -> dict[str, Any]:
@@ -63,15 +63,10 @@ WRITE_REQUESTS: dict[str, Write] = {
 
 def script_runs_that_wrote(seen: list[tuple[str, str]]) -> list[list[str]]:
     """The write commands of each script run that wrote anything."""
-    runs: list[list[str]] = []
-    current: list[str] | None = None
-    for origin, command in seen:
-        verb = command.split()[0].upper()
-        if origin != "lua" and verb in SCRIPT_CALLS:
-            current = []
-            runs.append(current)
-        elif origin == "lua" and verb in WRITES and current is not None:
-            current.append(verb)
+    runs = [
+        [verb for verb in verbs([("lua", c) for c in run]) if verb in WRITES]
+        for _, run in script_runs(seen)
+    ]
     return [run for run in runs if run]
 
 

@@ -117,6 +117,8 @@ def trouble(caplog: pytest.LogCaptureFixture) -> list[str]:
 # ---- the API as a real server for the OpenAPI fuzzer (test_fuzz_openapi.py) ----------------
 
 FUZZ_USER = {"X-User-Email": "fuzzer@example.com"}
+# Far above the creates of one run (a few hundred examples in all).
+FUZZ_QUOTA = 100_000
 # The controller each status route is fuzzed as (its token is in CONTROLLER_TOKENS).
 FUZZ_CONTROLLERS = {"nodepool": "gcp-nodepool-controller", "cluster": "gcp-cluster-controller"}
 
@@ -178,6 +180,10 @@ def fuzz_target() -> Iterator[FuzzTarget]:
         redis_url=REDIS_URL,
         amqp_url=AMQP_URL,
         controller_tokens=",".join(f"{n}={t}" for n, t in CONTROLLER_TOKENS.items()),
+        # Every example may create in the one namespace: quotas would turn late creates into
+        # 403s and hide what the fuzzer generated (tests/api/test_quotas.py tests quotas).
+        max_nodepools_per_cluster=FUZZ_QUOTA,
+        max_clusters_per_owner=FUZZ_QUOTA,
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -64,6 +64,7 @@ async def processed(redis: Redis, settings: Settings) -> int:
     return sum(tally.get(name, 0) for name in PROCESSED)
 
 
+@pytest.mark.settings_update(max_nodepools_per_cluster=KILL_POOLS)
 async def test_sigkill_mid_burst_loses_no_report(
     api: httpx.AsyncClient,
     publisher: Publisher,
