@@ -19,7 +19,7 @@ from tests.api.conftest import (
     create_nodepool,
     update_body,
 )
-from tests.conftest import USER, gcp_cluster_body, matching_keys, seed_nodepool_body
+from tests.conftest import USER, api_client, gcp_cluster_body, matching_keys, seed_nodepool_body
 
 RACERS = 20
 
@@ -50,6 +50,28 @@ async def test_if_match_race_has_exactly_one_winner_per_version(
         # No lost update: what is stored is exactly what the one winner was told.
         assert stored == winner.json()
         assert stored["generation"] == generation
+
+
+async def test_if_match_race_between_two_api_replicas_has_exactly_one_winner(
+    api: httpx.AsyncClient, settings: Settings, nodepool: dict[str, Any]
+) -> None:
+    # Each replica serialises the writes to one resource it serves itself; between replicas only
+    # the resource_version check of the guarded transaction stands between two writers.
+    url = f"{API}/nodepools/{nodepool['id']}"
+    async with api_client(settings, relay_events=False) as replica:
+        for generation in (2, 3, 4):
+            current = (await api.get(url, headers=USER)).json()
+            guard = {**USER, "If-Match": f'"{current["resource_version"]}"'}
+            puts = [
+                (api, replica)[i % 2].put(
+                    url, json=update_body(node_count=100 * generation + i), headers=guard
+                )
+                for i in range(RACERS)
+            ]
+            responses = await asyncio.gather(*puts)
+            assert codes(responses) == [200] + [409] * (RACERS - 1)
+            [winner] = [r for r in responses if r.status_code == 200]
+            assert (await api.get(url, headers=USER)).json() == winner.json()
 
 
 async def test_if_match_race_between_patch_put_and_delete(
