@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
         finally:
             if events is not None:
                 await events.stop()
-            await state.store.redis.aclose()
+            await state.store.aclose()
 
     app = FastAPI(
         title="CLS Backend",

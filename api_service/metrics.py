@@ -178,31 +178,22 @@ class ApiMetrics:
 
     async def refresh(self, store: RedisStore) -> None:
         """Read the system numbers from Redis (one round trip, every command O(1))."""
-        names = store.names
-        async with store.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(names.outbox)
-            pipe.xrange(names.outbox, count=1)
-            pipe.xlen(names.outbox_dead)
-            pipe.hgetall(names.metric("ingest"))
-            for phase in PHASES:
-                pipe.zcard(names.nodepool_phase_index(phase))
-            backlog, oldest, dead, ingest, *by_phase = await pipe.execute()
+        counts = await store.system_counts(PHASES)
         self.snapshot = SystemSnapshot(
-            outbox_backlog=int(backlog),
-            outbox_oldest_age=_age(oldest),
-            outbox_dead=int(dead),
-            ingest={str(k): int(v) for k, v in ingest.items()},
-            nodepools_by_phase=dict(zip(PHASES, map(int, by_phase), strict=True)),
+            outbox_backlog=counts.outbox_backlog,
+            outbox_oldest_age=_age(counts.outbox_oldest_id),
+            outbox_dead=counts.outbox_dead,
+            ingest=counts.ingest,
+            nodepools_by_phase=counts.nodepools_by_phase,
         )
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _age(oldest: Any) -> float:
+def _age(oldest_id: str | None) -> float:
     """Seconds since the commit of the oldest outbox entry (its id starts with the server's
     clock in milliseconds); 0 when the outbox is empty."""
-    if not oldest:
+    if oldest_id is None:
         return 0.0
-    stream_id = str(oldest[0][0])
-    return max(0.0, time.time() - int(stream_id.split("-", 1)[0]) / 1000)
+    return max(0.0, time.time() - int(oldest_id.split("-", 1)[0]) / 1000)

@@ -32,7 +32,7 @@ async def services(settings: Settings) -> AsyncIterator[AppState]:
     try:
         yield state
     finally:
-        await state.store.redis.aclose()
+        await state.store.aclose()
 
 
 async def new_cluster(state: AppState, owner: str, name: str) -> Seeded:

@@ -35,7 +35,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         log.info("stopping: finishing the batch in flight, releasing the leader locks")
     finally:
         await pipeline.stop()
-        await store.redis.aclose()
+        await store.aclose()
     log.info("stopped")
 
 

@@ -12,65 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from cls_core.store.leader_lock import LeaderLock
+
 log = logging.getLogger("event_jobs.leader")
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 # A replica that is not leader retries this often at most, so a failover takes at most
 # ttl + this long after the leader's last renewal.
 MAX_ACQUIRE_PERIOD = 1.0
-
-
-def instance_token() -> str:
-    """Who holds a lock, readable by an operator: host, process id, and a random tail."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-class LeaderLock:
-    """The lock itself: acquire, extend and release, each one atomic command or script."""
-
-    def __init__(self, redis: Redis, key: str, ttl: float, token: str | None = None) -> None:
-        self.redis = redis
-        self.key = key
-        self.ttl_ms = max(1, int(ttl * 1000))
-        self.token = token or instance_token()
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
-
-    async def acquire(self) -> bool:
-        return bool(await self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
-
-    async def renew(self) -> bool:
-        """Extend the expiry, only if this instance still holds the lock."""
-        return bool(await self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
-
-    async def release(self) -> bool:
-        """Delete the lock, only if this instance still holds it."""
-        return bool(await self._release(keys=[self.key], args=[self.token]))
-
-    async def holder(self) -> str | None:
-        value = await self.redis.get(self.key)
-        return None if value is None else str(value)
 
 
 class Leadership:

@@ -13,10 +13,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from cls_core.store import RedisStore
+from cls_core.store.leader_lock import instance_token
 from cls_runtime.settings import Settings
 from event_jobs.broker import BrokerLink
-from event_jobs.leader import LeaderLock, Leadership, instance_token
-from event_jobs.outbox import Outbox
+from event_jobs.leader import Leadership
 from event_jobs.reconcile import ReconcileLoop
 from event_jobs.relay import OutboxRelay
 from event_jobs.stopping import Stopped, pause
@@ -35,16 +35,15 @@ class EventPipeline:
         names = settings.names
         ttl = settings.leader_lock_ttl
         token = instance_token()
-        redis = store.redis
         self.relay_lease = Leadership(
-            LeaderLock(redis, names.lock(RELAY_JOB), ttl, token), ttl, RELAY_JOB
+            store.leader_lock(names.lock(RELAY_JOB), ttl, token), ttl, RELAY_JOB
         )
         self.reconcile_lease = Leadership(
-            LeaderLock(redis, names.lock(RECONCILE_JOB), ttl, token), ttl, RECONCILE_JOB
+            store.leader_lock(names.lock(RECONCILE_JOB), ttl, token), ttl, RECONCILE_JOB
         )
         self.broker = BrokerLink(settings.amqp_url, names)
         self.relay = OutboxRelay(
-            Outbox(redis, names), self.broker, self.relay_lease, settings.relay_batch_size
+            store.outbox(), self.broker, self.relay_lease, settings.relay_batch_size
         )
         self.reconcile = ReconcileLoop(store, settings, self.reconcile_lease)
         self._stop = asyncio.Event()

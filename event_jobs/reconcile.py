@@ -18,7 +18,6 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -92,10 +91,7 @@ class ReconcileLoop:
     async def tick(self) -> int:
         """Handle the members due now (one bounded batch); returns how many were due."""
         now = time.time()
-        due: Any = await self.store.redis.zrangebyscore(
-            self.names.reconcile_due, "-inf", now, start=0, num=self.settings.reconcile_batch_size
-        )
-        members = [str(member) for member in due]
+        members = await self.store.reconcile_due(now, self.settings.reconcile_batch_size)
         if self.lease.is_leader:
             self.ticks += 1
         emitted = await self.handle(members, now) if members and self.lease.is_leader else 0

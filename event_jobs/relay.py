@@ -20,9 +20,9 @@ from enum import StrEnum
 
 from redis.exceptions import RedisError
 
+from cls_core.store.outbox import Outbox, OutboxEntry
 from event_jobs.broker import BrokerLink
 from event_jobs.leader import Leadership
-from event_jobs.outbox import Outbox, OutboxEntry
 from event_jobs.stopping import Stopped, pause, unless_stopped
 
 log = logging.getLogger("event_jobs.relay")

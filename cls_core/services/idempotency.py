@@ -143,10 +143,10 @@ async def claim_key(
         owner, key, store.names.idempotency(owner, key), fingerprint, int(ttl_seconds * 1000)
     )
     for _ in range(_ATTEMPTS):
-        stored = await store.redis.get(claim.key)
+        stored = await store.idempotency_claim(claim.key)
         if stored is None:
             return claim
-        await claim.check(store, str(stored))
+        await claim.check(store, stored)
     raise _busy()
 
 

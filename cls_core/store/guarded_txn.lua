@@ -3,7 +3,6 @@
 -- ARGV[1] is JSON: {"checks": [...], "ops": [...]}; "k" fields are 1-based indexes into KEYS.
 -- Checks:
 --   {"c": "hget",  "k": i, "f": field, "v": value|null, "fail": code}   HGET must equal v (null: absent)
---   {"c": "hgetne","k": i, "f": field, "fail": code}                    field must be present
 --   {"c": "zcard", "k": i, "v": n, "fail": code}                        ZCARD must equal n
 --   {"c": "zscore_le", "k": i, "m": member, "v": n, "fail": code}       member present, score <= n
 --   {"c": "absent", "k": i, "fail": code}                               string key must not exist
@@ -31,9 +30,6 @@ for _, chk in ipairs(plan.checks or {}) do
   if chk.c == "hget" then
     actual = redis.call("HGET", key, chk.f)
     if absent(chk.v) then ok = (actual == false) else ok = (actual == chk.v) end
-  elseif chk.c == "hgetne" then
-    actual = redis.call("HGET", key, chk.f)
-    ok = (actual ~= false)
   elseif chk.c == "zcard" then
     actual = redis.call("ZCARD", key)
     ok = (actual == tonumber(chk.v))

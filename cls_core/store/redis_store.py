@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
@@ -11,13 +11,14 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
+from cls_core.store.leader_lock import LeaderLock
+from cls_core.store.outbox import Outbox
 from cls_core.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord, assemble_view
+from cls_core.store.scripts import LuaScript
 from cls_core.store.txn import Txn
 from shared_models.names import Kind, Names
 
@@ -29,10 +30,6 @@ class TxnFailed(Exception):
         super().__init__(f"{code} (found {actual!r})")
         self.code = code
         self.actual = actual
-
-
-def _lua(name: str) -> str:
-    return files("cls_core.store").joinpath(name).read_text(encoding="utf-8")
 
 
 class _HiredisPackedConnection(Connection):
@@ -74,12 +71,12 @@ def connect_redis(url: str) -> Redis:
 
 class RedisStore:
     def __init__(self, redis: Redis, names: Names) -> None:
-        self.redis = redis
+        self._redis = redis
         self.names = names
-        self._txn_script = redis.register_script(_lua("guarded_txn.lua"))
-        self._page_script = redis.register_script(_lua("list_page.lua"))
-        self._read_with_reports_script = redis.register_script(_lua("record_with_reports.lua"))
-        self._nodepool_for_write_script = redis.register_script(_lua("nodepool_for_write.lua"))
+        self._txn_script = LuaScript.of_file(redis, "guarded_txn.lua")
+        self._page_script = LuaScript.of_file(redis, "list_page.lua")
+        self._read_with_reports_script = LuaScript.of_file(redis, "record_with_reports.lua")
+        self._nodepool_for_write_script = LuaScript.of_file(redis, "nodepool_for_write.lua")
 
     async def run(self, txn: Txn, dry_run: bool = False) -> None:
         """Apply a guarded transaction atomically, or raise TxnFailed without writing anything.
@@ -88,7 +85,7 @@ class RedisStore:
         """
         if not txn.ops and not txn.checks:
             return
-        reply = await self._eval(self._txn_script, txn.keys, [txn.payload(dry_run)])
+        reply = await self._txn_script(txn.keys, [txn.payload(dry_run)])
         if reply[0] != "ok":
             raise TxnFailed(str(reply[1]), str(reply[2]))
 
@@ -109,63 +106,14 @@ class RedisStore:
         place of its transaction instead of raised. A lost connection still raises: then any
         of them may or may not have been applied."""
         calls = [(txn.keys, [txn.payload()]) for txn in txns]
-        return [_txn_outcome(reply) for reply in await self._eval_each(self._txn_script, calls)]
-
-    async def _eval(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        """Run ``script`` by its SHA, loading it first only when Redis has lost it (a restart).
-
-        What calling a ``register_script`` object does, without its per-call import and
-        redis-py's deprecated-argument wrapper around ``evalsha``: 5-6% of the CPU of a scale
-        (two scripts) in a py-spy profile of the served API. Every write and list page runs one.
-        """
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return await self._execute(*command)
-        except NoScriptError:  # nothing ran: safe to run again
-            script.sha = await self.redis.script_load(script.script)
-            return await self._execute("EVALSHA", script.sha, *command[2:])
-
-    async def _execute(self, *command: Any) -> Any:
-        return await self.redis.execute_command(*command)  # type: ignore[no-untyped-call]
-
-    async def _eval_each(
-        self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]
-    ) -> list[Any]:
-        """Run ``script`` once per (keys, args), pipelined: one round trip, replies (or error
-        replies) in order. Loads the script only when Redis has lost it (a restart): a
-        pipeline of ``register_script`` scripts would ask whether it exists on every call."""
-        if len(calls) == 1:  # one call (an HTTP request): no pipeline to set up
-            keys, args = calls[0]
-            try:
-                return [await self._eval(script, keys, args)]
-            except ResponseError as exc:
-                return [exc]
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        for attempt in range(2):
-            if not todo:
-                break
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for index in todo:
-                    keys, args = calls[index]
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                answers = await pipe.execute(raise_on_error=False)
-            missing = []
-            for index, answer in zip(todo, answers, strict=True):
-                replies[index] = answer
-                if isinstance(answer, NoScriptError) and attempt == 0:
-                    missing.append(index)  # nothing ran: safe to run again
-            if missing:
-                script.sha = await self.redis.script_load(script.script)
-            todo = missing
-        return replies
+        return [_txn_outcome(reply) for reply in await self._txn_script.each(calls)]
 
     async def ping(self) -> bool:
-        return bool(await self.redis.ping())
+        return bool(await self._redis.ping())
 
     # ---- records ---------------------------------------------------------------------------
     async def _record_hash(self, kind: Kind, resource_id: str) -> dict[str, Any] | None:
-        values = await self.redis.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
+        values = await self._redis.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
         if values[0] is None:
             return None
         return dict(zip(RECORD_FIELDS, values, strict=True))
@@ -181,7 +129,7 @@ class RedisStore:
     async def get_view(self, kind: Kind, resource_id: str) -> tuple[str, str, str] | None:
         """(owner, resource_version, the resource as JSON), sent as stored when it is current."""
         key = self.names.record(kind, resource_id)
-        owner, rv, view_rv, view = await self.redis.hmget(key, ("owner", "rv", "view_rv", "view"))
+        owner, rv, view_rv, view = await self._redis.hmget(key, ("owner", "rv", "view_rv", "view"))
         if owner is None:
             return None
         if view is not None and view_rv == rv:
@@ -213,7 +161,7 @@ class RedisStore:
             )
             for kind, resource_id in wanted
         ]
-        replies = await self._eval_each(self._read_with_reports_script, calls)
+        replies = await self._read_with_reports_script.each(calls)
         found: list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception] = []
         for (kind, resource_id), reply in zip(wanted, replies, strict=True):
             if isinstance(reply, Exception):
@@ -238,7 +186,7 @@ class RedisStore:
         ]
         args = [self.names.record("cluster", ""), *RECORD_FIELDS]
         script = self._nodepool_for_write_script
-        values, flat, cluster_values = await self._eval(script, keys, args)
+        values, flat, cluster_values = await script(keys, args)
         raw, reports = _record_and_reports((values, flat))
         if raw is None:
             return None, {}, None
@@ -251,7 +199,7 @@ class RedisStore:
 
     async def get_nodepools(self, ids: list[str]) -> list[NodePoolRecord]:
         """Records of the ids that still exist, in the order given."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             for nodepool_id in ids:
                 pipe.hmget(self.names.record("nodepool", nodepool_id), RECORD_FIELDS)
             rows = await pipe.execute()
@@ -265,7 +213,7 @@ class RedisStore:
         self, kind: Kind, ids: list[str]
     ) -> dict[str, NodePoolRecord | ClusterRecord]:
         """The records of the ids that still exist, by id, in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             for resource_id in ids:
                 pipe.hmget(self.names.record(kind, resource_id), RECORD_FIELDS)
             rows = await pipe.execute()
@@ -280,11 +228,11 @@ class RedisStore:
 
     async def controller_reports(self, kind: Kind, resource_id: str) -> dict[str, str]:
         """controller name -> its last report (JSON), for one resource."""
-        reports = await self.redis.hgetall(self.names.controller_reports(kind, resource_id))
+        reports = await self._redis.hgetall(self.names.controller_reports(kind, resource_id))
         return {str(k): str(v) for k, v in reports.items()}
 
     async def cluster_nodepool_ids(self, cluster_id: str) -> list[str]:
-        ids = await self.redis.zrange(self.names.cluster_nodepools(cluster_id), 0, -1)
+        ids = await self._redis.zrange(self.names.cluster_nodepools(cluster_id), 0, -1)
         return [str(i) for i in ids]
 
     # ---- lists -----------------------------------------------------------------------------
@@ -294,7 +242,7 @@ class RedisStore:
         """(total in the index, the resources of one page as JSON joined with ","), in creation
         order, one round trip; current views are passed through as stored, never parsed."""
         prefix = self.names.record(kind, "")
-        reply = await self._eval(self._page_script, [index_key], [offset, limit, prefix])
+        reply = await self._page_script([index_key], [offset, limit, prefix])
         items: list[str] = []
         for item in reply[1:]:
             if isinstance(item, str):
@@ -304,6 +252,56 @@ class RedisStore:
                 view = assemble_view(orjson.loads(doc), rv, orjson.loads(status))
                 items.append(orjson.dumps(view).decode())
         return int(reply[0]), ",".join(items)
+
+    # ---- what the event jobs, the metrics and the idempotency keys read ---------------------
+    def outbox(self) -> Outbox:
+        return Outbox(self._redis, self.names)
+
+    def leader_lock(self, key: str, ttl: float, token: str | None = None) -> LeaderLock:
+        return LeaderLock(self._redis, key, ttl, token)
+
+    async def reconcile_due(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` members of the reconcile schedule due at ``now``, earliest first."""
+        due: Any = await self._redis.zrangebyscore(
+            self.names.reconcile_due, "-inf", now, start=0, num=limit
+        )
+        return [str(member) for member in due]
+
+    async def idempotency_claim(self, key: str) -> str | None:
+        """What an ``Idempotency-Key`` holds (None: unused)."""
+        stored = await self._redis.get(key)
+        return None if stored is None else str(stored)
+
+    async def system_counts(self, phases: Sequence[str]) -> SystemCounts:
+        """The outbox, the dead-lettered events, the ingest counters and the nodepools per
+        phase: one round trip, every command O(1)."""
+        names = self.names
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(names.outbox)
+            pipe.xrange(names.outbox, count=1)
+            pipe.xlen(names.outbox_dead)
+            pipe.hgetall(names.metric("ingest"))
+            for phase in phases:
+                pipe.zcard(names.nodepool_phase_index(phase))
+            backlog, oldest, dead, ingest, *by_phase = await pipe.execute()
+        return SystemCounts(
+            outbox_backlog=int(backlog),
+            outbox_oldest_id=str(oldest[0][0]) if oldest else None,
+            outbox_dead=int(dead),
+            ingest={str(k): int(v) for k, v in ingest.items()},
+            nodepools_by_phase=dict(zip(phases, map(int, by_phase), strict=True)),
+        )
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+class SystemCounts(NamedTuple):
+    outbox_backlog: int
+    outbox_oldest_id: str | None  # its stream id: the commit time in ms, "-", a sequence
+    outbox_dead: int
+    ingest: dict[str, int]
+    nodepools_by_phase: dict[str, int]
 
 
 def _txn_outcome(reply: Any) -> TxnFailed | Exception | None:

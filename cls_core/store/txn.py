@@ -32,10 +32,6 @@ class Txn:
         self.checks.append({"c": "hget", "k": self._k(key), "f": field_, "v": value, "fail": fail})
         return self
 
-    def expect_present(self, key: str, field_: str, fail: str) -> Txn:
-        self.checks.append({"c": "hgetne", "k": self._k(key), "f": field_, "fail": fail})
-        return self
-
     def expect_count(self, key: str, count: int, fail: str) -> Txn:
         self.checks.append({"c": "zcard", "k": self._k(key), "v": count, "fail": fail})
         return self

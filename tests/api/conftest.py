@@ -297,4 +297,4 @@ async def store(settings: Settings, redis: Redis) -> AsyncIterator[RedisStore]:
     """The API's own store over the real Redis, in the test's namespace."""
     client = RedisStore(connect_redis(settings.redis_url), settings.names)
     yield client
-    await client.redis.aclose()
+    await client.aclose()

@@ -128,6 +128,7 @@ async def test_a_write_that_keeps_losing_races_is_503_with_retry_after_not_409(
     api: httpx.AsyncClient,
     nodepool: dict[str, Any],
     settings: Settings,
+    redis: Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Another writer gets in between every read and its guarded write."""
@@ -136,7 +137,7 @@ async def test_a_write_that_keeps_losing_races_is_503_with_retry_after_not_409(
     guarded_write = RedisStore.run
 
     async def always_beaten(store: RedisStore, txn: Txn, dry_run: bool = False) -> None:
-        await store.redis.hset(record_key, "rv", uuid.uuid4().hex[:16])
+        await redis.hset(record_key, "rv", uuid.uuid4().hex[:16])
         await guarded_write(store, txn, dry_run)
 
     monkeypatch.setattr(RedisStore, "run", always_beaten)

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from cls_core.store.leader_lock import LeaderLock
 from cls_runtime.settings import Settings
-from event_jobs.leader import LeaderLock, Leadership
+from event_jobs.leader import Leadership
 
 TTL = 0.6
 

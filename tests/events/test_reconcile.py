@@ -14,8 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from cls_core.store import RedisStore
+from cls_core.store.leader_lock import LeaderLock
 from cls_runtime.settings import Settings
-from event_jobs.leader import LeaderLock, Leadership
+from event_jobs.leader import Leadership
 from event_jobs.reconcile import ReconcileLoop
 from tests.conftest import (
     USER,

@@ -1,0 +1,180 @@
+"""Contract tests of the Lua scripts (``cls_core/store/*.lua`` and the leader lock's), over the
+real Redis: each check of the guarded transaction holds and fails as documented, each op writes
+what it says, a failed check or a dry run writes nothing; the read scripts return what the store
+expects. (The guarded transaction's quota, value and conditional-delete cases, unknown checks and
+ops, and the keys passed in KEYS are in test_guarded_txn.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from cls_core.store import RedisStore, Txn, TxnFailed
+from cls_core.store.scripts import LuaScript
+from cls_runtime.settings import Settings
+
+Setup = Callable[[Redis, Callable[[str], str]], Awaitable[Any]]
+
+
+@pytest.fixture
+def key(settings: Settings) -> Callable[[str], str]:
+    return lambda name: f"{settings.namespace}:lua:{name}"
+
+
+async def nothing(redis: Redis, key: Callable[[str], str]) -> None:
+    return None
+
+
+async def a_hash(redis: Redis, key: Callable[[str], str]) -> None:
+    await redis.hset(key("h"), mapping={"rv": "r1"})
+
+
+async def a_sorted_set(redis: Redis, key: Callable[[str], str]) -> None:
+    await redis.zadd(key("z"), {"a": 1.0, "b": 5.0})
+
+
+async def a_string(redis: Redis, key: Callable[[str], str]) -> None:
+    await redis.set(key("s"), "v1")
+
+
+# (check, the state it meets, whether it holds)
+CHECKS: dict[str, tuple[Callable[[Txn, Callable[[str], str]], Txn], Setup, bool]] = {
+    "hget equal holds": (lambda t, k: t.expect_field(k("h"), "rv", "r1", "F"), a_hash, True),
+    "hget different fails": (lambda t, k: t.expect_field(k("h"), "rv", "r2", "F"), a_hash, False),
+    "hget absent holds": (lambda t, k: t.expect_field(k("h"), "x", None, "F"), a_hash, True),
+    "hget absent fails": (lambda t, k: t.expect_field(k("h"), "rv", None, "F"), a_hash, False),
+    "zcard equal holds": (lambda t, k: t.expect_count(k("z"), 2, "F"), a_sorted_set, True),
+    "zcard different fails": (lambda t, k: t.expect_count(k("z"), 0, "F"), a_sorted_set, False),
+    "zscore_le holds": (
+        lambda t, k: t.expect_score_at_most(k("z"), "b", 5.0, "F"),
+        a_sorted_set,
+        True,
+    ),
+    "zscore_le above fails": (
+        lambda t, k: t.expect_score_at_most(k("z"), "b", 4.0, "F"),
+        a_sorted_set,
+        False,
+    ),
+    "zscore_le missing member fails": (
+        lambda t, k: t.expect_score_at_most(k("z"), "c", 9.0, "F"),
+        a_sorted_set,
+        False,
+    ),
+    "absent holds": (lambda t, k: t.expect_absent(k("s"), "F"), nothing, True),
+    "absent fails": (lambda t, k: t.expect_absent(k("s"), "F"), a_string, False),
+    "zcard_lt holds": (lambda t, k: t.expect_count_below(k("z"), 3, "F"), a_sorted_set, True),
+    "zcard_lt fails": (lambda t, k: t.expect_count_below(k("z"), 2, "F"), a_sorted_set, False),
+}
+
+
+@pytest.mark.parametrize("case", CHECKS, ids=list(CHECKS))
+async def test_each_check_holds_or_fails_as_documented(
+    case: str, store: RedisStore, redis: Redis, key: Callable[[str], str]
+) -> None:
+    add_check, setup, holds = CHECKS[case]
+    await setup(redis, key)
+    txn = add_check(Txn(), key).set_value(key("written"), "yes")
+    if holds:
+        await store.run(txn)
+        assert await redis.get(key("written")) == "yes"
+    else:
+        with pytest.raises(TxnFailed) as failed:
+            await store.run(txn)
+        assert failed.value.code == "F"
+        assert await redis.exists(key("written")) == 0  # a failed check writes nothing
+
+
+async def test_each_op_writes_what_it_says(
+    store: RedisStore, redis: Redis, key: Callable[[str], str]
+) -> None:
+    await redis.hset(key("h"), mapping={"gone": "1", "kept": "1"})
+    await redis.zadd(key("z"), {"old": 1.0})
+    await redis.set(key("d"), "x")
+    txn = (
+        Txn()
+        .hset(key("h"), {"a": "1", "b": "2"})
+        .hdel(key("h"), "gone")
+        .zadd(key("z"), 7.0, "new")
+        .zrem(key("z"), "old")
+        .delete(key("d"))
+        .xadd(key("x"), {"event": "e1"})
+        .set_value(key("s"), "v", px=60_000)
+    )
+    await store.run(txn)
+    assert await redis.hgetall(key("h")) == {"kept": "1", "a": "1", "b": "2"}
+    assert await redis.zrange(key("z"), 0, -1, withscores=True) == [("new", 7.0)]
+    assert await redis.exists(key("d")) == 0
+    entries: Any = await redis.xrange(key("x"))
+    assert [fields for _, fields in entries] == [{"event": "e1"}]
+    assert await redis.get(key("s")) == "v"
+    assert 0 < await redis.pttl(key("s")) <= 60_000
+
+
+async def test_a_dry_run_checks_everything_and_writes_nothing(
+    store: RedisStore, redis: Redis, key: Callable[[str], str]
+) -> None:
+    await a_hash(redis, key)
+    txn = Txn().expect_field(key("h"), "rv", "r1", "F").set_value(key("s"), "v")
+    await store.run(txn, dry_run=True)
+    assert await redis.exists(key("s")) == 0
+    with pytest.raises(TxnFailed):
+        await store.run(Txn().expect_field(key("h"), "rv", "r2", "F"), dry_run=True)
+
+
+async def test_list_page_returns_the_total_and_one_page_in_index_order(
+    store: RedisStore, redis: Redis, settings: Settings, key: Callable[[str], str]
+) -> None:
+    prefix = settings.names.record("nodepool", "")
+    for n, rid in enumerate(("a", "b", "c")):
+        view = orjson.dumps({"id": rid}).decode()
+        await redis.hset(prefix + rid, mapping={"rv": "1", "view_rv": "1", "view": view})
+        await redis.zadd(key("index"), {rid: float(n)})
+    total, page = await store.list_page("nodepool", key("index"), 1, 5)
+    assert total == 3
+    assert orjson.loads(f"[{page}]") == [{"id": "b"}, {"id": "c"}]
+    assert await store.list_page("nodepool", key("index"), 3, 5) == (3, "")
+
+
+async def test_record_with_reports_reads_the_fields_and_every_report(
+    redis: Redis, key: Callable[[str], str]
+) -> None:
+    script = LuaScript.of_file(redis, "record_with_reports.lua")
+    await redis.hset(key("record"), mapping={"owner": "o", "rv": "r"})
+    await redis.hset(key("reports"), mapping={"ctl": "{}"})
+    values, reports = await script([key("record"), key("reports")], ["owner", "rv", "nope"])
+    assert (values, reports) == (["o", "r", None], ["ctl", "{}"])
+    values, reports = await script([key("none"), key("none-reports")], ["owner"])
+    assert (values, reports) == ([None], [])
+
+
+async def test_nodepool_for_write_reads_the_nodepool_its_reports_and_its_cluster(
+    redis: Redis, settings: Settings, key: Callable[[str], str]
+) -> None:
+    script = LuaScript.of_file(redis, "nodepool_for_write.lua")
+    prefix = settings.names.record("cluster", "")
+    await redis.hset(key("np"), mapping={"cluster_id": "c1", "rv": "n"})
+    await redis.hset(key("np-reports"), mapping={"ctl": "{}"})
+    await redis.hset(prefix + "c1", mapping={"rv": "c", "owner": "o"})
+    reply = await script([key("np"), key("np-reports")], [prefix, "rv", "owner"])
+    assert reply == [["n", None], ["ctl", "{}"], ["c", "o"]]
+    reply = await script([key("gone"), key("gone-reports")], [prefix, "rv"])
+    assert reply == [[None], [], None]
+
+
+async def test_the_leader_lock_is_extended_and_released_only_by_its_holder(
+    store: RedisStore, redis: Redis, key: Callable[[str], str]
+) -> None:
+    holder = store.leader_lock(key("lock"), ttl=5, token="holder")
+    other = store.leader_lock(key("lock"), ttl=5, token="other")
+    assert await holder.acquire()
+    assert not await other.acquire()
+    assert not await other.renew()
+    assert not await other.release()
+    assert await holder.renew()
+    assert await holder.holder() == "holder"
+    assert await holder.release()
+    assert await redis.exists(key("lock")) == 0
