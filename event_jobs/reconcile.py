@@ -1,6 +1,6 @@
 """Periodic reconciliation: re-publish ``<kind>.reconcile`` for resources that are due.
 
-Writes keep ``names.reconcile_due`` (member ``<kind>:<id>``, score = unix time due): a spec change
+Writes keep the schedule (``cls_core.services.reconcile_schedule``): a spec change
 makes the resource due after ``reconcile_interval``; the status path moves it to
 ``reconcile_ready_interval`` when it becomes Ready and back when it leaves Ready. Each tick the
 leader takes the members already due, oldest first and at most ``reconcile_batch_size`` (a
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from redis.exceptions import RedisError
 
 from cls_core.services.common import RV_CHANGED, append_event, build_event
+from cls_core.services.reconcile_schedule import ReconcileSchedule, is_ready
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn
 from cls_runtime.settings import Settings
 from event_jobs.leader import Leadership
@@ -44,18 +45,12 @@ def tick_period(interval: float) -> float:
     return min(MAX_TICK, interval / 4)
 
 
-def is_ready_at_current_generation(record: Record) -> bool:
-    status = record.status
-    return bool(
-        status.get("phase") == "Ready" and status.get("observedGeneration") == record.generation
-    )
-
-
 class ReconcileLoop:
     def __init__(self, store: RedisStore, settings: Settings, lease: Leadership) -> None:
         self.store = store
         self.names = store.names
         self.settings = settings
+        self.schedule = ReconcileSchedule(store.names, settings)
         self.lease = lease
         self.published = 0
         self.ticks = 0  # ticks run as leader (a metric)
@@ -135,17 +130,12 @@ class ReconcileLoop:
 
     def _reconcile(self, member: str, record: Record, now: float) -> Txn:
         """The reconcile event at the current generation, and the next due time, atomically."""
-        interval = (
-            self.settings.reconcile_ready_interval
-            if is_ready_at_current_generation(record)
-            else self.settings.reconcile_interval
-        )
         kind: Kind = "nodepool" if isinstance(record, NodePoolRecord) else "cluster"
         txn = Txn()
         txn.expect_field(self.names.record(kind, record.id), "rv", record.rv, RV_CHANGED)
         # Still due: a write (or another replica's tick) that rescheduled it since we looked wins.
-        txn.expect_score_at_most(self.names.reconcile_due, member, now, RESCHEDULED)
-        txn.zadd(self.names.reconcile_due, now + interval, member)
+        ready = is_ready(record.status, record.generation)
+        self.schedule.next_if_still_due(txn, member, ready, now, RESCHEDULED)
         append_event(txn, self.names, reconcile_event(record, now))
         return txn
 
@@ -158,7 +148,7 @@ class ReconcileLoop:
             txn.expect_field(record_key, "rv", None, STILL_EXISTS)
         else:
             log.warning("reconcile schedule: unknown member %r removed", member)
-        txn.zrem(self.names.reconcile_due, member)
+        self.schedule.forget(txn, member)
         return txn
 
 

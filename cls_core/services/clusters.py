@@ -25,6 +25,7 @@ from cls_core.services.common import (
 )
 from cls_core.services.idempotency import IdempotentCreate, commit_create, delete_key_with
 from cls_core.services.nodepools import NodePoolService
+from cls_core.services.reconcile_schedule import ReconcileSchedule, member
 from cls_core.store import ClusterRecord, RedisStore, Txn, TxnFailed
 from cls_runtime.settings import Settings
 from shared_models.aggregation import aggregate_stored
@@ -52,6 +53,7 @@ class ClusterService:
         self.settings = settings
         self.nodepools = nodepools
         self._writing = KeyedLocks()
+        self._schedule = ReconcileSchedule(store.names, settings)
 
     async def get(self, owner: str, cluster_id: str) -> ClusterRecord:
         record = await self.store.get_cluster(cluster_id)
@@ -274,7 +276,7 @@ class ClusterService:
         txn.delete(names.controller_reports("cluster", record.id))
         txn.move_in_indexes(record.index_keys(names), set(), record.seq, record.id)
         txn.hdel(names.cluster_names(record.owner), record.name)
-        txn.zrem(names.reconcile_due, f"cluster:{record.id}")
+        self._schedule.forget(txn, member("cluster", record.id))
         txn.hset(names.retired_cluster_ids, {record.id: iso(now)})
         delete_key_with(txn, names, record.owner, record.idem_key, record.id)
         self._emit(txn, "cluster.deleted", record, record.generation + 1, now)

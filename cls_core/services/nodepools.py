@@ -24,6 +24,7 @@ from cls_core.services.common import (
 )
 from cls_core.services.idempotency import IdempotentCreate, commit_create, delete_key_with
 from cls_core.services.merge_patch import merge_patch
+from cls_core.services.reconcile_schedule import ReconcileSchedule, is_ready, member
 from cls_core.services.validation import field_errors, validate_nodepool_against_cluster
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
 from cls_runtime.settings import Settings
@@ -59,6 +60,7 @@ class NodePoolService:
         self.settings = settings
         self._clusters = ClusterSnapshots()
         self._writing = KeyedLocks()
+        self._schedule = ReconcileSchedule(store.names, settings)
 
     # ---- reads -----------------------------------------------------------------------------
     async def get(self, owner: str, nodepool_id: str) -> NodePoolRecord:
@@ -181,7 +183,7 @@ class NodePoolService:
         txn.hset(self.names.nodepool_names(cluster_id), {body.name: nodepool_id})
         txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, nodepool_id)
         txn.zadd(self.names.cluster_nodepools(cluster_id), record.seq, nodepool_id)
-        self._schedule_reconcile(txn, nodepool_id, status)
+        self._schedule_reconcile(txn, nodepool_id, status, record.generation)
         self._emit(txn, "nodepool.created", record, record.generation, now)
         await commit_create(self.store, lambda: self._run(txn, body.name, dry_run), idempotency)
         return record
@@ -252,7 +254,7 @@ class NodePoolService:
         txn.move_in_indexes(record.index_keys(names), set(), record.seq, record.id)
         txn.hdel(names.nodepool_names(record.cluster_id), record.name)
         txn.zrem(names.cluster_nodepools(record.cluster_id), record.id)
-        txn.zrem(names.reconcile_due, f"nodepool:{record.id}")
+        self._schedule.forget(txn, member("nodepool", record.id))
         delete_key_with(txn, names, record.owner, record.idem_key, record.id)
         # Deletion is a change of desired state: it gets the next generation, so consumers that
         # ignore generations they have already handled still act on it.
@@ -319,7 +321,7 @@ class NodePoolService:
             record.index_keys(names), updated.index_keys(names), record.seq, record.id
         )
         if spec_changed:
-            self._schedule_reconcile(txn, record.id, status)
+            self._schedule_reconcile(txn, record.id, status, generation)
             self._emit(txn, "nodepool.updated", updated, generation, now)
         await self._run(txn, name, dry_run)
         return updated
@@ -336,15 +338,12 @@ class NodePoolService:
             raise ValidationFailed.of("cluster_id", "nodepool cluster_id is required")
         return body_cluster_id
 
-    def _schedule_reconcile(self, txn: Txn, nodepool_id: str, status: dict[str, Any]) -> None:
+    def _schedule_reconcile(
+        self, txn: Txn, nodepool_id: str, status: dict[str, Any], generation: int
+    ) -> None:
         """Due for a reconcile event if it has not converged by then."""
-        interval = (
-            self.settings.reconcile_ready_interval
-            if status["phase"] == "Ready"
-            else self.settings.reconcile_interval
-        )
-        due = utcnow().timestamp() + interval
-        txn.zadd(self.names.reconcile_due, due, f"nodepool:{nodepool_id}")
+        ready = is_ready(status, generation)
+        self._schedule.schedule(txn, "nodepool", nodepool_id, ready, utcnow().timestamp())
 
     def _emit(
         self, txn: Txn, event_type: Any, record: NodePoolRecord, generation: int, now: Any

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from cls_core.errors import Conflict
 from cls_core.services.common import RV_CHANGED, new_resource_version, utcnow
+from cls_core.services.reconcile_schedule import ReconcileSchedule, is_ready
 from cls_core.services.validation import field_errors
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
 from cls_runtime.logs import bind
@@ -35,7 +36,7 @@ from shared_models.aggregation import (
 )
 from shared_models.errors import FieldError
 from shared_models.names import Kind
-from shared_models.status import ControllerReport, Phase
+from shared_models.status import ControllerReport
 
 R = TypeVar("R", bound=ControllerReport)
 
@@ -125,6 +126,7 @@ class StatusService:
         self.store = store
         self.names = store.names
         self.settings = settings
+        self._schedule = ReconcileSchedule(store.names, settings)
 
     async def apply(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
         """Apply one report; retried when another write to the same resource got there first.
@@ -257,20 +259,10 @@ class StatusService:
                 original.seq,
                 resource_id,
             )
-        if kind == "nodepool" and state.rescheduled is not None:
-            self._reschedule(txn, resource_id, state.rescheduled)
+        if kind == "nodepool" and state.phase_changed:
+            ready = is_ready(updated.status, updated.generation)
+            self._schedule.schedule(txn, "nodepool", resource_id, ready, utcnow().timestamp())
         return txn
-
-    def _reschedule(self, txn: Txn, nodepool_id: str, phase: Phase) -> None:
-        """Ready resources are re-checked rarely; the others soon."""
-        interval = (
-            self.settings.reconcile_ready_interval
-            if phase == Phase.READY
-            else self.settings.reconcile_interval
-        )
-        txn.zadd(
-            self.names.reconcile_due, utcnow().timestamp() + interval, f"nodepool:{nodepool_id}"
-        )
 
 
 class _State:
@@ -290,7 +282,7 @@ class _State:
         self._controllers: dict[str, Controller] | None = None
         self.status: dict[str, Any] = record.status
         self.written: list[str] = []  # controllers whose report is to be written
-        self.rescheduled: Phase | None = None  # the phase of the last change of phase
+        self.phase_changed = False  # by a report of this window
         self.changed = False
 
     def _stored(self, name: str) -> dict[str, Any]:
@@ -322,7 +314,7 @@ class _State:
         stored_json = orjson.dumps(stored).decode()
         # Nothing above raised: the report is part of the state.
         if status["phase"] != self.status["phase"]:
-            self.rescheduled = Phase(status["phase"])
+            self.phase_changed = True
         self.record, self.status = record, status
         self._reports[name] = stored
         self._controllers = controllers
