@@ -10,11 +10,15 @@ from pydantic import BaseModel, Field
 
 class ErrorCode(StrEnum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
+    # HTTP that no parser accepts (answered by the edge, api_service/http_edge.py).
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
     UNAUTHORIZED = "UNAUTHORIZED"
     FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     CONFLICT = "CONFLICT"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
