@@ -18,7 +18,7 @@ from bench.config import load_config
 from bench.context import RunContext
 from bench.load.driver import describe_generator
 from bench.report import machine_lines, render_table, uptime, write_results
-from bench.scenarios import e2e, events, http, ingestion, listing, rejected_bodies
+from bench.scenarios import e2e, events, http, ingestion, listing, rejected_bodies, slow_clients
 
 SCENARIOS: list[tuple[str, Callable[[RunContext], None]]] = [
     ("http", http.run),
@@ -27,6 +27,7 @@ SCENARIOS: list[tuple[str, Callable[[RunContext], None]]] = [
     ("events", events.run),
     ("e2e", e2e.run),
     ("rejected_bodies", rejected_bodies.run),
+    ("slow_clients", slow_clients.run),
 ]
 
 
