@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -106,8 +105,6 @@ class RequestContextMiddleware:
         with log_context(request_id=request_id):
             try:
                 await self.app(scope, watched_receive, send_with_id)
-            except ClientDisconnect:
-                disconnected = True  # the client left mid-request: nothing to answer or log
             except Exception:
                 log.exception("unhandled error")
                 if response_started:
