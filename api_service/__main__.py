@@ -7,6 +7,7 @@ from typing import Any
 import uvicorn
 
 from api_service.app import create_app
+from api_service.http_edge import edge_protocol
 from cls_runtime.gc_tuning import tune_for_service
 from cls_runtime.logs import configure_logging
 from cls_runtime.settings import Settings
@@ -26,6 +27,13 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # The peer address is the TCP peer: CLS_TRUSTED_PROXIES must not be fooled by a
         # client-supplied X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default).
         "proxy_headers": False,
+        # What a connection may cost before its request reaches the app: header size, header
+        # and body timeouts, connection count (api_service/http_edge.py).
+        "http": edge_protocol(settings),
+        # h11's own bound on a head is 16 KiB: it would answer a 400 before the edge's 431.
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        # No WebSocket route exists: an upgrade would take the connection away from the edge.
+        "ws": "none",
     }
 
 

@@ -92,6 +92,9 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
         docs_url=None,
         redoc_url=None,
         routes=api_routes(),
+        # /api/v1/clusters/ is a 404 like any unknown path: Starlette's redirect to the path
+        # without the slash builds its Location from the client's Host header.
+        redirect_slashes=False,
     )
     install_docs_pages(app)
     install_record_context()  # log lines carry the request's context, whoever handles them

@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from pydantic import AfterValidator
 
 from api_service.auth import resolve_controller, resolve_user
-from cls_core.errors import ValidationFailed
+from cls_core.errors import Unauthorized, ValidationFailed
 from cls_core.services.clusters import ClusterService
 from cls_core.services.common import Preconditions
 from cls_core.services.nodepools import NodePoolService
@@ -113,20 +113,33 @@ class ControllerCall:
     status: StatusService
 
 
+def identity_header(request: Request, name: str) -> str | None:
+    """The one value of an identity header; 401 when it was sent more than once, as which of
+    them a server reads (the first, the last, all joined) differs between servers and proxies:
+    a gateway that adds its own rather than replacing the client's must not let either win."""
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise Unauthorized(
+            f"{name} was sent more than once",
+            f"a request carries one identity; send {name} once",
+        )
+    return values[0] if values else None
+
+
 async def _user(request: Request) -> UserCall:
     """The calling user (401/403 when there is none) and the services acting for them."""
     state = state_of(request)
-    headers = request.headers
-    owner = resolve_user(state.settings, headers.get("x-user-email"), headers.get("authorization"))
+    email = identity_header(request, "X-User-Email")
+    owner = resolve_user(state.settings, email, identity_header(request, "Authorization"))
     return UserCall(owner, state.clusters, state.nodepools)
 
 
 async def _controller(request: Request) -> ControllerCall:
     """The calling controller (401/403 when there is none): the status reports' caller."""
     state = state_of(request)
-    headers = request.headers
+    authorization = identity_header(request, "Authorization")
     name = resolve_controller(
-        state.settings, headers.get("authorization"), headers.get("x-user-email")
+        state.settings, authorization, identity_header(request, "X-User-Email")
     )
     return ControllerCall(name, state.status)
 

@@ -7,7 +7,9 @@
 - one access line per request: method, route template, path, status, duration, resource ids;
 - ``http_requests_total`` and ``http_request_duration_seconds`` by route template;
 - an exception nothing handled becomes a 500 in the envelope, logged once with its traceback
-  and the request id (never the request's headers or body).
+  and the request id (never the request's headers or body);
+- a client that hangs up before its answer (mid-body, say) is counted and logged as 499, the
+  status proxies use for it: no error, no traceback.
 
 It wraps the other middlewares, so a 413 from the size limit or a 401 from the proxy check is
 counted, logged and carries the request id like any other response.
@@ -26,6 +28,7 @@ from starlette.routing import BaseRoute, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_service.error_handlers import error_response
+from api_service.http_edge import EDGE_STATUS
 from api_service.metrics import UNMATCHED, ApiMetrics
 from cls_core.errors import ApiError
 from cls_runtime.logs import bind, current_context, log_context
@@ -34,6 +37,8 @@ log = logging.getLogger("api_service")
 access_log = logging.getLogger("api_service.access")
 
 HEADER = b"x-request-id"
+# The status counted for a request whose client hung up before it was answered (nginx's).
+CLIENT_CLOSED = 499
 # Room for a UUID, a W3C trace id or a gateway's own; nothing that could break a log line.
 _SAFE_ID = re.compile(rb"[A-Za-z0-9._:+=/-]{1,128}")
 # Path parameters, by route template fragment, as the resource fields of log lines.
@@ -81,6 +86,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        disconnected = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -90,15 +96,25 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), (HEADER, request_id.encode())]
             await send(message)
 
+        async def watched_receive() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            disconnected = disconnected or message["type"] == "http.disconnect"
+            return message
+
         with log_context(request_id=request_id):
             try:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, watched_receive, send_with_id)
             except Exception:
                 log.exception("unhandled error")
                 if response_started:
                     raise  # too late for a clean 500: the server closes the connection
                 await error_response(ApiError("Internal error"))(scope, receive, send_with_id)
             finally:
+                if disconnected and not response_started:
+                    # Nobody was answered: the client hung up (499, as proxies count it), or
+                    # the edge answered for the app (a body timeout's 408).
+                    status = scope.get(EDGE_STATUS, CLIENT_CLOSED)
                 self._account(scope, status, time.perf_counter() - started)
 
     def _account(self, scope: Scope, status: int, seconds: float) -> None:

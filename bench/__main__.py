@@ -18,7 +18,16 @@ from bench.config import load_config
 from bench.context import RunContext
 from bench.load.driver import describe_generator
 from bench.report import machine_lines, render_table, uptime, write_results
-from bench.scenarios import e2e, events, http, idempotency, ingestion, listing, rejected_bodies
+from bench.scenarios import (
+    e2e,
+    events,
+    http,
+    idempotency,
+    ingestion,
+    listing,
+    rejected_bodies,
+    slow_clients,
+)
 
 SCENARIOS: list[tuple[str, Callable[[RunContext], None]]] = [
     ("http", http.run),
@@ -28,6 +37,7 @@ SCENARIOS: list[tuple[str, Callable[[RunContext], None]]] = [
     ("e2e", e2e.run),
     ("rejected_bodies", rejected_bodies.run),
     ("idempotency", idempotency.run),
+    ("slow_clients", slow_clients.run),
 ]
 
 

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     stub_prefetch: int = Field(default=64, ge=1, le=10_000)
     # Requests.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The edge (api_service/http_edge.py, when served by `python -m api_service`): what one
+    # connection may cost before its request reaches the app. The request line and headers at
+    # most this many bytes (431 beyond), received within header_timeout seconds, the body within
+    # body_timeout seconds of them (408 otherwise); at most max_connections open (503 beyond).
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=2048, ge=1)
     # The longest an Idempotency-Key is remembered (seconds); it goes sooner, with the resource
     # it created, when that is deleted.
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)

@@ -155,6 +155,17 @@ async def test_unknown_route_is_404_in_the_envelope(api: httpx.AsyncClient, path
 
 
 @pytest.mark.parametrize(
+    "path",
+    ["/api/v1/clusters/", "/api/v1/nodepools/", f"/api/v1/clusters/{NO_SUCH_ID}/nodepools/"],
+)
+async def test_a_trailing_slash_is_404_never_a_redirect(api: httpx.AsyncClient, path: str) -> None:
+    # Starlette's redirect to the path without the slash built its Location from the Host header.
+    response = await api.get(path, headers={**USER, "Host": "elsewhere.example"})
+    assert_error(response, 404, "NOT_FOUND")
+    assert "location" not in response.headers
+
+
+@pytest.mark.parametrize(
     ("method", "path"),
     [
         ("GET", f"/nodepools/{NO_SUCH_ID}"),
@@ -207,7 +218,7 @@ async def test_wrong_method_is_405_in_the_envelope_with_allow(
     api: httpx.AsyncClient, method: str, path: str
 ) -> None:
     response = await api.request(method, API + path, headers=USER)
-    assert_error(response, 405, "VALIDATION_ERROR")
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
     # Every method of the path, not only the first matching route's (Starlette's own 405).
     assert (
         response.headers["Allow"]

@@ -49,6 +49,7 @@ def test_quick_bench_prints_every_section_and_leaves_results_md_alone(tmp_path: 
         "### Rejected bodies",
         "### Rejected reports",
         "### Idempotency-Key storage",
+        "### Slow clients",
         "| figure | measured | baseline",
     ):
         assert heading in done.stdout, done.stdout[-3000:]

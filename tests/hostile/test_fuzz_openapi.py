@@ -126,7 +126,7 @@ def error_envelope(ctx: CheckContext, response: Response, case: Case[Any]) -> bo
         401: ErrorCode.UNAUTHORIZED,
         403: ErrorCode.FORBIDDEN,
         404: ErrorCode.NOT_FOUND,
-        405: ErrorCode.VALIDATION_ERROR,
+        405: ErrorCode.METHOD_NOT_ALLOWED,
         409: ErrorCode.CONFLICT,
         413: ErrorCode.PAYLOAD_TOO_LARGE,
     }

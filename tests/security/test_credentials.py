@@ -140,3 +140,45 @@ def test_the_bearer_scheme_is_case_insensitive_and_the_token_exact(settings: Set
     assert auth.controller_for_token(settings, f"bearer {token}") == "gcp-nodepool-controller"
     assert auth.controller_for_token(settings, f"Bearer {token.upper()}") is None
     assert auth.controller_for_token(settings, f"Bearer {token}x") is None
+
+
+# ---- an identity header sent twice -----------------------------------------------------------
+# Which of two values a server reads (the first, the last, both joined) differs between servers
+# and proxies: a gateway that adds its X-User-Email beside the client's must not let one win.
+
+EMAILS = [("user@example.com", "other@example.com"), ("user@example.com", "user@example.com")]
+
+
+@pytest.mark.parametrize("emails", EMAILS, ids=["different", "identical"])
+async def test_x_user_email_sent_twice_is_401(
+    api: httpx.AsyncClient, owned: dict[str, Any], emails: tuple[str, str]
+) -> None:
+    headers = [("X-User-Email", email) for email in emails]
+    response = await api.get(f"{API}/clusters/{owned['cl']['id']}", headers=headers)
+    error = assert_error(response, 401, "UNAUTHORIZED")
+    assert error["message"] == "X-User-Email was sent more than once"
+
+
+async def test_authorization_sent_twice_on_a_status_write_is_401(
+    api: httpx.AsyncClient, owned: dict[str, Any]
+) -> None:
+    token = controller_headers()["Authorization"]
+    report = {"controller_name": "gcp-nodepool-controller", "observed_generation": 1}
+    response = await api.put(
+        f"{API}/nodepools/{owned['np']['id']}/status",
+        json=report,
+        headers=[("Authorization", token), ("Authorization", "Bearer not-a-token")],
+    )
+    error = assert_error(response, 401, "UNAUTHORIZED")
+    assert error["message"] == "Authorization was sent more than once"
+    status = await api.get(f"{API}/nodepools/{owned['np']['id']}/status", headers=USER)
+    assert status.json()["controller_status"] == []
+
+
+async def test_authorization_sent_twice_on_a_user_request_is_401(
+    api: httpx.AsyncClient, owned: dict[str, Any]
+) -> None:
+    headers = [*USER.items(), ("Authorization", "Bearer a"), ("Authorization", "Bearer b")]
+    response = await api.get(f"{API}/clusters/{owned['cl']['id']}", headers=headers)
+    error = assert_error(response, 401, "UNAUTHORIZED")
+    assert error["message"] == "Authorization was sent more than once"
