@@ -19,7 +19,6 @@ from api_service.metrics import ApiMetrics
 from api_service.request_context import RequestContextMiddleware, RouteTemplates
 from api_service.routes import clusters, health, nodepools, status
 from api_service.routes import metrics as metrics_route
-from api_service.routes.idempotency import install_replay_handler
 from api_service.trusted_proxies import TrustedProxyMiddleware
 from cls_core.services.clusters import ClusterService
 from cls_core.services.nodepools import NodePoolService
@@ -101,7 +100,6 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
     metrics = ApiMetrics()
     app.state.metrics = metrics
     install_error_handlers(app)
-    install_replay_handler(app)
     # Each middleware added wraps the ones before: the request context sees every response
     # (413s and 401s included), the size limit bounds the body before the JSON guard reads it.
     app.add_middleware(JsonGuardMiddleware)

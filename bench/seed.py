@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from api_service.app import build_state
 from api_service.deps import AppState
 from bench import bodies
+from cls_core.services.idempotency import Replay
 from cls_runtime.settings import Settings
 from shared_models.resources import ClusterCreate, NodePoolCreate
 
@@ -38,6 +39,7 @@ async def services(settings: Settings) -> AsyncIterator[AppState]:
 async def new_cluster(state: AppState, owner: str, name: str) -> Seeded:
     body = ClusterCreate.model_validate_json(json.dumps(bodies.cluster_body(name)))
     record = await state.clusters.create(owner, body, dry_run=False)
+    assert not isinstance(record, Replay)  # no Idempotency-Key, no replay
     return Seeded(owner, record.id)
 
 

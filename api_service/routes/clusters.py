@@ -8,7 +8,12 @@ from fastapi import APIRouter, Query, Response
 
 from api_service.deps import ClusterId, Precondition, User
 from api_service.json_response import OrjsonResponse
-from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
+from api_service.routes.idempotency import (
+    IDEMPOTENCY_DOC,
+    IdempotencyKey,
+    replay_response,
+    replayed,
+)
 from api_service.routes.nodepools import DryRun
 from api_service.routes.queries import ClusterListQuery
 from api_service.routes.responses import (
@@ -21,6 +26,7 @@ from api_service.routes.responses import (
     stored_resource_response,
 )
 from api_service.routing import ApiRoute
+from cls_core.services.idempotency import Replay
 from shared_models.resources import (
     Cluster,
     ClusterCreate,
@@ -43,9 +49,13 @@ async def create(
     body: ClusterCreate,
     idempotency: IdempotencyKey,
     dry_run: DryRun = False,
-) -> OrjsonResponse:
-    record = await user.clusters.create(user.owner, body, dry_run, idempotency)
-    return resource_response(record.view(), 201, f"/api/v1/clusters/{record.id}")
+) -> Response:
+    if isinstance(idempotency, Replay):
+        return replay_response(idempotency)
+    created = await user.clusters.create(user.owner, body, dry_run, idempotency)
+    if isinstance(created, Replay):  # a retry that raced the first request to the key
+        return replay_response(created)
+    return resource_response(created.view(), 201, f"/api/v1/clusters/{created.id}")
 
 
 @router.get("/clusters", response_model=ClusterList)

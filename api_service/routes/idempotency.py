@@ -15,7 +15,7 @@ import re
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
@@ -23,7 +23,7 @@ from api_service.deps import User, state_of
 from api_service.routes.responses import ETAG_AND_LOCATION
 from cls_core.errors import ValidationFailed
 from cls_core.services.common import etag
-from cls_core.services.idempotency import HEADER, IdempotentCreate, Replayed, claim_key
+from cls_core.services.idempotency import HEADER, IdempotentCreate, Replay, claim_key
 
 # Visible ASCII, as the IETF draft's examples and every major API use; room for a UUID or a
 # client's own request id, short enough for a Redis key.
@@ -63,7 +63,7 @@ def replayed(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     }
 
 
-async def _idempotency(request: Request, user: User) -> IdempotentCreate | None:
+async def _idempotency(request: Request, user: User) -> IdempotentCreate | Replay | None:
     raw = request.headers.get(HEADER)
     if raw is None:
         return None
@@ -78,7 +78,8 @@ async def _idempotency(request: Request, user: User) -> IdempotentCreate | None:
     return await claim_key(state.store, user.owner, raw, fingerprint, ttl)
 
 
-IdempotencyKey = Annotated[IdempotentCreate | None, Depends(_idempotency)]
+# A free key's claim, the replay of the create that used the key, or None (no key, a dry run).
+IdempotencyKey = Annotated[IdempotentCreate | Replay | None, Depends(_idempotency)]
 
 
 def _dry_run(request: Request) -> bool:
@@ -100,15 +101,11 @@ def fingerprint_of(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-async def _replayed(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Replayed)
+def replay_response(replay: Replay) -> Response:
+    """200 with the resource the key created, as it is now."""
     headers = {
-        "ETag": etag(exc.resource_version),
-        "Location": _LOCATIONS[exc.kind].format(id=exc.resource_id),
+        "ETag": etag(replay.resource_version),
+        "Location": _LOCATIONS[replay.kind].format(id=replay.resource_id),
         "Idempotent-Replayed": "true",
     }
-    return Response(exc.body, media_type="application/json", headers=headers)
-
-
-def install_replay_handler(app: FastAPI) -> None:
-    app.add_exception_handler(Replayed, _replayed)
+    return Response(replay.body, media_type="application/json", headers=headers)

@@ -15,7 +15,12 @@ from api_service.deps import (
     UserCall,
 )
 from api_service.json_response import OrjsonResponse
-from api_service.routes.idempotency import IDEMPOTENCY_DOC, IdempotencyKey, replayed
+from api_service.routes.idempotency import (
+    IDEMPOTENCY_DOC,
+    IdempotencyKey,
+    replay_response,
+    replayed,
+)
 from api_service.routes.queries import NodePoolListQuery, NodePoolPageQuery
 from api_service.routes.responses import (
     API_PREFIX,
@@ -28,6 +33,8 @@ from api_service.routes.responses import (
 )
 from api_service.routing import ApiRoute
 from cls_core.errors import ValidationFailed
+from cls_core.services.idempotency import Replay
+from cls_core.store import NodePoolRecord
 from shared_models.resources import (
     NodePool,
     NodePoolCreate,
@@ -74,9 +81,11 @@ async def create_in_cluster(
     body: NodePoolCreate,
     idempotency: IdempotencyKey,
     dry_run: DryRun = False,
-) -> OrjsonResponse:
-    record = await user.nodepools.create(user.owner, body, cluster_id, dry_run, idempotency)
-    return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
+) -> Response:
+    if isinstance(idempotency, Replay):
+        return replay_response(idempotency)
+    created = await user.nodepools.create(user.owner, body, cluster_id, dry_run, idempotency)
+    return _created(created)
 
 
 @router.post(
@@ -91,9 +100,17 @@ async def create(
     body: NodePoolCreate,
     idempotency: IdempotencyKey,
     dry_run: DryRun = False,
-) -> OrjsonResponse:
-    record = await user.nodepools.create(user.owner, body, None, dry_run, idempotency)
-    return resource_response(record.view(), 201, f"/api/v1/nodepools/{record.id}")
+) -> Response:
+    if isinstance(idempotency, Replay):
+        return replay_response(idempotency)
+    created = await user.nodepools.create(user.owner, body, None, dry_run, idempotency)
+    return _created(created)
+
+
+def _created(created: NodePoolRecord | Replay) -> Response:
+    if isinstance(created, Replay):  # a retry that raced the first request to the key
+        return replay_response(created)
+    return resource_response(created.view(), 201, f"/api/v1/nodepools/{created.id}")
 
 
 @router.get("/clusters/{clusterId}/nodepools", response_model=NodePoolList)

@@ -23,7 +23,12 @@ from cls_core.services.common import (
     status_document,
     utcnow,
 )
-from cls_core.services.idempotency import IdempotentCreate, commit_create, delete_key_with
+from cls_core.services.idempotency import (
+    IdempotentCreate,
+    Replay,
+    commit_create,
+    delete_key_with,
+)
 from cls_core.services.nodepools import NodePoolService
 from cls_core.services.reconcile_schedule import ReconcileSchedule, member
 from cls_core.store import ClusterRecord, RedisStore, Txn, TxnFailed
@@ -86,7 +91,7 @@ class ClusterService:
         body: ClusterCreate,
         dry_run: bool,
         idempotency: IdempotentCreate | None = None,
-    ) -> ClusterRecord:
+    ) -> ClusterRecord | Replay:
         now = utcnow()
         cluster_id = (body.id or new_id()).lower()
         status = aggregate_stored(1, {}, None, now)
@@ -129,10 +134,10 @@ class ClusterService:
         txn.hset(names.cluster_names(owner), {body.name: cluster_id})
         txn.move_in_indexes(set(), record.index_keys(names), record.seq, cluster_id)
         self._emit(txn, "cluster.created", record, 1, now)
-        await commit_create(
+        replay = await commit_create(
             self.store, lambda: self._run(txn, body.name, dry_run, owner), idempotency
         )
-        return record
+        return replay or record
 
     async def replace(
         self,

@@ -37,15 +37,14 @@ _KEY_CHANGED = "idempotency_key_changed"
 _ATTEMPTS = 3
 
 
-class Replayed(Exception):
+@dataclass(frozen=True)
+class Replay:
     """The request repeats a create that succeeded: answer with the resource as it is now."""
 
-    def __init__(self, kind: Kind, resource_id: str, resource_version: str, body: str) -> None:
-        super().__init__(f"replay of the creation of {kind} {resource_id}")
-        self.kind = kind
-        self.resource_id = resource_id
-        self.resource_version = resource_version
-        self.body = body  # the resource as JSON, as a GET would answer it
+    kind: Kind
+    resource_id: str
+    resource_version: str
+    body: str  # the resource as JSON, as a GET would answer it
 
 
 @dataclass(frozen=True)
@@ -90,15 +89,15 @@ class IdempotentCreate:
         entry = _Entry(self.fingerprint, kind, resource_id)
         txn.set_value(self.key, entry.encode(), px=self.ttl_ms)
 
-    async def check(self, store: RedisStore, stored: str) -> None:
-        """The key holds ``stored``: raise Replayed or Conflict while its resource exists;
-        when that is gone (a key written before keys were deleted with their resource), free
-        the key and return."""
+    async def check(self, store: RedisStore, stored: str) -> Replay | None:
+        """The key holds ``stored``: the replay of its create, or a Conflict, while its resource
+        exists; when that is gone (a key written before keys were deleted with their
+        resource), free the key and return None."""
         entry = _Entry.decode(stored)
         found = await store.get_view(entry.kind, entry.resource_id)
         if found is not None and found[0] == self.owner:
             if entry.fingerprint == self.fingerprint:
-                raise Replayed(entry.kind, entry.resource_id, found[1], found[2])
+                return Replay(entry.kind, entry.resource_id, found[1], found[2])
             raise Conflict(
                 f"{HEADER} was already used for a different request",
                 f"this key created {entry.kind} {entry.resource_id} with another method, path "
@@ -110,6 +109,7 @@ class IdempotentCreate:
         except TxnFailed as failed:
             if failed.code != _KEY_CHANGED:
                 raise
+        return None
 
 
 def delete_key_with(txn: Txn, names: Names, owner: str, client_key: str | None, rid: str) -> None:
@@ -121,24 +121,28 @@ def delete_key_with(txn: Txn, names: Names, owner: str, client_key: str | None, 
 
 async def commit_create(
     store: RedisStore, commit: Callable[[], Awaitable[None]], idempotency: IdempotentCreate | None
-) -> None:
-    """Run a create's transaction; with a key, a race lost on the key is settled as a replay
-    (or a conflict), or, when the key was freed meanwhile, the create runs again. Any other
-    failure raises as it is."""
+) -> Replay | None:
+    """Run a create's transaction (None: committed); with a key, a race lost on the key is
+    settled as a replay (or a conflict), or, when the key was freed meanwhile, the create runs
+    again. Any other failure raises as it is."""
     for _ in range(_ATTEMPTS):
         try:
-            return await commit()
+            await commit()
+            return None
         except TxnFailed as failed:
             if idempotency is None or failed.code != KEY_USED:
                 raise
-            await idempotency.check(store, failed.actual)
+            replay = await idempotency.check(store, failed.actual)
+            if replay is not None:
+                return replay
     raise _busy()
 
 
 async def claim_key(
     store: RedisStore, owner: str, key: str, fingerprint: str, ttl_seconds: float
-) -> IdempotentCreate:
-    """The claim of a create on ``key``; raises Replayed or Conflict when the key is in use."""
+) -> IdempotentCreate | Replay:
+    """The claim of a create on ``key``, or the replay of the create that used it (a Conflict
+    when it was used for another request)."""
     claim = IdempotentCreate(
         owner, key, store.names.idempotency(owner, key), fingerprint, int(ttl_seconds * 1000)
     )
@@ -146,7 +150,9 @@ async def claim_key(
         stored = await store.idempotency_claim(claim.key)
         if stored is None:
             return claim
-        await claim.check(store, stored)
+        replay = await claim.check(store, stored)
+        if replay is not None:
+            return replay
     raise _busy()
 
 

@@ -22,7 +22,12 @@ from cls_core.services.common import (
     status_document,
     utcnow,
 )
-from cls_core.services.idempotency import IdempotentCreate, commit_create, delete_key_with
+from cls_core.services.idempotency import (
+    IdempotentCreate,
+    Replay,
+    commit_create,
+    delete_key_with,
+)
 from cls_core.services.merge_patch import merge_patch
 from cls_core.services.reconcile_schedule import ReconcileSchedule, is_ready, member
 from cls_core.services.validation import field_errors, validate_nodepool_against_cluster
@@ -111,7 +116,7 @@ class NodePoolService:
         path_cluster_id: str | None,
         dry_run: bool,
         idempotency: IdempotentCreate | None = None,
-    ) -> NodePoolRecord:
+    ) -> NodePoolRecord | Replay:
         cluster_id = self._target_cluster(body.cluster_id, path_cluster_id)
         snapshot = self._clusters.get(cluster_id)
         if snapshot is not None and snapshot.owner == owner:
@@ -136,7 +141,7 @@ class NodePoolService:
         idempotency: IdempotentCreate | None,
         *,
         snapshot: bool = True,
-    ) -> NodePoolRecord:
+    ) -> NodePoolRecord | Replay:
         """One attempt at a create, validated against ``cluster``. A ``snapshot`` (a cluster
         read by an earlier request) must still be current when the create commits; a cluster
         just read only has to still exist and be the owner's, as any write checks."""
@@ -185,8 +190,10 @@ class NodePoolService:
         txn.zadd(self.names.cluster_nodepools(cluster_id), record.seq, nodepool_id)
         self._schedule_reconcile(txn, nodepool_id, status, record.generation)
         self._emit(txn, "nodepool.created", record, record.generation, now)
-        await commit_create(self.store, lambda: self._run(txn, body.name, dry_run), idempotency)
-        return record
+        replay = await commit_create(
+            self.store, lambda: self._run(txn, body.name, dry_run), idempotency
+        )
+        return replay or record
 
     async def replace(
         self,

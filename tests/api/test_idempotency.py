@@ -14,9 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from api_service.routes.idempotency import fingerprint_of
-from cls_core.services.idempotency import Replayed, claim_key
+from cls_core.services.idempotency import IdempotentCreate, Replay, claim_key
 from cls_core.services.nodepools import NodePoolService
-from cls_core.store import RedisStore
+from cls_core.store import NodePoolRecord, RedisStore
 from cls_runtime.settings import Settings
 from shared_models.resources import NodePoolCreate
 from tests.api.conftest import (
@@ -356,12 +356,14 @@ async def test_a_race_lost_on_the_key_inside_the_transaction_is_a_replay(
     # Both retries looked the key up before either committed: the transaction decides.
     service = NodePoolService(store, settings)
     body = NodePoolCreate.model_validate(seed_nodepool_body(cluster["id"], "pool"))
-    claims = [await claim_key(store, "user@example.com", "k", "same", 60) for _ in range(2)]
-    created = await service.create("user@example.com", body, None, False, claims[0])
-    with pytest.raises(Replayed) as replay:
-        await service.create("user@example.com", body, None, False, claims[1])
-    assert orjson.loads(replay.value.body) == created.view()
-    assert replay.value.resource_version == created.rv
+    first = await claim_key(store, "user@example.com", "k", "same", 60)
+    second = await claim_key(store, "user@example.com", "k", "same", 60)
+    assert isinstance(first, IdempotentCreate) and isinstance(second, IdempotentCreate)
+    created = await service.create("user@example.com", body, None, False, first)
+    replay = await service.create("user@example.com", body, None, False, second)
+    assert isinstance(created, NodePoolRecord) and isinstance(replay, Replay)
+    assert orjson.loads(replay.body) == created.view()
+    assert replay.resource_version == created.rv
     assert await listed(api, "nodepool") == 1
 
 
@@ -378,10 +380,12 @@ async def test_a_race_lost_on_a_key_whose_resource_is_gone_creates(
     assert (await api.delete(f"{API}/nodepools/{gone['id']}", headers=USER)).status_code == 204
     service = NodePoolService(store, settings)
     claim = await claim_key(store, "user@example.com", "k", "same", 60)
+    assert isinstance(claim, IdempotentCreate)
     await store_old_format_key(redis, settings, "k", gone, f"{API}/nodepools", body)
     created = await service.create(
         "user@example.com", NodePoolCreate.model_validate(body), None, False, claim
     )
+    assert isinstance(created, NodePoolRecord)
     assert created.id != gone["id"]
     assert await listed(api, "nodepool") == 1
     stored = await redis.get(settings.names.idempotency("user@example.com", "k"))
