@@ -19,7 +19,7 @@ from cls_core.store import RedisStore
 from cls_core.store.redis_store import connect_redis
 from cls_runtime.settings import Settings
 from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZONES
-from tests.conftest import USER, api_client, gcp_cluster_body, seed_nodepool_body
+from tests.conftest import USER, api_client, seed_nodepool_body
 from tests.support.redis_server import PrivateRedis
 from tests.support.services import api_process, base_url
 
@@ -124,15 +124,6 @@ def error_fields(response: httpx.Response) -> set[str]:
     """The field paths a 400 names."""
     error = assert_error(response, 400, "VALIDATION_ERROR")
     return {f["field"] for f in error.get("fields", [])}
-
-
-async def create_cluster(
-    api: httpx.AsyncClient, body: dict[str, Any] | None = None, user: dict[str, str] = USER
-) -> dict[str, Any]:
-    response = await api.post(f"{API}/clusters", json=body or gcp_cluster_body(), headers=user)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 async def create_nodepool(

@@ -14,8 +14,9 @@ import httpx
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
-from tests.api.conftest import API, assert_error, create_cluster
+from tests.api.conftest import API, assert_error
 from tests.conftest import OTHER_USER, USER, controller_headers, gcp_cluster_body
+from tests.support.resources import create_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 CHOSEN_ID = "3b241101-e2bb-4255-8caf-4136c566a962"

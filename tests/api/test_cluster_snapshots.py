@@ -20,7 +20,7 @@ def nodepool_in(cluster_id: str, name: str, zone: str) -> dict[str, Any]:
     return body
 
 
-async def create_cluster(api: httpx.AsyncClient, region: str) -> dict[str, Any]:
+async def create_regional_cluster(api: httpx.AsyncClient, region: str) -> dict[str, Any]:
     body = gcp_cluster_body("snapshots", id=CLUSTER_ID)
     body["spec"]["platform"]["gcp"]["region"] = region
     response = await api.post(f"{API}/clusters", json=body, headers=USER)
@@ -59,7 +59,7 @@ async def test_a_deleted_cluster_id_is_never_recreated_under_a_snapshot(
     api: httpx.AsyncClient,
 ) -> None:
     """A snapshot can never meet a new cluster under an old id: the id is retired."""
-    await create_cluster(api, "us-central1")
+    await create_regional_cluster(api, "us-central1")
     await create_nodepool(api, CLUSTER_ID, body=nodepool_in(CLUSTER_ID, "old", "us-central1-a"))
     response = await api.delete(f"{API}/clusters/{CLUSTER_ID}?force=true", headers=USER)
     assert response.status_code == 202, response.text

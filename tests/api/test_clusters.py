@@ -10,8 +10,9 @@ import httpx
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
-from tests.api.conftest import API, SEED_CLUSTER_ID, assert_error, create_cluster, create_nodepool
+from tests.api.conftest import API, SEED_CLUSTER_ID, assert_error, create_nodepool
 from tests.conftest import USER, gcp_cluster_body
+from tests.support.resources import create_cluster
 
 
 async def outbox(redis: Redis, settings: Settings) -> list[dict[str, str]]:

@@ -11,15 +11,9 @@ import httpx
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
-from tests.api.conftest import (
-    API,
-    MERGE_PATCH,
-    assert_error,
-    create_cluster,
-    create_nodepool,
-    update_body,
-)
+from tests.api.conftest import API, MERGE_PATCH, assert_error, create_nodepool, update_body
 from tests.conftest import USER, api_client, gcp_cluster_body, matching_keys, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 RACERS = 20
 

@@ -16,12 +16,12 @@ from tests.api.conftest import (
     API,
     MERGE_PATCH,
     assert_error,
-    create_cluster,
     create_nodepool,
     error_fields,
     update_body,
 )
 from tests.conftest import OTHER_USER, USER, gcp_cluster_body, matching_keys, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 NO_SUCH_ID = "0f0f0f0f-0000-4000-8000-000000000000"
 

@@ -19,12 +19,12 @@ from tests.api.conftest import (
     JSON,
     MERGE_PATCH,
     assert_error,
-    create_cluster,
     error_fields,
     serve,
     update_body,
 )
 from tests.conftest import USER, controller_headers, gcp_cluster_body, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 ONE_MIB = 1024 * 1024
 NO_SUCH_ID = "0f0f0f0f-0000-4000-8000-000000000000"

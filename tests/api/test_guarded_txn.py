@@ -15,8 +15,9 @@ from redis.exceptions import ResponseError
 
 from cls_core.store import RedisStore, Txn, TxnFailed
 from cls_runtime.settings import Settings
-from tests.api.conftest import API, create_cluster, recorded_commands, script_runs
+from tests.api.conftest import API, recorded_commands, script_runs
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 
 @pytest.fixture

@@ -23,12 +23,12 @@ from tests.api.conftest import (
     API,
     SHORT_TTL,
     assert_error,
-    create_cluster,
     largest_nodepool,
     recorded_commands,
     script_runs,
 )
 from tests.conftest import OTHER_USER, USER, gcp_cluster_body, matching_keys, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 Create = Callable[[httpx.AsyncClient, dict[str, Any], dict[str, str]], Awaitable[httpx.Response]]
 

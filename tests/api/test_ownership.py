@@ -8,15 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import (
-    API,
-    MERGE_PATCH,
-    assert_error,
-    create_cluster,
-    create_nodepool,
-    update_body,
-)
+from tests.api.conftest import API, MERGE_PATCH, assert_error, create_nodepool, update_body
 from tests.conftest import OTHER_USER, USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 NOT_FOUND_NODEPOOL = {
     "error": {"code": "NOT_FOUND", "message": "NodePool not found", "details": ""}

@@ -13,13 +13,13 @@ from redis.asyncio import Redis
 from tests.api.conftest import (
     API,
     aws_cluster_body,
-    create_cluster,
     create_nodepool,
     recorded_commands,
     update_body,
     verbs,
 )
 from tests.conftest import USER, controller_headers, gcp_cluster_body
+from tests.support.resources import create_cluster
 
 
 async def make_pools(

@@ -12,8 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
-from tests.api.conftest import API, QUOTA, assert_error, create_cluster, create_nodepool
+from tests.api.conftest import API, QUOTA, assert_error, create_nodepool
 from tests.conftest import OTHER_USER, USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 NODEPOOL_ROUTES = ["/nodepools", "/clusters/{cl}/nodepools"]
 

@@ -15,16 +15,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.api.conftest import (
-    API,
-    MERGE_PATCH,
-    assert_error,
-    create_cluster,
-    create_nodepool,
-    update_body,
-)
+from tests.api.conftest import API, MERGE_PATCH, assert_error, create_nodepool, update_body
 from tests.conftest import USER, seed_nodepool_body
 from tests.support.redis_server import PrivateRedis
+from tests.support.resources import create_cluster
 
 Request = Callable[[httpx.AsyncClient, dict[str, Any]], Awaitable[httpx.Response]]
 

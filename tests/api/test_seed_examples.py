@@ -23,9 +23,9 @@ from tests.api.conftest import (
     assert_error,
     aws_cluster_body,
     azure_cluster_body,
-    create_cluster,
 )
 from tests.conftest import USER, controller_headers, gcp_cluster_body
+from tests.support.resources import create_cluster
 
 SEED_NODEPOOL_ID = "123e4567-e89b-12d3-a456-426614174000"
 RESOURCE_FIELDS = {

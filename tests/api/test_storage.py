@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 from tests.api.conftest import (
     API,
     MERGE_PATCH,
-    create_cluster,
     create_nodepool,
     recorded_commands,
     script_runs,
@@ -25,6 +24,7 @@ from tests.api.conftest import (
     verbs,
 )
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 WRITES = {"HSET", "HDEL", "DEL", "ZADD", "ZREM", "XADD", "SET", "HMSET", "UNLINK", "EXPIRE"}
 SCANS = {"KEYS", "SCAN", "HSCAN", "ZSCAN", "SSCAN"}

@@ -21,12 +21,12 @@ from tests.api.conftest import (
     aws_nodepool_body,
     azure_cluster_body,
     azure_nodepool_body,
-    create_cluster,
     create_nodepool,
     error_fields,
     update_body,
 )
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 DELETE = object()  # a table value meaning "remove this member"
 CLUSTER_ID = "00000000-0000-4000-8000-000000000000"  # replaced by the real cluster's id

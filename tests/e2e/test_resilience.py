@@ -10,12 +10,12 @@ import pytest
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
+from tests.support.resources import create_cluster
 from tests.support.stack import (
     EVENTS,
     Stack,
     all_ready_at,
     create_body,
-    create_cluster,
     create_nodepool,
     scale_body,
 )

@@ -19,8 +19,9 @@ from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
 from tests.conftest import AMQP_URL, REDIS_URL, USER
+from tests.support.polling import eventually
 from tests.support.redis_server import free_port
-from tests.support.stack import create_body, eventually, wait_phase
+from tests.support.stack import create_body, wait_phase
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -81,7 +82,7 @@ async def test_make_run_brings_up_the_stack_and_a_posted_nodepool_gets_ready(
             response = await http.get(f"/api/v1/clusters/{DEMO_CLUSTER}")
             return {"id": DEMO_CLUSTER} if response.status_code == 200 else None
 
-        await eventually(demo_cluster, "run_stack creating the guide's cluster", within=60)
+        await eventually(demo_cluster, what="run_stack creating the guide's cluster", within=60)
         ready = await http.get("/ready")
         assert ready.json()["checks"] == {"redis": "ok"}, ready.text  # the API as deployed
         response = await http.post("/api/v1/nodepools", json=create_body(DEMO_CLUSTER))

@@ -9,14 +9,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.support.stack import (
-    Json,
-    Stack,
-    create_body,
-    create_cluster,
-    create_nodepool,
-    eventually,
-)
+from tests.support.polling import eventually
+from tests.support.resources import create_cluster
+from tests.support.stack import Json, Stack, cluster_body, create_body, create_nodepool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -34,7 +29,9 @@ async def test_200_nodepools_created_at_once_all_reach_ready(
     stack: Stack, record_property: Callable[[str, object], None]
 ) -> None:
     http = stack.http
-    clusters = [await create_cluster(http, p, name=f"c-{p}") for p in ("gcp", "aws", "azure")]
+    clusters = [
+        await create_cluster(http, cluster_body(p, f"c-{p}")) for p in ("gcp", "aws", "azure")
+    ]
     platforms = ("gcp", "aws", "azure")
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -52,7 +49,7 @@ async def test_200_nodepools_created_at_once_all_reach_ready(
         total = await ready_total(http)
         return {"total": total} if total == COUNT else None
 
-    await eventually(all_ready, f"{COUNT} nodepools Ready", within=180)
+    await eventually(all_ready, what=f"{COUNT} nodepools Ready", within=180)
     elapsed = time.monotonic() - started
     record_property("created_seconds", round(created_in, 2))
     record_property("ready_seconds", round(elapsed, 2))

@@ -10,14 +10,15 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from cls_runtime import amqp as topology
+from tests.support.polling import eventually
+from tests.support.resources import create_cluster
 from tests.support.stack import (
     Json,
     Stack,
+    cluster_body,
     controller_report,
     create_body,
-    create_cluster,
     create_nodepool,
-    eventually,
     scale_body,
     wait_phase,
 )
@@ -33,7 +34,7 @@ async def test_seed_workflow_create_scale_delete(
     stack: Stack, reports: Reports, platform: str
 ) -> None:
     http = stack.http
-    cluster = await create_cluster(http, platform)
+    cluster = await create_cluster(http, cluster_body(platform))
     created = await create_nodepool(http, create_body(cluster["id"], platform))
     nodepool_id = created["id"]
     assert created["generation"] == 1
@@ -107,13 +108,13 @@ async def test_fault_injected_nodepool_fails_then_recovers(stack: Stack) -> None
 
 
 async def test_cluster_becomes_ready(stack: Stack) -> None:
-    cluster = await create_cluster(stack.http, "aws")
+    cluster = await create_cluster(stack.http, cluster_body("aws"))
 
     async def ready() -> Json | None:
         view: Json = (await stack.http.get(f"/api/v1/clusters/{cluster['id']}/status")).json()
         return view if view["status"]["phase"] == "Ready" else None
 
-    view = await eventually(ready, "cluster Ready")
+    view = await eventually(ready, what="cluster Ready")
     assert view["controller_status"][0]["controller_name"] == "aws-cluster-controller"
 
 
@@ -147,7 +148,7 @@ async def test_force_delete_of_a_cluster_removes_everything_and_tells_every_cont
     async def all_told() -> Json | None:
         return {"ok": True} if expected <= set(events) else None
 
-    await eventually(all_told, f"deletion events {expected}")
+    await eventually(all_told, what=f"deletion events {expected}")
     stub_log = await wait_log(stack, [f"{rid} deleted; forgotten" for _, rid in expected])
     assert "gcp-cluster-controller" in stub_log
     counts = {p: len(reports.of(p)) for p in pools}

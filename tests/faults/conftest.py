@@ -21,7 +21,8 @@ from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
 from tests.events.conftest import EventsConsumer, consume_events
-from tests.support.stack import Json, Stack, create_body, create_cluster, scale_body
+from tests.support.resources import create_cluster
+from tests.support.stack import Json, Stack, create_body, scale_body
 
 # How long a writer keeps retrying one request through an outage before the test fails.
 WRITE_PATIENCE = 60.0

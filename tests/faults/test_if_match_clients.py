@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tests.events.conftest import EventsConsumer
-from tests.support.stack import Json, Stack, create_body, create_cluster, create_nodepool
+from tests.support.resources import create_cluster
+from tests.support.stack import Json, Stack, create_body, create_nodepool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(120)]
 

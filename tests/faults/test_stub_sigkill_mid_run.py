@@ -15,7 +15,8 @@ import signal
 import pytest
 
 from tests.events.conftest import EventsConsumer
-from tests.support.stack import Json, Stack, all_ready_at, eventually, status_of
+from tests.support.polling import eventually
+from tests.support.stack import Json, Stack, all_ready_at, status_of
 
 from .conftest import Writer, write_burst
 
@@ -47,7 +48,9 @@ async def test_runs_a_killed_stub_forgot_are_restarted_by_reconcile_events(
         ]
         return {"running": running} if running else None
 
-    running = (await eventually(mid_run, "a run reported and in progress", within=30))["running"]
+    running = (await eventually(mid_run, what="a run reported and in progress", within=30))[
+        "running"
+    ]
     stack["reconciler_stub"].signal(signal.SIGKILL)
     await asyncio.to_thread(stack["reconciler_stub"].wait, 10)
     await stack.start("reconciler_stub")

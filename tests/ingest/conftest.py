@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +29,8 @@ from cls_runtime.settings import Settings
 from shared_models.names import Names
 from status_ingester.consumer import StatusIngester
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.polling import eventually
+from tests.support.resources import create_cluster
 from tests.support.services import ServiceProcess
 
 T = TypeVar("T")
@@ -39,23 +40,6 @@ CLUSTER_CONTROLLER = "gcp-cluster-controller"
 
 
 # ---- polling ----------------------------------------------------------------------------------
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    within: float = 15.0,
-    what: str = "condition",
-) -> T:
-    """Poll ``probe`` until ``accept`` holds for its value; fail with the last value seen."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {within}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 # ---- reports ----------------------------------------------------------------------------------
@@ -308,7 +292,9 @@ async def wait_consumers(
             raise AssertionError(f"ingester exited:\n{service.log_tail()}")
         return (await queue_counts(amqp, names))[1]
 
-    await eventually(probe, lambda n: n == count, 20, f"{count} consumer(s) on the queue")
+    await eventually(
+        probe, lambda n: n == count, within=20, what=f"{count} consumer(s) on the queue"
+    )
 
 
 # ---- resources through the API ----------------------------------------------------------------
@@ -336,8 +322,6 @@ async def create_nodepools(
     return ids
 
 
-async def create_cluster(api: httpx.AsyncClient, name: str = "demo") -> str:
-    response = await api.post("/api/v1/clusters", json=gcp_cluster_body(name), headers=USER)
-    assert response.status_code == 201, response.text
-    cluster_id: str = response.json()["id"]
-    return cluster_id
+async def create_cluster_id(api: httpx.AsyncClient, name: str = "demo") -> str:
+    """The id of a new GCP cluster named ``name``."""
+    return str((await create_cluster(api, gcp_cluster_body(name)))["id"])

@@ -18,13 +18,13 @@ from tests.ingest.conftest import (
     counters,
     create_nodepools,
     dead_letter_count,
-    eventually,
     nodepool_report,
     queue_counts,
     report,
     stored_reports,
     without_times,
 )
+from tests.support.polling import eventually
 
 
 async def status_of(api: httpx.AsyncClient, nodepool_id: str) -> dict[str, Any]:

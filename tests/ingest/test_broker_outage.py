@@ -13,14 +13,14 @@ from tests.ingest.conftest import (
     Publisher,
     StartIngester,
     counters,
-    create_cluster,
+    create_cluster_id,
     create_nodepools,
     dead_letter_count,
-    eventually,
     nodepool_report,
     queue_counts,
     steps_behind,
 )
+from tests.support.polling import eventually
 from tests.support.tcp_proxy import TcpProxy, through
 
 POOLS, STEPS = 20, 60
@@ -35,7 +35,7 @@ async def test_broker_outage_mid_burst_loses_nothing(
     settings: Settings,
     amqp: AbstractRobustConnection,
 ) -> None:
-    cluster_id = await create_cluster(api)
+    cluster_id = await create_cluster_id(api)
     pools = await create_nodepools(api, cluster_id, POOLS)
     proxied = settings_with(settings, amqp_url=through(settings.amqp_url, broker_proxy))
     await start_ingester(proxied)

@@ -16,11 +16,11 @@ from tests.ingest.conftest import (
     Publisher,
     cluster_report,
     counters,
-    create_cluster,
-    eventually,
+    create_cluster_id,
     report,
     without_times,
 )
+from tests.support.polling import eventually
 
 
 async def cluster_status(api: httpx.AsyncClient, cluster_id: str) -> dict[str, Any]:
@@ -37,7 +37,7 @@ async def test_cluster_report_over_amqp_is_stored_as_over_http(
     redis: Redis,
     settings: Settings,
 ) -> None:
-    over_amqp, over_http = await create_cluster(api, "a"), await create_cluster(api, "b")
+    over_amqp, over_http = await create_cluster_id(api, "a"), await create_cluster_id(api, "b")
     body = report(1, controller=CLUSTER_CONTROLLER, ready=True, step=3)
     await publisher.report({**body, "cluster_id": over_amqp})
     response = await api.put(
@@ -66,7 +66,7 @@ async def test_cluster_status_filter_follows_reports(
     redis: Redis,
     settings: Settings,
 ) -> None:
-    ready, failed, pending = [await create_cluster(api, n) for n in ("r", "f", "p")]
+    ready, failed, pending = [await create_cluster_id(api, n) for n in ("r", "f", "p")]
     await publisher.reports(
         [cluster_report(ready, ready=True), cluster_report(failed, error="no quota")]
     )

@@ -22,7 +22,7 @@ from status_ingester.decode import Report, decode
 from status_ingester.judging import WindowJudge
 from status_ingester.redis_health import RedisGate
 from status_ingester.settling import Delivery, Settle
-from tests.ingest.conftest import create_cluster, create_nodepools, nodepool_report
+from tests.ingest.conftest import create_cluster_id, create_nodepools, nodepool_report
 
 
 @dataclass
@@ -47,7 +47,7 @@ def delivery(settings: Settings, body: Any) -> Delivery:
 
 @pytest.fixture
 async def nodepool_id(api: httpx.AsyncClient) -> str:
-    cluster_id = await create_cluster(api)
+    cluster_id = await create_cluster_id(api)
     return (await create_nodepools(api, cluster_id, 1))[0]
 
 

@@ -14,11 +14,11 @@ from tests.conftest import USER
 from tests.ingest.conftest import (
     Publisher,
     counters,
-    create_cluster,
+    create_cluster_id,
     create_nodepools,
-    eventually,
     nodepool_report,
 )
+from tests.support.polling import eventually
 
 A, B = "gcp-nodepool-controller", "gcp-autoscaler-controller"
 
@@ -47,7 +47,7 @@ async def pools(
     settings: Settings,
 ) -> dict[str, str]:
     """One nodepool per scenario (in two clusters), with its reports applied."""
-    clusters = [await create_cluster(api, "c1"), await create_cluster(api, "c2")]
+    clusters = [await create_cluster_id(api, "c1"), await create_cluster_id(api, "c2")]
     ids: dict[str, str] = {}
     for i, name in enumerate(SCENARIOS):
         (ids[name],) = await create_nodepools(api, clusters[i % 2], 1, prefix=name)

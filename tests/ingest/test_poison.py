@@ -27,15 +27,15 @@ from tests.ingest.conftest import (
     Publisher,
     StartIngester,
     counters,
-    create_cluster,
+    create_cluster_id,
     create_nodepools,
     dead_letters,
-    eventually,
     nodepool_report,
     queue_counts,
     report,
     stored_reports,
 )
+from tests.support.polling import eventually
 
 # Publishes one poison message for the test's nodepool.
 Poison = Callable[[Publisher, str], Awaitable[None]]
@@ -304,7 +304,7 @@ async def test_a_report_for_another_namespaces_nodepool_touches_nothing_there(
     other = settings_with(settings, namespace=f"{settings.namespace}x")
     try:
         async with api_client(other, relay_events=False) as api:
-            [theirs] = await create_nodepools(api, await create_cluster(api), 1)
+            [theirs] = await create_nodepools(api, await create_cluster_id(api), 1)
             before = (await api.get(f"/api/v1/nodepools/{theirs}/status", headers=USER)).json()
             await start_ingester()
             await publisher.report(nodepool_report(theirs, ready=True))

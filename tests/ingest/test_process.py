@@ -21,16 +21,16 @@ from tests.conftest import USER
 from tests.ingest.conftest import (
     Publisher,
     counters,
-    create_cluster,
+    create_cluster_id,
     create_nodepools,
     dead_letter_count,
-    eventually,
     nodepool_report,
     queue_counts,
     steps_behind,
     stored_steps,
     wait_consumers,
 )
+from tests.support.polling import eventually
 from tests.support.services import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -73,7 +73,7 @@ async def test_sigkill_mid_burst_loses_no_report(
     settings: Settings,
     amqp: AbstractRobustConnection,
 ) -> None:
-    pools = await create_nodepools(api, await create_cluster(api), KILL_POOLS)
+    pools = await create_nodepools(api, await create_cluster_id(api), KILL_POOLS)
     first = ingester_process()
     await wait_consumers(amqp, settings.names, 1, first)
     bodies = burst(pools, KILL_STEPS)
@@ -124,7 +124,7 @@ async def test_sigterm_drains_in_hand_reports_and_exits_0(
     settings: Settings,
     amqp: AbstractRobustConnection,
 ) -> None:
-    pools = await create_nodepools(api, await create_cluster(api), 20)
+    pools = await create_nodepools(api, await create_cluster_id(api), 20)
     bodies = burst(pools, steps=10)  # 2,000 reports
     await publisher.reports(bodies)
     process = ingester_process()
@@ -160,7 +160,7 @@ async def test_ingest_rate_of_one_process(
     settings: Settings,
     amqp: AbstractRobustConnection,
 ) -> None:
-    pools = await create_nodepools(api, await create_cluster(api), POOLS)
+    pools = await create_nodepools(api, await create_cluster_id(api), POOLS)
     bodies = burst(pools)
     await publisher.reports(bodies)  # queued before the ingester starts: it never waits
     process = ingester_process()

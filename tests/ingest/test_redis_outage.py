@@ -25,14 +25,14 @@ from tests.ingest.conftest import (
     Publisher,
     StartIngester,
     counters,
-    create_cluster,
+    create_cluster_id,
     create_nodepools,
     dead_letter_count,
-    eventually,
     nodepool_report,
     queue_counts,
     steps_behind,
 )
+from tests.support.polling import eventually
 from tests.support.redis_server import PrivateRedis
 
 POOLS = 10
@@ -76,7 +76,7 @@ async def test_reports_in_hand_wait_through_redis_restarts(
     settings: Settings,
     amqp: AbstractRobustConnection,
 ) -> None:
-    pools = await create_nodepools(api, await create_cluster(api), POOLS)
+    pools = await create_nodepools(api, await create_cluster_id(api), POOLS)
     ingester = await start_ingester(redis_probe_interval=0.1)
     published = 0
     for outage in range(3):

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import OTHER_USER, USER, controller_headers, seed_nodepool_body
-from tests.ingest.conftest import create_cluster, create_nodepools, report
+from tests.ingest.conftest import create_cluster_id, create_nodepools, report
 
 
 def status_url(nodepool: dict[str, Any]) -> str:
@@ -173,7 +173,7 @@ async def test_non_json_content_type_is_refused(
 async def test_cluster_status_written_by_controller_and_read_by_owner(
     api: httpx.AsyncClient,
 ) -> None:
-    cluster_id = await create_cluster(api, "c1")
+    cluster_id = await create_cluster_id(api, "c1")
     body = report(1, controller="gcp-cluster-controller", ready=True)
     response = await api.put(
         f"/api/v1/clusters/{cluster_id}/status",

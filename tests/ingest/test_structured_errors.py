@@ -18,15 +18,15 @@ from tests.ingest.conftest import (
     Publisher,
     StartIngester,
     counters,
-    create_cluster,
+    create_cluster_id,
     create_nodepools,
     dead_letters,
-    eventually,
     nodepool_report,
     report,
     stored_reports,
     without_times,
 )
+from tests.support.polling import eventually
 
 # As a controller of the original system sends it (Go's encoding/json of its ErrorInfo).
 QUOTA: dict[str, Any] = {
@@ -185,7 +185,7 @@ async def test_errors_disappear_once_the_controller_recovers(
 
 
 async def test_cluster_status_shows_the_structured_error(api: httpx.AsyncClient) -> None:
-    cluster_id = await create_cluster(api)
+    cluster_id = await create_cluster_id(api)
     body = with_error(report(1, controller="gcp-cluster-controller"), QUOTA)
     response = await api.put(
         f"/api/v1/clusters/{cluster_id}/status",

@@ -27,10 +27,9 @@ from tests.ingest.conftest import (
     Publisher,
     StartIngester,
     counters,
-    create_cluster,
+    create_cluster_id,
     create_nodepools,
     dead_letter_count,
-    eventually,
     nodepool_report,
     queue_counts,
     report,
@@ -38,6 +37,7 @@ from tests.ingest.conftest import (
     without_times,
 )
 from tests.ingest.test_apply_over_amqp import bump_generation
+from tests.support.polling import eventually
 
 OTHER = "aws-nodepool-controller"
 
@@ -69,7 +69,7 @@ def outcome(result: ApplyResult | Exception) -> Outcome:
 async def test_a_window_gives_what_one_report_after_the_other_gives(
     api: httpx.AsyncClient, service: StatusService
 ) -> None:
-    cluster_id = await create_cluster(api)
+    cluster_id = await create_cluster_id(api)
     one_by_one, windowed, other = await create_nodepools(api, cluster_id, 3)
     for nodepool_id in (one_by_one, windowed):
         nodepool = await api.get(f"/api/v1/nodepools/{nodepool_id}", headers=USER)
@@ -114,7 +114,7 @@ async def test_a_window_gives_what_one_report_after_the_other_gives(
 async def test_a_window_that_lost_a_race_is_judged_again(
     api: httpx.AsyncClient, service: StatusService, settings: Settings
 ) -> None:
-    (nodepool_id,) = await create_nodepools(api, await create_cluster(api), 1)
+    (nodepool_id,) = await create_nodepools(api, await create_cluster_id(api), 1)
     store = service.store
     write = store.run_each_settled
     raced = False
@@ -153,7 +153,7 @@ async def test_redis_failing_in_the_middle_of_a_window_acks_nothing_not_stored(
     settings: Settings,
     amqp: AbstractRobustConnection,
 ) -> None:
-    pools = await create_nodepools(api, await create_cluster(api), 12)
+    pools = await create_nodepools(api, await create_cluster_id(api), 12)
     bodies = [
         nodepool_report(pool, step=step, ready=step == 4) for step in range(1, 5) for pool in pools
     ]
@@ -250,7 +250,7 @@ async def test_dead_letters_in_the_middle_of_windows_and_the_acks_around_them(
     """Garbage and reports for a generation not reached yet, between good reports of the same
     windows: each dead-lettered once, every good report applied and acked once (a ``multiple``
     ack over a dead-lettered delivery, or a settle twice, would show in the counts)."""
-    pools = await create_nodepools(api, await create_cluster(api), 8)
+    pools = await create_nodepools(api, await create_cluster_id(api), 8)
     good = 0
     for step in range(1, 6):
         for index, pool in enumerate(pools):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -24,23 +23,12 @@ from tests.conftest import (
     seed_nodepool_body,
 )
 from tests.events.conftest import settings_with
-from tests.ops.conftest import Samples, scrape, series, value
+from tests.ops.conftest import scrape, series, value
+from tests.support.polling import eventually
 from tests.support.redis_server import free_port
 from tests.support.tcp_proxy import TcpProxy, through
 
 API = "/api/v1"
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[Samples]], accept: Callable[[Samples], bool], within: float = 15
-) -> Samples:
-    deadline = time.monotonic() + within
-    while True:
-        samples = await probe()
-        if accept(samples):
-            return samples
-        assert time.monotonic() < deadline, "metrics did not reach the expected values"
-        await asyncio.sleep(0.05)
 
 
 async def test_requests_are_counted_by_route_template_and_status(

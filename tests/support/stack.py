@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from event_jobs.pipeline import RELAY_JOB
 from reconciler_stub.catalog import ALL_CONTROLLERS
 from shared_models.names import Names
 from tests.conftest import AMQP_URL, CONTROLLER_TOKENS, REDIS_URL
+from tests.support.polling import eventually
 from tests.support.services import ServiceProcess, wait_http_ok
 
 EVENTS = "event_jobs"
@@ -219,15 +219,9 @@ def scale_body(
     }
 
 
-async def create_cluster(
-    http: httpx.AsyncClient, platform: str = "gcp", name: str = "demo"
-) -> Json:
-    response = await http.post(
-        "/api/v1/clusters", json={"name": name, "spec": {"platform": CLUSTER_PLATFORMS[platform]}}
-    )
-    assert response.status_code == 201, response.text
-    body: Json = response.json()
-    return body
+def cluster_body(platform: str = "gcp", name: str = "demo") -> Json:
+    """A cluster on any platform (create it with ``tests.support.resources.create_cluster``)."""
+    return {"name": name, "spec": {"platform": CLUSTER_PLATFORMS[platform]}}
 
 
 async def create_nodepool(http: httpx.AsyncClient, body: Json) -> Json:
@@ -235,28 +229,6 @@ async def create_nodepool(http: httpx.AsyncClient, body: Json) -> Json:
     assert response.status_code == 201, response.text
     created: Json = response.json()
     return created
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[Json | None]], what: str, within: float = 30.0
-) -> Json:
-    """Poll ``probe`` until it returns a value, or fail saying what never happened.
-
-    A transport error counts as "not yet": a keep-alive connection the server closes just as the
-    client reuses it fails one request (a known race of HTTP/1.1), and the next poll retries.
-    """
-    deadline = time.monotonic() + within
-    problem = ""
-    while time.monotonic() < deadline:
-        try:
-            found = await probe()
-        except httpx.TransportError as exc:
-            problem = f" (last request failed: {exc!r})"
-            found = None
-        if found is not None:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what}: not within {within}s{problem}")
 
 
 async def status_of(http: httpx.AsyncClient, nodepool_id: str) -> Json:
@@ -278,7 +250,7 @@ async def wait_phase(
         return view if at and status["phase"] == phase else None
 
     return await eventually(
-        probe, f"nodepool {nodepool_id} {phase} at generation {generation}", within
+        probe, what=f"nodepool {nodepool_id} {phase} at generation {generation}", within=within
     )
 
 
@@ -298,4 +270,4 @@ async def all_ready_at(stack: Stack, latest: dict[str, int], within: float = 90.
         ]
         return None if lagging else {"ok": True}
 
-    await eventually(probe, "every nodepool Ready at its latest generation", within)
+    await eventually(probe, what="every nodepool Ready at its latest generation", within=within)
