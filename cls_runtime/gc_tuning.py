@@ -1,20 +1,6 @@
-"""Garbage-collector settings for a long-running service process.
-
-Profiles of the API under load (``bench/``, GC callbacks counting time per generation) showed the
-cyclic collector taking 10-15% of its CPU: a POST spent about 135 us of its ~0.95 ms in it. Two
-causes, each with the standard remedy:
-
-- Every full (generation 2) collection walked the whole start-up heap: imported modules,
-  FastAPI's routes and dependency graphs, pydantic's schemas and validators. That is 40-55 ms
-  per collection, stopping every request in flight, once every 1,500-2,000 requests. Those
-  objects live as long as the process, so ``gc.freeze()`` moves them to the permanent
-  generation, which no collection walks.
-- The young generation was collected every 700 net allocations of container objects, i.e.
-  every few requests. Request garbage is freed by reference counting; a young collection mostly
-  re-walks objects that are still alive (requests in flight, connection state). Collecting it
-  every 20,000 allocations does the same work a thirtieth as often. The few reference cycles a
-  request leaves (exception tracebacks, futures) wait a little longer to be freed: a few MB at
-  most, well inside the memory budget.
+"""Garbage-collector settings for a long-running service process: the start-up heap frozen out
+of every collection, the young generation collected every 20,000 allocations instead of 700.
+Why, with the profile: docs/performance.md ("The garbage collector").
 """
 
 from __future__ import annotations
