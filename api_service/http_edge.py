@@ -265,27 +265,34 @@ class _Served(Protocol):
 # message ends) to the edge, and hands its 400 for malformed HTTP to it.
 
 
-class EdgeHttpToolsProtocol(HttpToolsProtocol):
+class _EdgeProtocol:
+    """What both parsers' protocols do at the edge; each subclass below adds where its parser
+    reports that a head or a message ended. Listed before the uvicorn protocol in the bases, so
+    ``super()`` here is the uvicorn protocol."""
+
     limits: ClassVar[EdgeLimits]
+    edge: ConnectionEdge
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.edge = ConnectionEdge(self, self.limits)
+        self.edge = ConnectionEdge(self, self.limits)  # type: ignore[arg-type]
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self.edge.opened()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.edge.closed()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
-        self.edge.receive(data, super().data_received)
+        self.edge.receive(data, super().data_received)  # type: ignore[misc]
 
     def send_400_response(self, msg: str) -> None:
         self.edge.malformed()
 
+
+class EdgeHttpToolsProtocol(_EdgeProtocol, HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self.edge.enter(Stage.BODY)
@@ -300,27 +307,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         return self.edge.stage is Stage.HEAD or bool(self.pipeline)
 
 
-class EdgeH11Protocol(H11Protocol):
-    limits: ClassVar[EdgeLimits]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.edge = ConnectionEdge(self, self.limits)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.edge.opened()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.edge.closed()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        self.edge.receive(data, super().data_received)
-
-    def send_400_response(self, msg: str) -> None:
-        self.edge.malformed()
-
+class EdgeH11Protocol(_EdgeProtocol, H11Protocol):
     def handle_events(self) -> None:
         super().handle_events()
         state = self.conn.their_state

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZONES
+
 OWNER = "bench@example.com"
 USER_HEADERS = {"X-User-Email": OWNER}
 JSON_HEADERS = {**USER_HEADERS, "Content-Type": "application/json"}
@@ -76,3 +78,24 @@ def status_template() -> str:
     """PUT status body whose message changes on every request, so every report is applied."""
     body = status_report("gcp-nodepool-controller", 1, False, "report {n}", 0)
     return json.dumps(body).replace('"active_nodes": 0', '"active_nodes": {c}')
+
+
+def largest_gcp_lists() -> dict[str, Any]:
+    """Every list and map of a GCP nodepool's platform at its bound, with long keys and values:
+    merged into ``spec.platform.gcp``, the largest nodepool the API accepts (in us-central1)."""
+    label = "example.com/" + "k" * 60
+    return {
+        "zones": [f"us-central1-{chr(ord('a') + i)}" for i in range(MAX_ZONES)],
+        "labels": {f"{label}{i:03d}": "v" * 63 for i in range(MAX_LABELS)},
+        "taints": [
+            {"key": f"{label}{i:03d}", "value": "v" * 63, "effect": "NoSchedule"}
+            for i in range(MAX_TAINTS)
+        ],
+        "accelerators": [{"type": f"nvidia-t{i}", "count": 1} for i in range(MAX_ACCELERATORS)],
+    }
+
+
+def largest_nodepool(cluster_id: str, name: str) -> dict[str, Any]:
+    body = nodepool_body(cluster_id, name)
+    body["spec"]["platform"]["gcp"].update(largest_gcp_lists())
+    return body

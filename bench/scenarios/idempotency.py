@@ -19,28 +19,11 @@ from bench.context import RunContext
 from bench.procs import api_server
 from bench.report import Figure
 from shared_models.names import Names
-from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZONES
 
 SECTION = "Idempotency-Key storage (Redis MEMORY USAGE)"
 QUIET = {"reconcile_interval": "86400", "reconcile_ready_interval": "86400"}
 # A UUID, as most clients send; the Redis key's name is part of what MEMORY USAGE counts.
 KEY_LENGTH = len(str(uuid.uuid4()))
-
-
-def largest_nodepool(cluster_id: str, name: str) -> dict[str, Any]:
-    """The largest nodepool the API accepts: every list and map at its bound, long strings."""
-    body = bodies.nodepool_body(cluster_id, name)
-    label = "example.com/" + "k" * 60
-    body["spec"]["platform"]["gcp"].update(
-        zones=[f"us-central1-{chr(ord('a') + i)}" for i in range(MAX_ZONES)],
-        labels={f"{label}{i:03d}": "v" * 63 for i in range(MAX_LABELS)},
-        taints=[
-            {"key": f"{label}{i:03d}", "value": "v" * 63, "effect": "NoSchedule"}
-            for i in range(MAX_TAINTS)
-        ],
-        accelerators=[{"type": f"nvidia-t{i}", "count": 1} for i in range(MAX_ACCELERATORS)],
-    )
-    return body
 
 
 def _keyed(key: str) -> dict[str, str]:
@@ -75,11 +58,11 @@ def run(ctx: RunContext) -> None:
         created.raise_for_status()
         cluster_id = created.json()["id"]
         guide = _bytes_of_key(http, redis, names, bodies.nodepool_body(cluster_id, "guide"))
-        largest = _bytes_of_key(http, redis, names, largest_nodepool(cluster_id, "largest"))
+        largest = _bytes_of_key(http, redis, names, bodies.largest_nodepool(cluster_id, "largest"))
         before, before_bytes = _keys_left(redis, names)
         started = time.monotonic()
         for i in range(loops):
-            body = largest_nodepool(cluster_id, f"loop-{i}")
+            body = bodies.largest_nodepool(cluster_id, f"loop-{i}")
             response = http.post("/api/v1/nodepools", json=body, headers=_keyed(str(uuid.uuid4())))
             response.raise_for_status()
             nodepool_id = response.json()["id"]

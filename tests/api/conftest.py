@@ -15,10 +15,10 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from api_service.app import create_app
+from bench.bodies import largest_gcp_lists
 from cls_core.store import RedisStore
 from cls_core.store.redis_store import connect_redis
 from cls_runtime.settings import Settings
-from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZONES
 from tests.conftest import USER, api_client, seed_nodepool_body
 from tests.support.redis_server import PrivateRedis
 from tests.support.services import api_process, base_url
@@ -231,16 +231,7 @@ def largest_nodepool(cluster_id: str, name: str) -> dict[str, Any]:
     """The largest GCP nodepool the API accepts: every list and map at its bound, long strings
     (its response is about 22 KB)."""
     body = seed_nodepool_body(cluster_id, name)
-    label = "example.com/" + "k" * 60
-    body["spec"]["platform"]["gcp"].update(
-        zones=[f"us-central1-{chr(ord('a') + i)}" for i in range(MAX_ZONES)],
-        labels={f"{label}{i:03d}": "v" * 63 for i in range(MAX_LABELS)},
-        taints=[
-            {"key": f"{label}{i:03d}", "value": "v" * 63, "effect": "NoSchedule"}
-            for i in range(MAX_TAINTS)
-        ],
-        accelerators=[{"type": f"nvidia-t{i}", "count": 1} for i in range(MAX_ACCELERATORS)],
-    )
+    body["spec"]["platform"]["gcp"].update(largest_gcp_lists())
     return body
 
 

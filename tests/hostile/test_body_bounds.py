@@ -12,8 +12,9 @@ import httpx
 import orjson
 import pytest
 
+from bench.bodies import largest_gcp_lists
 from cls_core.errors import MAX_FIELD_ERRORS
-from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZONES
+from shared_models.specs import MAX_ZONES
 from shared_models.status import MAX_CONDITIONS, MAX_METADATA_KEYS
 from shared_models.strict_json import MAX_ITEMS, MAX_KEYS, MAX_OBJECT_KEYS
 from tests.api.conftest import assert_error, azure_cluster_body, azure_nodepool_body
@@ -163,19 +164,7 @@ async def test_only_the_errors_listed_are_converted(
 async def test_the_largest_valid_nodepool_is_accepted(
     api: httpx.AsyncClient, nodepool: dict[str, Any]
 ) -> None:
-    label_key = "example.com/" + "k" * 60
-    body = gcp_body(
-        nodepool,
-        zones=[f"us-central1-{chr(ord('a') + i)}" for i in range(MAX_ZONES)],
-        labels={f"{label_key}{i:03d}": "v" * 63 for i in range(MAX_LABELS)},
-        taints=[
-            {"key": f"{label_key}{i:03d}", "value": "v" * 63, "effect": "NoSchedule"}
-            for i in range(MAX_TAINTS)
-        ],
-        accelerators=[{"type": f"nvidia-t{i}", "count": 1} for i in range(MAX_ACCELERATORS)],
-        diskType="pd-ssd",
-        preemptible=True,
-    )
+    body = gcp_body(nodepool, **largest_gcp_lists(), diskType="pd-ssd", preemptible=True)
     body["spec"]["autoscaling"] = {
         "enabled": True,
         "minNodes": 1,
