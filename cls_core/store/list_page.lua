@@ -1,5 +1,7 @@
 -- One page of an index, with the records it points to, in one round trip (read-only).
 -- KEYS[1]: sorted set of ids ordered by creation. ARGV: offset, limit, record key prefix.
+-- The records' keys come from the ids it reads, so they cannot be in KEYS (a standalone Redis
+-- allows that; a Redis Cluster would not). Pages read as an MGET of stored views would fix it.
 -- Returns {total, then one value per record}: its rendered view when that is current
 -- (view_rv == rv), else {doc, rv, status} for the caller to assemble the view from.
 -- (Joining the views here, into one string, made every page ~150 us slower in Redis.)
