@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 from redis.asyncio import Redis
 
 from api_service.__main__ import uvicorn_options
@@ -27,6 +24,7 @@ from cls_runtime.settings import Settings
 from tests.conftest import AMQP_URL, CONTROLLER_TOKENS, REDIS_URL
 from tests.ops.conftest import Samples, scrape
 from tests.support.raw_http import RawConnection
+from tests.support.threaded_server import served_in_thread
 
 PARSERS: list[Parser] = ["httptools", "h11"]
 
@@ -69,23 +67,10 @@ def edge_server(
     """The API (event relay off) on a free loopback port, served with ``parser``."""
     marker = request.node.get_closest_marker("edge")
     settings = edge_settings(namespace, **(marker.kwargs if marker else {}))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
     options = {**uvicorn_options(settings), "http": edge_protocol(settings, parser)}
-    del options["host"], options["port"]  # the socket is bound already
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, relay_events=False), **options))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield EdgeServer("127.0.0.1", sock.getsockname()[1], settings, parser)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+    del options["host"], options["port"]  # served_in_thread binds its own socket
+    with served_in_thread(create_app(settings, relay_events=False), **options) as port:
+        yield EdgeServer("127.0.0.1", port, settings, parser)
 
 
 @pytest.fixture

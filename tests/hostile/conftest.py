@@ -4,9 +4,6 @@ request path), every JSON route with a valid body to start from, and a log watch
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
@@ -30,6 +26,7 @@ from tests.conftest import (
     controller_headers,
     seed_nodepool_body,
 )
+from tests.support.threaded_server import served_in_thread
 
 API = "/api/v1"
 JSON = {"Content-Type": "application/json"}
@@ -185,31 +182,16 @@ def fuzz_target() -> Iterator[FuzzTarget]:
         max_nodepools_per_cluster=FUZZ_QUOTA,
         max_clusters_per_owner=FUZZ_QUOTA,
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings, relay_events=False),
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
+    app = create_app(settings, relay_events=False)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        with (
+            served_in_thread(app, log_level="warning", access_log=False, lifespan="on") as port,
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+        ):
             target = FuzzTarget(base_url=f"http://127.0.0.1:{port}", http=http)
             target.seed()
             yield target
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         cleanup = SyncRedis.from_url(REDIS_URL)
         try:
             for key in cleanup.scan_iter(match=f"{namespace}:*", count=1000):
