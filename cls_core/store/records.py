@@ -17,9 +17,10 @@ A resource is one hash:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from itertools import product
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
@@ -41,10 +42,23 @@ RECORD_FIELDS = (
 )
 
 
+class StoredDoc(TypedDict):
+    """A record's ``doc``: the resource without its versions and status."""
+
+    id: str
+    name: str
+    cluster_id: NotRequired[str]  # nodepools only
+    generation: int
+    spec: dict[str, Any]  # as the API shows it: validated on the way in, JSON as stored
+    created_at: str
+    updated_at: str
+    created_by: str
+
+
 @dataclass(frozen=True)
 class _Record:
     id: str
-    doc: dict[str, Any]
+    doc: StoredDoc
     rv: str
     generation: int
     status: dict[str, Any]
@@ -154,7 +168,7 @@ _VIEW_HEAD = ("id", "name", "cluster_id", "generation")
 _VIEW_TAIL = ("created_at", "updated_at", "created_by")
 
 
-def assemble_view(doc: dict[str, Any], rv: str, status: Any) -> dict[str, Any]:
+def assemble_view(doc: Mapping[str, object], rv: str, status: Any) -> dict[str, Any]:
     view: dict[str, Any] = {k: doc[k] for k in _VIEW_HEAD if k in doc}
     view["resource_version"] = rv
     view["spec"] = doc["spec"]

@@ -1,0 +1,256 @@
+"""The rules every kind of resource shares; a kind's service plugs in only what differs.
+
+Clusters and nodepools are stored, versioned, renamed, replaced, deleted and published the same
+way: one guarded transaction per write, an outbox event with every change of desired state,
+names unique within a scope, a quota counted in the transaction. ``ResourceService`` holds those
+rules once. A kind's subclass says where its names are unique, what its quota counts, which ids
+its events carry, and adds its own checks (a nodepool against its cluster, a cluster's chosen
+id) around the shared steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+
+from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded
+from cls_core.services.common import (
+    RV_CHANGED,
+    KeyedLocks,
+    append_event,
+    build_event,
+    iso,
+    new_resource_version,
+    retry_on_race,
+    status_document,
+    utcnow,
+)
+from cls_core.services.idempotency import (
+    IdempotentCreate,
+    Replay,
+    commit_create,
+    delete_key_with,
+)
+from cls_core.services.reconcile_schedule import ReconcileSchedule, member
+from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, StoredDoc, Txn, TxnFailed
+from cls_runtime.settings import Settings
+from shared_models.aggregation import aggregate_stored
+from shared_models.events import EventType
+from shared_models.names import Kind
+
+R = TypeVar("R", ClusterRecord, NodePoolRecord)
+T = TypeVar("T")
+
+# Codes of the checks every create or rename makes (TxnFailed.code).
+NAME_TAKEN = "name_taken"
+QUOTA = "quota"
+
+
+class Lifecycle(NamedTuple):
+    """The events a kind publishes when it is created, its spec changes, it is deleted."""
+
+    created: EventType
+    updated: EventType
+    deleted: EventType
+
+
+class ResourceService(Generic[R]):
+    kind: ClassVar[Kind]
+    label: ClassVar[str]  # the kind as messages name it: "Cluster", "NodePool"
+    events: ClassVar[Lifecycle]
+
+    def __init__(self, store: RedisStore, settings: Settings) -> None:
+        self.store = store
+        self.names = store.names
+        self.settings = settings
+        self._writing = KeyedLocks()
+        self._schedule = ReconcileSchedule(store.names, settings)
+
+    # ---- what a kind says about itself ---------------------------------------------------------
+    async def _read(self, resource_id: str) -> R | None:
+        raise NotImplementedError
+
+    def _names_key(self, record: R) -> str:
+        """The hash of names this record's name must be unique in (name -> id)."""
+        raise NotImplementedError
+
+    def _quota(self, record: R) -> tuple[str, int]:
+        """(the sorted set a create of ``record`` is counted in, the most it may hold)."""
+        raise NotImplementedError
+
+    def _quota_exceeded(self, count: str) -> QuotaExceeded:
+        """The refusal of a create when the quota's set already holds ``count`` members."""
+        raise NotImplementedError
+
+    def _name_taken(self, name: str, existing_id: str) -> Conflict:
+        raise NotImplementedError
+
+    def _event_ids(self, record: R) -> tuple[str, str | None]:
+        """(cluster_id, nodepool_id) of the events about ``record``."""
+        raise NotImplementedError
+
+    def _refusal(self, failed: TxnFailed, record: R) -> ApiError | None:
+        """The error a failed check of the kind's own means, if it is one (``record``: the
+        resource as the failed write would have stored it)."""
+        return None
+
+    def _add_created(self, txn: Txn, record: R) -> None:
+        """The kind's own writes of a create (beyond the record, its name and its indexes)."""
+
+    def _add_spec_changed(self, txn: Txn, record: R) -> None:
+        """The kind's own writes when a replace changes the spec."""
+
+    def _add_deleted(self, txn: Txn, record: R, now: datetime) -> None:
+        """The kind's own writes of a delete."""
+
+    # ---- reads ---------------------------------------------------------------------------------
+    def not_found(self) -> NotFound:
+        return NotFound(f"{self.label} not found")
+
+    async def get(self, owner: str, resource_id: str) -> R:
+        record = await self._read(resource_id)
+        if record is None or record.owner != owner:
+            raise self.not_found()
+        return record
+
+    async def get_view(self, owner: str, resource_id: str) -> tuple[str, str]:
+        """(resource_version, the resource as JSON) for a GET: no parsing, no re-serialising."""
+        found = await self.store.get_view(self.kind, resource_id)
+        if found is None or found[0] != owner:
+            raise self.not_found()
+        return found[1], found[2]
+
+    async def status_view(self, owner: str, resource_id: str) -> dict[str, Any]:
+        record = await self.get(owner, resource_id)
+        reports = await self.store.controller_reports(self.kind, resource_id)
+        return status_document(
+            f"{self.kind}_id", resource_id, record.generation, record.status, reports
+        )
+
+    # ---- the shared steps of a write -----------------------------------------------------------
+    async def _write(self, resource_id: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """One read-decide-write at a time per resource in this process, retried on lost races."""
+        async with self._writing.hold(resource_id):
+            return await retry_on_race(attempt, self.label)
+
+    def _add_create(self, txn: Txn, record: R, now: datetime) -> None:
+        """Everything a create writes, after the kind's own checks: its name (unique in its
+        scope), its quota (counted in the transaction, so concurrent creates cannot pass it
+        together), the record, its indexes and the created event."""
+        names_key = self._names_key(record)
+        quota_key, quota = self._quota(record)
+        txn.expect_field(names_key, record.name, None, NAME_TAKEN)
+        txn.expect_count_below(quota_key, quota, QUOTA)
+        txn.hset(self.names.record(self.kind, record.id), record.to_hash())
+        txn.hset(names_key, {record.name: record.id})
+        txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, record.id)
+        self._add_created(txn, record)
+        self._emit(txn, self.events.created, record, record.generation, now)
+
+    async def _commit_create(
+        self, txn: Txn, record: R, dry_run: bool, idempotency: IdempotentCreate | None
+    ) -> R | Replay:
+        replay = await commit_create(
+            self.store, lambda: self._run(txn, record, dry_run), idempotency
+        )
+        return replay or record
+
+    async def _replaced(
+        self,
+        record: R,
+        spec: dict[str, Any],
+        name: str | None,
+        dry_run: bool,
+        reports: dict[str, str] | None = None,
+    ) -> R:
+        """Store ``record`` with a new spec and name (None: unchanged), once the kind has judged
+        them and the caller's preconditions. A new spec is a new generation, with a status
+        aggregated afresh from the controllers' ``reports`` (read here when not given); an
+        identical replace changes nothing, not even the resource_version."""
+        spec_changed = spec != record.doc["spec"]
+        name = record.name if name is None else name
+        renamed = name != record.name
+        if not spec_changed and not renamed:
+            return record
+        now = utcnow()
+        generation = record.generation + 1 if spec_changed else record.generation
+        status = record.status
+        if spec_changed:
+            if reports is None:
+                reports = await self.store.controller_reports(self.kind, record.id)
+            status = aggregate_stored(generation, reports, record.status, now)
+        doc: StoredDoc = {
+            **record.doc,
+            "name": name,
+            "generation": generation,
+            "spec": spec,
+            "updated_at": iso(now),
+        }
+        updated = record.with_changes(
+            doc=doc, rv=new_resource_version(), generation=generation, status=status, name=name
+        )
+        txn = Txn()
+        record_key = self.names.record(self.kind, record.id)
+        txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
+        if renamed:
+            names_key = self._names_key(record)
+            txn.expect_field(names_key, name, None, NAME_TAKEN)
+            txn.hdel(names_key, record.name)
+            txn.hset(names_key, {name: record.id})
+        txn.hset(record_key, updated.to_hash())
+        txn.move_in_indexes(
+            record.index_keys(self.names), updated.index_keys(self.names), record.seq, record.id
+        )
+        if spec_changed:
+            self._add_spec_changed(txn, updated)
+            self._emit(txn, self.events.updated, updated, generation, now)
+        await self._run(txn, updated, dry_run)
+        return updated
+
+    def add_delete(self, txn: Txn, record: R, now: datetime) -> None:
+        """Everything that removing one resource writes (a cluster's cascade adds its
+        nodepools' to its own transactions)."""
+        names = self.names
+        record_key = names.record(self.kind, record.id)
+        txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
+        txn.delete(record_key)
+        txn.delete(names.controller_reports(self.kind, record.id))
+        txn.move_in_indexes(record.index_keys(names), set(), record.seq, record.id)
+        txn.hdel(self._names_key(record), record.name)
+        self._schedule.forget(txn, member(self.kind, record.id))
+        delete_key_with(txn, names, record.owner, record.idem_key, record.id)
+        self._add_deleted(txn, record, now)
+        # Deletion is a change of desired state: it gets the next generation, so consumers that
+        # ignore generations they have already handled still act on it.
+        self._emit(txn, self.events.deleted, record, record.generation + 1, now)
+
+    def _emit(
+        self, txn: Txn, event_type: EventType, record: R, generation: int, now: datetime
+    ) -> None:
+        cluster_id, nodepool_id = self._event_ids(record)
+        event = build_event(
+            event_type,
+            cluster_id=cluster_id,
+            nodepool_id=nodepool_id,
+            generation=generation,
+            platform=record.platform,
+            resource=record.view(),
+            moment=now,
+        )
+        append_event(txn, self.names, event)
+
+    async def _run(self, txn: Txn, record: R, dry_run: bool) -> None:
+        """Commit ``txn``, the write of ``record`` (or only judge it, for a dry run); a failed
+        check becomes the error it means."""
+        try:
+            await self.store.run(txn, dry_run=dry_run)
+        except TxnFailed as failed:
+            if failed.code == NAME_TAKEN:
+                raise self._name_taken(record.name, failed.actual) from failed
+            if failed.code == QUOTA:
+                raise self._quota_exceeded(failed.actual) from failed
+            refusal = self._refusal(failed, record)
+            if refusal is not None:
+                raise refusal from failed
+            raise
