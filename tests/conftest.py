@@ -21,6 +21,8 @@ from redis.asyncio import Redis
 
 from api_service.app import create_app
 from cls_core.services import validation
+from cls_core.store import RedisStore
+from cls_core.store.redis_store import connect_redis
 from cls_runtime import amqp as amqp_topology
 from cls_runtime.settings import Settings
 from shared_models.names import Names
@@ -124,6 +126,14 @@ STUB_CONTROLLERS = (
     "aws-cluster-controller",
     "azure-cluster-controller",
 )
+
+
+@pytest.fixture
+async def store(settings: Settings, redis: Redis) -> AsyncIterator[RedisStore]:
+    """The services' store over the real Redis, in the test's namespace."""
+    client = RedisStore(connect_redis(settings.redis_url), settings.names)
+    yield client
+    await client.aclose()
 
 
 async def delete_amqp_namespace(channel: AbstractChannel, names: Names) -> None:

@@ -16,8 +16,6 @@ from redis.asyncio import Redis
 
 from api_service.app import create_app
 from bench.bodies import largest_gcp_lists
-from cls_core.store import RedisStore
-from cls_core.store.redis_store import connect_redis
 from cls_runtime.settings import Settings
 from tests.conftest import USER, api_client, seed_nodepool_body
 from tests.support.redis_server import PrivateRedis
@@ -272,11 +270,3 @@ async def short_ttl_api(settings: Settings, redis: Redis) -> AsyncIterator[httpx
     short = settings.model_copy(update={"idempotency_ttl": SHORT_TTL})
     async with api_client(short, relay_events=False) as client:
         yield client
-
-
-@pytest.fixture
-async def store(settings: Settings, redis: Redis) -> AsyncIterator[RedisStore]:
-    """The API's own store over the real Redis, in the test's namespace."""
-    client = RedisStore(connect_redis(settings.redis_url), settings.names)
-    yield client
-    await client.aclose()

@@ -1,0 +1,51 @@
+"""The domain services over the real Redis, without HTTP: the rules are called directly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from cls_core.services.clusters import ClusterService
+from cls_core.services.nodepools import NodePoolService
+from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore
+from cls_runtime.settings import Settings
+from shared_models.resources import ClusterCreate, NodePoolCreate
+from tests.conftest import gcp_cluster_body, seed_nodepool_body
+
+OWNER = "owner@example.com"
+OTHER = "other@example.com"
+
+
+@pytest.fixture
+def nodepools(store: RedisStore, settings: Settings) -> NodePoolService:
+    return NodePoolService(store, settings)
+
+
+@pytest.fixture
+def clusters(store: RedisStore, settings: Settings, nodepools: NodePoolService) -> ClusterService:
+    return ClusterService(store, settings, nodepools)
+
+
+async def new_cluster(clusters: ClusterService, name: str = "demo", **extra: Any) -> ClusterRecord:
+    created = await clusters.create(
+        OWNER, ClusterCreate.model_validate(gcp_cluster_body(name, **extra)), False
+    )
+    assert isinstance(created, ClusterRecord)
+    return created
+
+
+async def new_nodepool(
+    nodepools: NodePoolService, cluster_id: str, name: str = "workers"
+) -> NodePoolRecord:
+    body = NodePoolCreate.model_validate(seed_nodepool_body(cluster_id, name))
+    created = await nodepools.create(OWNER, body, None, False)
+    assert isinstance(created, NodePoolRecord)
+    return created
+
+
+async def outbox_types(redis: Redis, settings: Settings) -> list[str]:
+    """The type of every event committed so far, in order (``nodepool.created`` ...)."""
+    entries: Any = await redis.xrange(settings.names.outbox)
+    return [".".join(fields["rk"].split(".")[:2]) for _, fields in entries]
