@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api_service.deps import ClusterId, Precondition, User
-from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import (
     IDEMPOTENCY_DOC,
     IdempotencyKey,
@@ -55,7 +54,7 @@ async def create(
     created = await user.clusters.create(user.owner, body, dry_run, idempotency)
     if isinstance(created, Replay):  # a retry that raced the first request to the key
         return replay_response(created)
-    return resource_response(created.view(), 201, f"/api/v1/clusters/{created.id}")
+    return resource_response(created, 201, f"/api/v1/clusters/{created.id}")
 
 
 @router.get("/clusters", response_model=ClusterList)
@@ -82,9 +81,9 @@ async def replace(
     body: ClusterUpdate,
     preconditions: Precondition,
     dry_run: DryRun = False,
-) -> OrjsonResponse:
+) -> Response:
     record = await user.clusters.replace(user.owner, cluster_id, body, preconditions, dry_run)
-    return resource_response(record.view())
+    return resource_response(record)
 
 
 @router.delete(
@@ -99,9 +98,9 @@ async def delete(
     preconditions: Precondition,
     force: Annotated[bool, Query(description="Also delete the cluster's nodepools")] = False,
     dry_run: DryRun = False,
-) -> OrjsonResponse:
+) -> Response:
     """202 with the cluster as it was when its deletion was accepted: a body, so clients of
     the original system (which answered 202 with JSON) keep working, and the status code stays
     right once deletion waits for the controllers to release the cloud resources."""
     record = await user.clusters.delete(user.owner, cluster_id, preconditions, force, dry_run)
-    return resource_response(record.view(), 202)
+    return resource_response(record, 202)

@@ -14,7 +14,6 @@ from api_service.deps import (
     User,
     UserCall,
 )
-from api_service.json_response import OrjsonResponse
 from api_service.routes.idempotency import (
     IDEMPOTENCY_DOC,
     IdempotencyKey,
@@ -110,7 +109,7 @@ async def create(
 def _created(created: NodePoolRecord | Replay) -> Response:
     if isinstance(created, Replay):  # a retry that raced the first request to the key
         return replay_response(created)
-    return resource_response(created.view(), 201, f"/api/v1/nodepools/{created.id}")
+    return resource_response(created, 201, f"/api/v1/nodepools/{created.id}")
 
 
 @router.get("/clusters/{clusterId}/nodepools", response_model=NodePoolList)
@@ -152,9 +151,9 @@ async def replace(
     body: NodePoolUpdate,
     preconditions: Precondition,
     dry_run: DryRun = False,
-) -> OrjsonResponse:
+) -> Response:
     record = await user.nodepools.replace(user.owner, nodepool_id, body, preconditions, dry_run)
-    return resource_response(record.view())
+    return resource_response(record)
 
 
 @router.patch(
@@ -178,9 +177,9 @@ async def patch(
     patch_body: MergePatch,
     preconditions: Precondition,
     dry_run: DryRun = False,
-) -> OrjsonResponse:
+) -> Response:
     record = await user.nodepools.patch(user.owner, nodepool_id, patch_body, preconditions, dry_run)
-    return resource_response(record.view())
+    return resource_response(record)
 
 
 @router.delete("/nodepools/{id}", status_code=204, response_class=Response)

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from api_service.json_response import OrjsonResponse
 from cls_core.services.common import etag
+from cls_core.store import ClusterRecord, NodePoolRecord
 from cls_runtime.logs import bind, resource_log_fields
 from shared_models.errors import ErrorEnvelope
 
@@ -57,13 +57,16 @@ CREATED: dict[int | str, dict[str, Any]] = {
 
 
 def resource_response(
-    view: dict[str, Any], status_code: int = 200, location: str | None = None
-) -> OrjsonResponse:
-    headers = {"ETag": etag(view["resource_version"])}
-    bind(**resource_log_fields(view))
+    record: ClusterRecord | NodePoolRecord, status_code: int = 200, location: str | None = None
+) -> Response:
+    """A resource a write has just stored, answered as the very JSON it stored."""
+    headers = {"ETag": etag(record.rv)}
+    bind(**resource_log_fields(record.view()))
     if location is not None:
         headers["Location"] = location
-    return OrjsonResponse(view, status_code=status_code, headers=headers)
+    return Response(
+        record.view_json, status_code=status_code, media_type="application/json", headers=headers
+    )
 
 
 def stored_resource_response(resource_version: str, body: str) -> Response:

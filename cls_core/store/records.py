@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from itertools import product
 from typing import Any, NotRequired, TypedDict
 
@@ -93,12 +94,21 @@ class _Record:
         }
 
     def view(self) -> dict[str, Any]:
-        """The resource as the API returns it."""
+        """The resource as the API returns it (callers must not change it: it is kept)."""
+        return self._view
+
+    @cached_property
+    def _view(self) -> dict[str, Any]:
         return assemble_view(self.doc, self.rv, self.status)
+
+    @cached_property
+    def view_json(self) -> str:
+        """The view rendered once: stored, published and answered as the same text."""
+        return orjson.dumps(self._view).decode()
 
     def view_fields(self) -> dict[str, str]:
         """The rendered view and the version it shows; written with every change of the record."""
-        return {"view": orjson.dumps(self.view()).decode(), "view_rv": self.rv}
+        return {"view": self.view_json, "view_rv": self.rv}
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ class RedisStore:
             record = await self.get_cluster(resource_id)
         if record is None:
             return None
-        return record.owner, record.rv, orjson.dumps(record.view()).decode()
+        return record.owner, record.rv, record.view_json
 
     async def get_many_with_reports(
         self, wanted: list[tuple[Kind, str]]
