@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import orjson
 from pydantic import TypeAdapter
@@ -33,6 +33,9 @@ __all__ = [
     "MAX_MESSAGE_LENGTH",
     "Controller",
     "ErrorFact",
+    "StoredCondition",
+    "StoredError",
+    "StoredStatus",
     "aggregate",
     "aggregate_json",
     "aggregate_stored",
@@ -86,6 +89,41 @@ class ErrorFact:
     user_actionable: bool
     suggestions: tuple[str, ...]
     retry_after: str | None
+
+
+class StoredCondition(TypedDict):
+    """One of ``status.conditions`` as stored and shown (a ``Condition`` as JSON)."""
+
+    type: Literal["Ready", "Available"]
+    status: ConditionStatus
+    lastTransitionTime: str
+    reason: str
+    message: str
+
+
+class StoredError(TypedDict):
+    """One of ``status.errors`` as stored and shown (an ``AggregateError`` as JSON)."""
+
+    controller: str
+    errorType: str
+    errorCode: str
+    message: str
+    userActionable: bool
+    suggestions: list[str]
+    retryAfter: str | None
+
+
+class StoredStatus(TypedDict):
+    """A resource's ``status`` as stored and shown (an ``AggregatedStatus`` as JSON)."""
+
+    observedGeneration: int
+    phase: str
+    health: str
+    reason: str
+    message: str
+    lastUpdateTime: str
+    conditions: list[StoredCondition]
+    errors: NotRequired[list[StoredError]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,19 +258,23 @@ def aggregate(
     status = aggregate_json(
         generation,
         [controller_of(report) for report in reports],
-        # Unset fields are absent from the stored document too (``errors`` without errors).
-        None if previous is None else previous.model_dump(mode="json", exclude_unset=True),
+        None if previous is None else _stored(previous),
         timestamp(now),
     )
     return AggregatedStatus.model_validate(status)
 
 
+def _stored(status: AggregatedStatus) -> StoredStatus:
+    # Unset fields are absent from the stored document too (``errors`` without errors).
+    return cast(StoredStatus, status.model_dump(mode="json", exclude_unset=True))
+
+
 def aggregate_json(
     generation: int,
     controllers: Sequence[Controller],
-    previous: Mapping[str, Any] | None,
+    previous: StoredStatus | None,
     now: str,
-) -> dict[str, Any]:
+) -> StoredStatus:
     """A resource's ``status`` (an ``AggregatedStatus`` as JSON) from the latest report of each
     controller; ``previous`` is the status stored before, ``now`` a ``timestamp``.
 
@@ -242,7 +284,7 @@ def aggregate_json(
     """
     verdict = _verdict(generation, controllers)
     ready: ConditionStatus = "True" if verdict.phase is Phase.READY else "False"
-    candidate = {
+    candidate: StoredStatus = {
         "observedGeneration": _observed_generation(generation, controllers),
         "phase": verdict.phase.value,
         "health": verdict.health.value,
@@ -267,9 +309,9 @@ def aggregate_json(
 def aggregate_stored(
     generation: int,
     reports: Mapping[str, str],
-    previous: Mapping[str, Any] | None,
+    previous: StoredStatus | None,
     now: datetime,
-) -> dict[str, Any]:
+) -> StoredStatus:
     """``aggregate_json`` over the reports as stored (controller -> its JSON) and a stored
     ``previous``: what a spec write recomputes, without a round trip through the models."""
     controllers = [controller_of_json(orjson.loads(raw)) for raw in reports.values()]
@@ -280,7 +322,7 @@ def _by_name(controllers: Iterable[Controller]) -> list[Controller]:
     return sorted(controllers, key=lambda c: c.name)
 
 
-def _errors(generation: int, controllers: Sequence[Controller]) -> list[dict[str, Any]]:
+def _errors(generation: int, controllers: Sequence[Controller]) -> list[StoredError]:
     """``status.errors``: the controllers in error at ``generation`` (exactly those the message
     names as failing), by name."""
     failing = _by_name(
@@ -289,7 +331,7 @@ def _errors(generation: int, controllers: Sequence[Controller]) -> list[dict[str
     return [_error_entry(c.name, c.error) for c in failing[:MAX_AGGREGATE_ERRORS] if c.error]
 
 
-def _error_entry(name: str, error: ErrorFact) -> dict[str, Any]:
+def _error_entry(name: str, error: ErrorFact) -> StoredError:
     return {
         "controller": name,
         "errorType": error.error_type,
@@ -346,8 +388,8 @@ def _with_failures(summary: str, failing: Sequence[Controller]) -> str:
 
 
 def _available_condition(
-    controllers: Sequence[Controller], previous: Mapping[str, Any] | None, now: str
-) -> dict[str, Any]:
+    controllers: Sequence[Controller], previous: StoredStatus | None, now: str
+) -> StoredCondition:
     # Any generation counts: nodes of an older generation keep serving while a change rolls out.
     serving = sum(1 for c in controllers if c.ready and not c.in_error)
     if serving:
@@ -362,9 +404,9 @@ def _condition(
     status: ConditionStatus,
     reason: str,
     message: str,
-    previous: Mapping[str, Any] | None,
+    previous: StoredStatus | None,
     now: str,
-) -> dict[str, Any]:
+) -> StoredCondition:
     before = _previous_condition(previous, type_)
     # The transition time records when the status last flipped, not when the text last changed.
     since = (
@@ -379,7 +421,7 @@ def _condition(
     }
 
 
-def _previous_condition(previous: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
+def _previous_condition(previous: StoredStatus | None, type_: str) -> StoredCondition | None:
     if previous is None:
         return None
     return next((c for c in previous["conditions"] if c["type"] == type_), None)

@@ -29,6 +29,7 @@ from cls_runtime.settings import Settings
 from shared_models import strict_json
 from shared_models.aggregation import (
     Controller,
+    StoredStatus,
     aggregate_json,
     controller_of,
     controller_of_json,
@@ -280,7 +281,7 @@ class _State:
         # facts, for the aggregate).
         self._reports: dict[str, dict[str, Any]] = {}
         self._controllers: dict[str, Controller] | None = None
-        self.status: dict[str, Any] = record.status
+        self.status: StoredStatus = record.status
         self.written: list[str] = []  # controllers whose report is to be written
         self.phase_changed = False  # by a report of this window
         self.changed = False

@@ -25,6 +25,7 @@ from typing import Any, NotRequired, TypedDict
 
 import orjson
 
+from shared_models.aggregation import StoredStatus
 from shared_models.names import ANY, Names
 
 RECORD_FIELDS = (
@@ -62,7 +63,7 @@ class _Record:
     doc: StoredDoc
     rv: str
     generation: int
-    status: dict[str, Any]
+    status: StoredStatus
     owner: str
     name: str
     platform: str

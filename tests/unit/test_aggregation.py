@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -12,6 +12,7 @@ import pytest
 from shared_models.aggregation import (
     MAX_AGGREGATE_ERRORS,
     MAX_MESSAGE_LENGTH,
+    StoredStatus,
     aggregate,
     aggregate_json,
     aggregate_stored,
@@ -667,7 +668,9 @@ def test_models_and_stored_json_give_the_same_document(seed: int) -> None:
     before = rng.choice([None, random_reports(rng), reports])
     previous = None if before is None else aggregate(GEN, before, None, T1)
     previous_json = (
-        None if previous is None else previous.model_dump(mode="json", exclude_unset=True)
+        None
+        if previous is None
+        else cast(StoredStatus, previous.model_dump(mode="json", exclude_unset=True))
     )
     raw = {r.controller_name: stored(r, T1) for r in reports}
 

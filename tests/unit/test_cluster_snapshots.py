@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from cls_core.services.cluster_snapshots import ClusterSnapshots
 from cls_core.store import ClusterRecord
+from shared_models.aggregation import aggregate_stored
+
+NOW = datetime(2026, 12, 3, tzinfo=UTC)
 
 
 def cluster(cluster_id: str, rv: str = "1") -> ClusterRecord:
     return ClusterRecord(
         id=cluster_id,
-        doc={},
+        doc={
+            "id": cluster_id,
+            "name": cluster_id,
+            "generation": 1,
+            "spec": {},
+            "created_at": "2026-12-03T00:00:00.000Z",
+            "updated_at": "2026-12-03T00:00:00.000Z",
+            "created_by": "user@example.com",
+        },
         rv=rv,
         generation=1,
-        status={},
+        status=aggregate_stored(1, {}, None, NOW),
         owner="user@example.com",
         name=cluster_id,
         platform="gcp",
