@@ -86,7 +86,9 @@ async def publish_until_confirmed(
 
 
 async def probe_reports(url: str, names: Names, pools: list[str]) -> int:
-    connection = await topology.connect(url)
+    # The broker may be cut before the probe's first connection: retried as a controller would.
+    connection = await topology.until_up(lambda: topology.connect(url), None, "probe")
+    assert connection is not None  # without a stop event, until_up retries until it connects
     try:
         reports = [probe_report(p, i) for p in pools for i in range(PROBES_PER_POOL)]
         for start in range(0, len(reports), 10):
