@@ -12,18 +12,15 @@ from cls_core.services.common import (
     RV_CHANGED,
     WRITE_RETRY_SECONDS,
     Preconditions,
-    creation_score,
     iso,
     new_id,
-    new_resource_version,
     utcnow,
 )
 from cls_core.services.idempotency import IdempotentCreate, Replay
 from cls_core.services.nodepools import NodePoolService
-from cls_core.services.resources import Lifecycle, ResourceService
+from cls_core.services.resources import Lifecycle, ResourceService, first_version
 from cls_core.store import ClusterRecord, RedisStore, Txn, TxnFailed
 from cls_runtime.settings import Settings
-from shared_models.aggregation import aggregate_stored
 from shared_models.names import ANY
 from shared_models.resources import ClusterCreate, ClusterUpdate
 
@@ -100,27 +97,7 @@ class ClusterService(ResourceService[ClusterRecord]):
     ) -> ClusterRecord | Replay:
         now = utcnow()
         cluster_id = (body.id or new_id()).lower()
-        stamp = iso(now)
-        record = ClusterRecord(
-            id=cluster_id,
-            doc={
-                "id": cluster_id,
-                "name": body.name,
-                "generation": 1,
-                "spec": body.spec.model_dump(mode="json", exclude_none=True),
-                "created_at": stamp,
-                "updated_at": stamp,
-                "created_by": owner,
-            },
-            rv=new_resource_version(),
-            generation=1,
-            status=aggregate_stored(1, {}, None, now),
-            owner=owner,
-            name=body.name,
-            platform=body.spec.platform.type,
-            seq=creation_score(),
-            idem_key=None if idempotency is None else idempotency.client_key,
-        )
+        record = ClusterRecord(**first_version(cluster_id, body, owner, now, idempotency))
         names = self.names
         txn = Txn()
         if idempotency is not None:

@@ -10,20 +10,16 @@ from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded, Validat
 from cls_core.services.cluster_snapshots import ClusterSnapshots
 from cls_core.services.common import (
     Preconditions,
-    creation_score,
-    iso,
     new_id,
-    new_resource_version,
     utcnow,
 )
 from cls_core.services.idempotency import IdempotentCreate, Replay
 from cls_core.services.merge_patch import merge_patch
 from cls_core.services.reconcile_schedule import is_ready
-from cls_core.services.resources import Lifecycle, ResourceService
+from cls_core.services.resources import Lifecycle, ResourceService, first_version
 from cls_core.services.validation import field_errors, validate_nodepool_against_cluster
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
 from cls_runtime.settings import Settings
-from shared_models.aggregation import aggregate_stored
 from shared_models.names import ANY
 from shared_models.resources import NodePoolCreate, NodePoolUpdate
 
@@ -152,29 +148,9 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         validate_nodepool_against_cluster(body.spec, cluster)
         now = utcnow()
         nodepool_id = new_id()
-        stamp = iso(now)
-        record = NodePoolRecord(
-            id=nodepool_id,
-            doc={
-                "id": nodepool_id,
-                "name": body.name,
-                "cluster_id": cluster.id,
-                "generation": 1,
-                "spec": body.spec.model_dump(mode="json", exclude_none=True),
-                "created_at": stamp,
-                "updated_at": stamp,
-                "created_by": owner,
-            },
-            rv=new_resource_version(),
-            generation=1,
-            status=aggregate_stored(1, {}, None, now),
-            owner=owner,
-            name=body.name,
-            platform=body.spec.platform.type,
-            seq=creation_score(),
-            cluster_id=cluster.id,
-            idem_key=None if idempotency is None else idempotency.client_key,
-        )
+        fields = first_version(nodepool_id, body, owner, now, idempotency)
+        fields["doc"]["cluster_id"] = cluster.id
+        record = NodePoolRecord(**fields, cluster_id=cluster.id)
         txn = Txn()
         if idempotency is not None:
             idempotency.guard(txn, self.kind, nodepool_id)

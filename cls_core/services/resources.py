@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar
 
 from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded
 from cls_core.services.common import (
@@ -20,6 +20,7 @@ from cls_core.services.common import (
     KeyedLocks,
     append_event,
     build_event,
+    creation_score,
     iso,
     new_resource_version,
     retry_on_race,
@@ -35,9 +36,10 @@ from cls_core.services.idempotency import (
 from cls_core.services.reconcile_schedule import ReconcileSchedule, member
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, StoredDoc, Txn, TxnFailed
 from cls_runtime.settings import Settings
-from shared_models.aggregation import aggregate_stored
+from shared_models.aggregation import StoredStatus, aggregate_stored
 from shared_models.events import EventType
 from shared_models.names import Kind
+from shared_models.resources import ClusterCreate, NodePoolCreate
 
 R = TypeVar("R", ClusterRecord, NodePoolRecord)
 T = TypeVar("T")
@@ -53,6 +55,53 @@ class Lifecycle(NamedTuple):
     created: EventType
     updated: EventType
     deleted: EventType
+
+
+class FirstVersion(TypedDict):
+    """What a record of any kind holds when it is created (its constructor's arguments)."""
+
+    id: str
+    doc: StoredDoc
+    rv: str
+    generation: int
+    status: StoredStatus
+    owner: str
+    name: str
+    platform: str
+    seq: float
+    idem_key: str | None
+
+
+def first_version(
+    resource_id: str,
+    body: ClusterCreate | NodePoolCreate,
+    owner: str,
+    now: datetime,
+    idempotency: IdempotentCreate | None,
+) -> FirstVersion:
+    """Generation 1 of a resource created from ``body``: no controller has reported yet."""
+    stamp = iso(now)
+    doc: StoredDoc = {
+        "id": resource_id,
+        "name": body.name,
+        "generation": 1,
+        "spec": body.spec.model_dump(mode="json", exclude_none=True),
+        "created_at": stamp,
+        "updated_at": stamp,
+        "created_by": owner,
+    }
+    return {
+        "id": resource_id,
+        "doc": doc,
+        "rv": new_resource_version(),
+        "generation": 1,
+        "status": aggregate_stored(1, {}, None, now),
+        "owner": owner,
+        "name": body.name,
+        "platform": body.spec.platform.type,
+        "seq": creation_score(),
+        "idem_key": None if idempotency is None else idempotency.client_key,
+    }
 
 
 class ResourceService(Generic[R]):
