@@ -54,6 +54,11 @@ class Names:
         """Hash controller_name -> that controller's last report (JSON)."""
         return self._key(kind, resource_id, "controllers")
 
+    def view(self, kind: Kind, resource_id: str) -> str:
+        """String holding one resource as the API returns it (JSON), written with every change of
+        its record: reads send it as stored, and a page reads its views with one MGET."""
+        return self._key("view", kind, resource_id)
+
     # ---- Redis: indexes -------------------------------------------------------------------
     def cluster_names(self, owner: str) -> str:
         """Hash cluster name -> id, per owner (names are unique per owner)."""

@@ -22,8 +22,10 @@ async def _memory_usage(redis: Redis, key: str) -> int:
     return int(used or 0)
 
 
-async def _bytes_per_nodepool(settings: Settings, where: Seeded, count: int) -> tuple[float, float]:
-    """(record hash bytes, index bytes) per nodepool of one owner's cluster."""
+async def _bytes_per_nodepool(
+    settings: Settings, where: Seeded, count: int
+) -> tuple[float, float, float]:
+    """(record hash bytes, view bytes, index bytes) per nodepool of one owner's cluster."""
     names = settings.names
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
@@ -32,6 +34,7 @@ async def _bytes_per_nodepool(settings: Settings, where: Seeded, count: int) -> 
         picks = random.sample(range(total), min(SAMPLE, total))
         ids = [str((await redis.zrange(members, i, i))[0]) for i in picks]
         records = [await _memory_usage(redis, names.record("nodepool", i)) for i in ids]
+        views = [await _memory_usage(redis, names.view("nodepool", i)) for i in ids]
         # Everything else a nodepool of this owner adds to: its 8 filter indexes, the cluster's
         # name hash and member set, and its share of the namespace-wide reconcile schedule.
         phases, healths = ("Pending", "*"), ("Unknown", "*")
@@ -45,7 +48,7 @@ async def _bytes_per_nodepool(settings: Settings, where: Seeded, count: int) -> 
         index_bytes = sum([await _memory_usage(redis, k) for k in shared]) / count
         due = names.reconcile_due
         index_bytes += await _memory_usage(redis, due) / max(1, await redis.zcard(due))
-        return sum(records) / len(records), index_bytes
+        return sum(records) / len(records), sum(views) / len(views), index_bytes
     finally:
         await redis.aclose()
 
@@ -53,13 +56,13 @@ async def _bytes_per_nodepool(settings: Settings, where: Seeded, count: int) -> 
 def redis_bytes_per_nodepool(
     ctx: RunContext, settings: Settings, where: Seeded, count: int
 ) -> None:
-    record, index = asyncio.run(_bytes_per_nodepool(settings, where, count))
+    record, view, index = asyncio.run(_bytes_per_nodepool(settings, where, count))
     ctx.add(
         Figure(
             SECTION,
             "Redis bytes per nodepool (MEMORY USAGE)",
-            f"{record + index:,.0f} B",
-            note=f"record hash {record:,.0f} B + indexes {index:,.0f} B, "
+            f"{record + view + index:,.0f} B",
+            note=f"record hash {record:,.0f} B + view {view:,.0f} B + indexes {index:,.0f} B, "
             f"averaged over {count:,} nodepools of one owner",
         )
     )

@@ -191,7 +191,7 @@ class ResourceService(Generic[R]):
         quota_key, quota = self._quota(record)
         txn.expect_field(names_key, record.name, None, NAME_TAKEN)
         txn.expect_count_below(quota_key, quota, QUOTA)
-        txn.hset(self.names.record(self.kind, record.id), record.to_hash())
+        record.put(txn, self.names)
         txn.hset(names_key, {record.name: record.id})
         txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, record.id)
         self._add_created(txn, record)
@@ -247,7 +247,7 @@ class ResourceService(Generic[R]):
             txn.expect_field(names_key, name, None, NAME_TAKEN)
             txn.hdel(names_key, record.name)
             txn.hset(names_key, {name: record.id})
-        txn.hset(record_key, updated.to_hash())
+        updated.put(txn, self.names)
         txn.move_in_indexes(
             record.index_keys(self.names), updated.index_keys(self.names), record.seq, record.id
         )
@@ -263,7 +263,7 @@ class ResourceService(Generic[R]):
         names = self.names
         record_key = names.record(self.kind, record.id)
         txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
-        txn.delete(record_key)
+        record.remove(txn, names)
         txn.delete(names.controller_reports(self.kind, record.id))
         txn.move_in_indexes(record.index_keys(names), set(), record.seq, record.id)
         txn.hdel(self._names_key(record), record.name)

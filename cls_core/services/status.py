@@ -248,9 +248,9 @@ class StatusService:
                 "status": orjson.dumps(updated.status).decode(),
                 "phase": updated.phase,
                 "health": updated.health,
-                **updated.view_fields(),
             },
         )
+        updated.put_view(txn, self.names)
         if (original.phase, original.health) != (updated.phase, updated.health):
             # Of the index dimensions (owner, cluster, phase, health) a report changes only
             # phase and health: when neither moved, no index entry does.

@@ -3,7 +3,7 @@
 -- KEYS[1]: the nodepool hash, KEYS[2]: its reports hash.
 -- ARGV[1]: the record key prefix of clusters; ARGV[2..]: the record fields to read (both records).
 -- The cluster's key comes from the nodepool's cluster_id, so it cannot be in KEYS (a standalone
--- Redis allows that, as list_page.lua does; a Redis Cluster would need a hash tag).
+-- Redis allows that; a Redis Cluster would need a hash tag).
 -- Returns {nodepool field values (false when absent), {name1, report1, ...}, cluster field values
 -- or false}.
 local fields = {unpack(ARGV, 2)}

@@ -1,18 +1,18 @@
 """How a resource is laid out in Redis, and which index entries it owns.
 
-A resource is one hash:
+A resource is one hash and one string. The hash (``Names.record``):
   doc      JSON of the resource without its versions and status (id, name, spec, timestamps...)
   rv       resource_version: changes on every write, spec or status (the ETag)
   gen      generation: changes only when the spec changes
   status   JSON of the aggregated status
   owner, name, platform, phase, health (and cluster_id for nodepools): the index dimensions
   seq      the creation-ordered score used by every index it is in
-  view     the resource as the API returns it (JSON), rendered by every write of the record so
-           that reads send it as stored, without parsing and re-serialising it
-  view_rv  the resource_version ``view`` was rendered at; a view whose view_rv is not ``rv`` is
-           ignored and the resource is assembled from the fields above instead
   idem_key the Idempotency-Key (as the client sent it) that created it, if any: deleting the
            resource deletes that key in the same transaction
+The string (``Names.view``) is the resource as the API returns it (JSON), rendered by every
+write of the record in the same transaction (``put``, ``put_view``): reads send it as stored,
+without parsing and re-serialising it, and a page reads all of its views with one MGET.
+A record written before views had keys of their own has none: reads assemble it from the hash.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import product
-from typing import Any, NotRequired, TypedDict
+from typing import Any, ClassVar, NotRequired, TypedDict
 
 import orjson
 
+from cls_core.store.txn import Txn
 from shared_models.aggregation import StoredStatus
-from shared_models.names import ANY, Names
+from shared_models.names import ANY, Kind, Names
 
 RECORD_FIELDS = (
     "doc",
@@ -59,6 +60,7 @@ class StoredDoc(TypedDict):
 
 @dataclass(frozen=True)
 class _Record:
+    kind: ClassVar[Kind]
     id: str
     doc: StoredDoc
     rv: str
@@ -90,7 +92,6 @@ class _Record:
             "phase": self.phase,
             "health": self.health,
             "seq": repr(self.seq),
-            **self.view_fields(),
             **({} if self.idem_key is None else {"idem_key": self.idem_key}),
         }
 
@@ -107,13 +108,28 @@ class _Record:
         """The view rendered once: stored, published and answered as the same text."""
         return orjson.dumps(self._view).decode()
 
-    def view_fields(self) -> dict[str, str]:
-        """The rendered view and the version it shows; written with every change of the record."""
-        return {"view": self.view_json, "view_rv": self.rv}
+    def put(self, txn: Txn, names: Names) -> None:
+        """Write the whole record and its view."""
+        txn.hset(names.record(self.kind, self.id), self.to_hash())
+        self.put_view(txn, names)
+
+    def put_view(self, txn: Txn, names: Names) -> None:
+        """Write the view; every write that changes the record's fields calls it in its
+        transaction, so no view is ever older than its record."""
+        txn.set_value(names.view(self.kind, self.id), self.view_json)
+
+    def remove(self, txn: Txn, names: Names) -> None:
+        """Delete the record and its view."""
+        txn.delete(names.record(self.kind, self.id))
+        txn.delete(names.view(self.kind, self.id))
+
+    def to_hash(self) -> dict[str, str]:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
 class NodePoolRecord(_Record):
+    kind: ClassVar[Kind] = "nodepool"
     cluster_id: str
 
     def to_hash(self) -> dict[str, str]:
@@ -141,6 +157,8 @@ class NodePoolRecord(_Record):
 
 @dataclass(frozen=True)
 class ClusterRecord(_Record):
+    kind: ClassVar[Kind] = "cluster"
+
     def to_hash(self) -> dict[str, str]:
         return self._common_fields()
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
-import orjson
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
@@ -17,7 +16,7 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from cls_core.store.leader_lock import LeaderLock
 from cls_core.store.outbox import Outbox
-from cls_core.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord, assemble_view
+from cls_core.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord
 from cls_core.store.scripts import LuaScript
 from cls_core.store.txn import Txn
 from shared_models.names import Kind, Names
@@ -74,7 +73,8 @@ class RedisStore:
         self._redis = redis
         self.names = names
         self._txn_script = LuaScript.of_file(redis, "guarded_txn.lua")
-        self._page_script = LuaScript.of_file(redis, "list_page.lua")
+        self._page_script = LuaScript.of_file(redis, "index_page.lua")
+        self._view_script = LuaScript.of_file(redis, "record_view.lua")
         self._read_with_reports_script = LuaScript.of_file(redis, "record_with_reports.lua")
         self._nodepool_for_write_script = LuaScript.of_file(redis, "nodepool_for_write.lua")
 
@@ -127,19 +127,15 @@ class RedisStore:
         return None if raw is None else ClusterRecord.from_hash(cluster_id, raw)
 
     async def get_view(self, kind: Kind, resource_id: str) -> tuple[str, str, str] | None:
-        """(owner, resource_version, the resource as JSON), sent as stored when it is current."""
-        key = self.names.record(kind, resource_id)
-        owner, rv, view_rv, view = await self._redis.hmget(key, ("owner", "rv", "view_rv", "view"))
+        """(owner, resource_version, the resource as JSON as stored), read in one round trip."""
+        keys = [self.names.record(kind, resource_id), self.names.view(kind, resource_id)]
+        owner, rv, view = await self._view_script(keys, [])
         if owner is None:
             return None
-        if view is not None and view_rv == rv:
+        if view is not None:
             return str(owner), str(rv), str(view)
-        # Written by code that did not render the view: assemble it from the record's fields.
-        record: NodePoolRecord | ClusterRecord | None
-        if kind == "nodepool":
-            record = await self.get_nodepool(resource_id)
-        else:
-            record = await self.get_cluster(resource_id)
+        # Stored before views had keys of their own: assembled from the record's fields.
+        record = (await self.get_records(kind, [resource_id])).get(resource_id)
         if record is None:
             return None
         return record.owner, record.rv, record.view_json
@@ -237,21 +233,34 @@ class RedisStore:
 
     # ---- lists -----------------------------------------------------------------------------
     async def list_page(
-        self, kind: Literal["cluster", "nodepool"], index_key: str, offset: int, limit: int
+        self, kind: Kind, index_key: str, offset: int, limit: int
     ) -> tuple[int, str]:
         """(total in the index, the resources of one page as JSON joined with ","), in creation
-        order, one round trip; current views are passed through as stored, never parsed."""
-        prefix = self.names.record(kind, "")
-        reply = await self._page_script([index_key], [offset, limit, prefix])
-        items: list[str] = []
-        for item in reply[1:]:
-            if isinstance(item, str):
-                items.append(item)
-            else:  # rendered by an older write, or not at all: assembled from the fields
-                doc, rv, status = item
-                view = assemble_view(orjson.loads(doc), rv, orjson.loads(status))
-                items.append(orjson.dumps(view).decode())
-        return int(reply[0]), ",".join(items)
+        order: the page's ids in one round trip, their views in one MGET, passed through as
+        stored, never parsed. An id whose resource was deleted in between is left out."""
+        total, *ids = await self._page_script([index_key], [offset, limit])
+        if not ids:
+            return int(total), ""
+        keys = [self.names.view(kind, i) for i in ids]
+        views = cast(list[str | None], await self._redis.mget(keys))  # decode_responses: str
+        if None in views:
+            return int(total), ",".join(await self._views_or_records(kind, ids, views))
+        return int(total), ",".join(cast(list[str], views))
+
+    async def _views_or_records(
+        self, kind: Kind, ids: list[str], views: list[str | None]
+    ) -> list[str]:
+        """The page's views, those missing assembled from their records (stored before views had
+        keys of their own) or left out (deleted since the page's ids were read)."""
+        missing = [i for i, view in zip(ids, views, strict=True) if view is None]
+        records = await self.get_records(kind, missing)
+        found = []
+        for resource_id, view in zip(ids, views, strict=True):
+            if view is not None:
+                found.append(view)
+            elif (record := records.get(resource_id)) is not None:
+                found.append(record.view_json)
+        return found
 
     # ---- what the event jobs, the metrics and the idempotency keys read ---------------------
     def outbox(self) -> Outbox:

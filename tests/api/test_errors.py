@@ -509,10 +509,9 @@ async def test_unexpected_failure_is_500_internal_in_the_envelope(
     async with serve(settings, raise_app_exceptions=False) as api:
         cluster = await create_cluster(api)
         # A record no code path can read: the error must still leave in the envelope. (Without
-        # its rendered view, a read assembles the resource from ``doc``.)
-        key = settings.names.record("cluster", cluster["id"])
-        await redis.hset(key, "doc", "{not json")
-        await redis.hdel(key, "view", "view_rv")
+        # its view, a read assembles the resource from ``doc``.)
+        await redis.hset(settings.names.record("cluster", cluster["id"]), "doc", "{not json")
+        await redis.delete(settings.names.view("cluster", cluster["id"]))
         response = await api.get(f"{API}/clusters/{cluster['id']}", headers=USER)
     error = assert_error(response, 500, "INTERNAL")
     assert "not json" not in response.text  # internals are logged, not returned

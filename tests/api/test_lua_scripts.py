@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -125,18 +124,27 @@ async def test_a_dry_run_checks_everything_and_writes_nothing(
         await store.run(Txn().expect_field(key("h"), "rv", "r2", "F"), dry_run=True)
 
 
-async def test_list_page_returns_the_total_and_one_page_in_index_order(
-    store: RedisStore, redis: Redis, settings: Settings, key: Callable[[str], str]
+async def test_index_page_returns_the_total_and_the_ids_of_one_page_in_index_order(
+    redis: Redis, key: Callable[[str], str]
 ) -> None:
-    prefix = settings.names.record("nodepool", "")
-    for n, rid in enumerate(("a", "b", "c")):
-        view = orjson.dumps({"id": rid}).decode()
-        await redis.hset(prefix + rid, mapping={"rv": "1", "view_rv": "1", "view": view})
-        await redis.zadd(key("index"), {rid: float(n)})
-    total, page = await store.list_page("nodepool", key("index"), 1, 5)
-    assert total == 3
-    assert orjson.loads(f"[{page}]") == [{"id": "b"}, {"id": "c"}]
-    assert await store.list_page("nodepool", key("index"), 3, 5) == (3, "")
+    script = LuaScript.of_file(redis, "index_page.lua")
+    await redis.zadd(key("index"), {"a": 0.0, "b": 1.0, "c": 2.0})
+    assert await script([key("index")], [1, 5]) == [3, "b", "c"]
+    assert await script([key("index")], [0, 2]) == [3, "a", "b"]
+    assert await script([key("index")], [3, 5]) == [3]
+    assert await script([key("index")], [0, 0]) == [3]
+    assert await script([key("none")], [0, 5]) == [0]
+
+
+async def test_record_view_reads_the_owner_the_version_and_the_view(
+    redis: Redis, key: Callable[[str], str]
+) -> None:
+    script = LuaScript.of_file(redis, "record_view.lua")
+    await redis.hset(key("record"), mapping={"owner": "o", "rv": "r", "doc": "{}"})
+    await redis.set(key("view"), '{"id":"x"}')
+    assert await script([key("record"), key("view")], []) == ["o", "r", '{"id":"x"}']
+    assert await script([key("record"), key("no-view")], []) == ["o", "r", None]
+    assert await script([key("none"), key("no-view")], []) == [None, None, None]
 
 
 async def test_record_with_reports_reads_the_fields_and_every_report(

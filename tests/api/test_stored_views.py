@@ -1,18 +1,21 @@
-"""Reads send each resource's JSON as rendered by its last write (the record's ``view``).
+"""Reads send each resource's JSON as rendered by its last write (its view, a key of its own).
 
 They must always show the current resource: after spec and status writes, for clusters too, and
-even when a record has no current view (written by code that did not render it).
+even when a record has no view (stored before views had keys of their own). A deleted resource
+leaves no view behind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import orjson
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
-from tests.api.conftest import create_nodepool
+from tests.api.conftest import MERGE_PATCH, create_nodepool
 from tests.conftest import USER, controller_headers
 
 SCALED = {
@@ -66,21 +69,62 @@ async def test_list_page_keeps_its_envelope(
 async def test_record_without_a_view_is_assembled_from_its_fields(
     api: httpx.AsyncClient, nodepool: dict[str, Any], redis: Redis, settings: Settings
 ) -> None:
-    key = settings.names.record("nodepool", nodepool["id"])
-    await redis.hdel(key, "view", "view_rv")
+    await redis.delete(settings.names.view("nodepool", nodepool["id"]))
     got, listed = await _get_and_listed(api, nodepool["id"])
     assert got.json() == listed == nodepool
+    assert got.headers["ETag"] == f'"{nodepool["resource_version"]}"'
 
 
-async def test_view_older_than_the_record_is_never_sent(
+async def test_every_write_stores_the_view_a_get_answers(
     api: httpx.AsyncClient, nodepool: dict[str, Any], redis: Redis, settings: Settings
 ) -> None:
-    # A write that changed the record without rendering its view: the view must not be sent.
-    key = settings.names.record("nodepool", nodepool["id"])
-    await redis.hset(key, "rv", "0123456789abcdef")
-    got, listed = await _get_and_listed(api, nodepool["id"])
-    assert got.json()["resource_version"] == listed["resource_version"] == "0123456789abcdef"
-    assert got.headers["ETag"] == '"0123456789abcdef"'
+    path = f"/api/v1/nodepools/{nodepool['id']}"
+    view_key = settings.names.view("nodepool", nodepool["id"])
+    writes: list[Callable[[], Awaitable[httpx.Response]]] = [  # spec, name alone, status
+        lambda: api.put(path, json=SCALED, headers=USER),
+        lambda: api.patch(path, json={"name": "renamed"}, headers={**USER, **MERGE_PATCH}),
+        lambda: api.put(f"{path}/status", json=READY_REPORT, headers=controller_headers()),
+    ]
+    seen = nodepool
+    for write in writes:
+        response = await write()
+        assert response.status_code == 200, response.text
+        got = (await api.get(path, headers=USER)).json()
+        assert got["resource_version"] != seen["resource_version"]  # the write is shown
+        assert orjson.loads(await redis.get(view_key) or "null") == got
+        seen = got
+
+
+async def test_a_deleted_resource_leaves_no_view(
+    api: httpx.AsyncClient, nodepool: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    names = settings.names
+    other = await create_nodepool(api, nodepool["cluster_id"], "other")
+    deleted = await api.delete(f"/api/v1/nodepools/{nodepool['id']}", headers=USER)
+    assert deleted.status_code == 204, deleted.text
+    assert await redis.exists(names.view("nodepool", nodepool["id"])) == 0
+    assert await redis.exists(names.view("nodepool", other["id"])) == 1
+    cascade = await api.delete(
+        f"/api/v1/clusters/{nodepool['cluster_id']}?force=true", headers=USER
+    )
+    assert cascade.status_code == 202, cascade.text
+    views = [names.view("nodepool", other["id"]), names.view("cluster", nodepool["cluster_id"])]
+    assert await redis.exists(*views) == 0
+
+
+async def test_a_page_leaves_out_a_resource_deleted_after_its_id_was_read(
+    api: httpx.AsyncClient, cluster: dict[str, Any], redis: Redis, settings: Settings
+) -> None:
+    created = [await create_nodepool(api, cluster["id"], f"np-{i}") for i in range(3)]
+    # As a delete between the page's two reads leaves it: the id listed, its keys gone.
+    gone = created[1]["id"]
+    await redis.delete(
+        settings.names.record("nodepool", gone), settings.names.view("nodepool", gone)
+    )
+    page = await api.get("/api/v1/nodepools?limit=10", headers=USER)
+    assert page.status_code == 200, page.text
+    assert page.json()["nodepools"] == [created[0], created[2]]
+    assert page.json()["total"] == 3
 
 
 async def test_cluster_get_and_list_show_the_last_status(
@@ -101,7 +145,7 @@ async def test_a_page_mixing_current_and_unrendered_views_lists_each_in_order(
     api: httpx.AsyncClient, cluster: dict[str, Any], redis: Redis, settings: Settings
 ) -> None:
     created = [await create_nodepool(api, cluster["id"], f"np-{i}") for i in range(3)]
-    await redis.hdel(settings.names.record("nodepool", created[1]["id"]), "view", "view_rv")
+    await redis.delete(settings.names.view("nodepool", created[1]["id"]))
     page = await api.get("/api/v1/nodepools?limit=10", headers=USER)
     assert page.status_code == 200, page.text
     assert page.json()["nodepools"] == created

@@ -76,10 +76,9 @@ async def test_a_500_carries_a_request_id_and_is_logged_once_with_it(
     api: httpx.AsyncClient, redis: Redis, settings: Settings, logs: pytest.LogCaptureFixture
 ) -> None:
     created = (await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER)).json()
-    await redis.hset(
-        settings.names.record("cluster", created["id"]),
-        mapping={"doc": "{not json", "view_rv": "stale"},  # no stored view to fall back on
-    )
+    # A doc that cannot be read, and no view to send instead.
+    await redis.hset(settings.names.record("cluster", created["id"]), "doc", "{not json")
+    await redis.delete(settings.names.view("cluster", created["id"]))
     response = await api.get(f"{API}/clusters/{created['id']}", headers=USER)
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "INTERNAL"

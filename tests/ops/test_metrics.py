@@ -88,10 +88,9 @@ async def test_answers_from_the_outer_layers_are_counted_under_their_route(
 async def test_an_unhandled_error_is_counted_as_a_500(settings: Settings, redis: Redis) -> None:
     async with api_client(settings, relay_events=False) as api:
         created = (await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER)).json()
-        await redis.hset(
-            settings.names.record("cluster", created["id"]),
-            mapping={"doc": "{not json", "view_rv": "stale"},  # no stored view to fall back on
-        )
+        # A doc that cannot be read, and no view to send instead.
+        await redis.hset(settings.names.record("cluster", created["id"]), "doc", "{not json")
+        await redis.delete(settings.names.view("cluster", created["id"]))
         response = await api.get(f"{API}/clusters/{created['id']}", headers=USER)
         samples = await scrape(api)
     assert response.status_code == 500
