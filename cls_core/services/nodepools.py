@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded, ValidationFailed
 from cls_core.services.cluster_snapshots import ClusterSnapshots
 from cls_core.services.common import (
+    RV_CHANGED,
     Preconditions,
     new_id,
     utcnow,
@@ -220,11 +221,18 @@ class NodePoolService(ResourceService[NodePoolRecord]):
     async def _owned_for_write(
         self, owner: str, nodepool_id: str
     ) -> tuple[NodePoolRecord, dict[str, str], ClusterRecord]:
-        """The nodepool, its controllers' reports (for a new aggregate) and its cluster (for the
-        rules that depend on it), in one round trip."""
-        record, reports, cluster = await self.store.get_nodepool_for_write(nodepool_id)
-        if record is None or record.owner != owner or cluster is None:
+        """The nodepool and its controllers' reports (for a new aggregate), in one round trip,
+        and its cluster (for the rules that depend on it): the snapshot an earlier request took,
+        read only when there is none. The write commits only if it is still current."""
+        record, reports = await self.store.get_nodepool_with_reports(nodepool_id)
+        if record is None or record.owner != owner:
             raise self.not_found()
+        cluster = self._clusters.get(record.cluster_id)
+        if cluster is None:
+            cluster = await self.store.get_cluster(record.cluster_id)
+            if cluster is None:
+                raise self.not_found()
+            self._clusters.keep(cluster)
         return record, reports, cluster
 
     async def _replace(
@@ -241,7 +249,16 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         preconditions.check(record.rv, record.generation, self.label)
         validate_nodepool_against_cluster(body.spec, cluster)
         spec = body.spec.model_dump(mode="json", exclude_none=True)
-        return await self._replaced(record, spec, body.name, dry_run, reports)
+        cluster_key = self.names.record("cluster", cluster.id)
+        txn = Txn().expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
+        try:
+            return await self._replaced(record, spec, body.name, dry_run, reports, txn)
+        except TxnFailed as failed:
+            if failed.code != CLUSTER_CHANGED:
+                raise
+            self._clusters.forget(cluster.id)
+            # Decide again on a fresh read, as after any other write that got there first.
+            raise TxnFailed(RV_CHANGED, failed.actual) from failed
 
     @staticmethod
     def _target_cluster(body_cluster_id: str | None, path_cluster_id: str | None) -> str:

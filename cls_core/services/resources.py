@@ -212,11 +212,13 @@ class ResourceService(Generic[R]):
         name: str | None,
         dry_run: bool,
         reports: dict[str, str] | None = None,
+        txn: Txn | None = None,
     ) -> R:
         """Store ``record`` with a new spec and name (None: unchanged), once the kind has judged
         them and the caller's preconditions. A new spec is a new generation, with a status
         aggregated afresh from the controllers' ``reports`` (read here when not given); an
-        identical replace changes nothing, not even the resource_version."""
+        identical replace changes nothing, not even the resource_version. ``txn`` may hold the
+        kind's own checks, which the write then also needs to hold."""
         spec_changed = spec != record.doc["spec"]
         name = record.name if name is None else name
         renamed = name != record.name
@@ -239,7 +241,7 @@ class ResourceService(Generic[R]):
         updated = record.with_changes(
             doc=doc, rv=new_resource_version(), generation=generation, status=status, name=name
         )
-        txn = Txn()
+        txn = Txn() if txn is None else txn
         record_key = self.names.record(self.kind, record.id)
         txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
         if renamed:

@@ -76,7 +76,6 @@ class RedisStore:
         self._page_script = LuaScript.of_file(redis, "index_page.lua")
         self._view_script = LuaScript.of_file(redis, "record_view.lua")
         self._read_with_reports_script = LuaScript.of_file(redis, "record_with_reports.lua")
-        self._nodepool_for_write_script = LuaScript.of_file(redis, "nodepool_for_write.lua")
 
     async def run(self, txn: Txn, dry_run: bool = False) -> None:
         """Apply a guarded transaction atomically, or raise TxnFailed without writing anything.
@@ -171,27 +170,19 @@ class RedisStore:
             found.append((record, reports))
         return found
 
-    async def get_nodepool_for_write(
+    async def get_nodepool_with_reports(
         self, nodepool_id: str
-    ) -> tuple[NodePoolRecord | None, dict[str, str], ClusterRecord | None]:
-        """A nodepool, its controllers' reports and its cluster, as of one moment, in one round
-        trip: everything a replace or a patch decides on."""
+    ) -> tuple[NodePoolRecord | None, dict[str, str]]:
+        """A nodepool and its controllers' reports, as of one moment, in one round trip."""
         keys = [
             self.names.record("nodepool", nodepool_id),
             self.names.controller_reports("nodepool", nodepool_id),
         ]
-        args = [self.names.record("cluster", ""), *RECORD_FIELDS]
-        script = self._nodepool_for_write_script
-        values, flat, cluster_values = await script(keys, args)
-        raw, reports = _record_and_reports((values, flat))
+        reply = await self._read_with_reports_script(keys, list(RECORD_FIELDS))
+        raw, reports = _record_and_reports(reply)
         if raw is None:
-            return None, {}, None
-        record = NodePoolRecord.from_hash(nodepool_id, raw)
-        cluster = None
-        if cluster_values and cluster_values[0] is not None:
-            cluster_raw = dict(zip(RECORD_FIELDS, cluster_values, strict=True))
-            cluster = ClusterRecord.from_hash(record.cluster_id, cluster_raw)
-        return record, reports, cluster
+            return None, {}
+        return NodePoolRecord.from_hash(nodepool_id, raw), reports
 
     async def get_nodepools(self, ids: list[str]) -> list[NodePoolRecord]:
         """Records of the ids that still exist, in the order given."""

@@ -1,15 +1,25 @@
-"""A nodepool create validates against a snapshot of its cluster taken by an earlier create
-(cls_core/services/cluster_snapshots.py); whatever happened to the cluster since, the create
-answers as if it had read the cluster afresh."""
+"""A nodepool create, replace or patch validates against a snapshot of its cluster taken by an
+earlier request (cls_core/services/cluster_snapshots.py); whatever happened to the cluster since,
+the write answers as if it had read the cluster afresh."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
-from tests.api.conftest import API, assert_error, create_nodepool
+from cls_runtime.settings import Settings
+from tests.api.conftest import (
+    API,
+    MERGE_PATCH,
+    assert_error,
+    create_nodepool,
+    recorded_commands,
+    update_body,
+)
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.resources import create_cluster
 
 CLUSTER_ID = "7d1f0c2e-9a4b-4c3d-8e5f-6a7b8c9d0e1f"
 
@@ -85,3 +95,35 @@ async def test_a_dry_run_after_the_cluster_changed_writes_nothing(
     assert response.status_code in (200, 201), response.text
     listed = await api.get(f"{API}/clusters/{cluster['id']}/nodepools", headers=USER)
     assert [np["name"] for np in listed.json()["nodepools"]] == ["first"]
+
+
+async def test_a_replace_after_the_cluster_changed_is_applied(
+    api: httpx.AsyncClient, cluster: dict[str, Any]
+) -> None:
+    nodepool = await create_nodepool(api, cluster["id"])  # the snapshot
+    renamed = {"name": "renamed", "spec": cluster["spec"]}
+    response = await api.put(f"{API}/clusters/{cluster['id']}", json=renamed, headers=USER)
+    assert response.status_code == 200, response.text
+
+    path = f"{API}/nodepools/{nodepool['id']}"
+    response = await api.put(path, json=update_body(node_count=8), headers=USER)
+    assert response.status_code == 200, response.text
+    assert response.json()["generation"] == 2
+    assert (await api.get(path, headers=USER)).json()["spec"]["nodeCount"] == 8
+
+
+async def test_a_patch_with_a_snapshot_reads_only_the_rv_of_its_cluster(
+    private_api: httpx.AsyncClient, private_client: Redis, private_settings: Settings
+) -> None:
+    cluster = await create_cluster(private_api)
+    nodepool = await create_nodepool(private_api, cluster["id"])  # the snapshot
+    async with recorded_commands(private_client) as seen:
+        response = await private_api.patch(
+            f"{API}/nodepools/{nodepool['id']}",
+            json={"spec": {"nodeCount": 4}},
+            headers={**USER, **MERGE_PATCH},
+        )
+    assert response.status_code == 200, response.text
+    cluster_key = private_settings.names.record("cluster", cluster["id"])
+    touched = [command for _, command in seen if command.split()[1:2] == [cluster_key]]
+    assert [command.split() for command in touched] == [["HGET", cluster_key, "rv"]], touched

@@ -1,20 +1,27 @@
 """Contract tests of the Lua scripts (``cls_core/store/*.lua`` and the leader lock's), over the
 real Redis: each check of the guarded transaction holds and fails as documented, each op writes
 what it says, a failed check or a dry run writes nothing; the read scripts return what the store
-expects. (The guarded transaction's quota, value and conditional-delete cases, unknown checks and
-ops, and the keys passed in KEYS are in test_guarded_txn.py.)"""
+expects and touch only keys passed in KEYS. (The guarded transaction's quota, value and
+conditional-delete cases, unknown checks and ops, and the keys passed in KEYS are in
+test_guarded_txn.py.)"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
+from importlib.resources import files
 from typing import Any
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
 from cls_core.store import RedisStore, Txn, TxnFailed
 from cls_core.store.scripts import LuaScript
 from cls_runtime.settings import Settings
+from tests.api.conftest import API, MERGE_PATCH, create_nodepool, recorded_commands, script_runs
+from tests.conftest import USER, controller_headers
+from tests.support.resources import create_cluster
 
 Setup = Callable[[Redis, Callable[[str], str]], Awaitable[Any]]
 
@@ -159,18 +166,34 @@ async def test_record_with_reports_reads_the_fields_and_every_report(
     assert (values, reports) == ([None], [])
 
 
-async def test_nodepool_for_write_reads_the_nodepool_its_reports_and_its_cluster(
-    redis: Redis, settings: Settings, key: Callable[[str], str]
+READ_SCRIPTS = ("index_page.lua", "record_view.lua", "record_with_reports.lua")
+
+
+async def test_every_key_a_read_script_touches_is_passed_in_keys(
+    private_api: httpx.AsyncClient, private_client: Redis
 ) -> None:
-    script = LuaScript.of_file(redis, "nodepool_for_write.lua")
-    prefix = settings.names.record("cluster", "")
-    await redis.hset(key("np"), mapping={"cluster_id": "c1", "rv": "n"})
-    await redis.hset(key("np-reports"), mapping={"ctl": "{}"})
-    await redis.hset(prefix + "c1", mapping={"rv": "c", "owner": "o"})
-    reply = await script([key("np"), key("np-reports")], [prefix, "rv", "owner"])
-    assert reply == [["n", None], ["ctl", "{}"], ["c", "o"]]
-    reply = await script([key("gone"), key("gone-reports")], [prefix, "rv"])
-    assert reply == [[None], [], None]
+    api = private_api
+    cluster = await create_cluster(api)
+    nodepool = await create_nodepool(api, cluster["id"])
+    path = f"{API}/nodepools/{nodepool['id']}"
+    async with recorded_commands(private_client) as seen:
+        for read in (path, f"{API}/nodepools?limit=5", f"{API}/clusters/{cluster['id']}"):
+            assert (await api.get(read, headers=USER)).status_code == 200
+        patch = {"spec": {"nodeCount": 4}}
+        patched = await api.patch(path, json=patch, headers={**USER, **MERGE_PATCH})
+        assert patched.status_code == 200, patched.text
+        report = {"controller_name": "gcp-nodepool-controller", "observed_generation": 2}
+        reported = await api.put(f"{path}/status", json=report, headers=controller_headers())
+        assert reported.status_code == 200, reported.text
+    store_files = files("cls_core.store")
+    shas = {hashlib.sha1(store_files.joinpath(n).read_bytes()).hexdigest() for n in READ_SCRIPTS}
+    runs = [(call, run) for call, run in script_runs(seen) if call.split()[1] in shas]
+    assert {call.split()[1] for call, _ in runs} == shas, "each read script ran"
+    for call, commands in runs:
+        parts = call.split()
+        declared = set(parts[3 : 3 + int(parts[2])])
+        for command in commands:  # each command of these scripts names one key, first
+            assert command.split()[1] in declared, (command, sorted(declared))
 
 
 async def test_the_leader_lock_is_extended_and_released_only_by_its_holder(
