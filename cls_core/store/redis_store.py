@@ -232,7 +232,8 @@ class RedisStore:
         total, *ids = await self._page_script([index_key], [offset, limit])
         if not ids:
             return int(total), ""
-        keys = [self.names.view(kind, i) for i in ids]
+        prefix = self.names.view(kind, "")  # one prefix, not a Names call per item
+        keys = [prefix + i for i in ids]
         views = cast(list[str | None], await self._redis.mget(keys))  # decode_responses: str
         if None in views:
             return int(total), ",".join(await self._views_or_records(kind, ids, views))
