@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 from redis.asyncio import Redis
 
 from cls_core.services.clusters import ClusterService
 from cls_core.services.nodepools import NodePoolService
-from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore
+from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn
 from cls_runtime.settings import Settings
 from shared_models.resources import ClusterCreate, NodePoolCreate
 from tests.conftest import gcp_cluster_body, seed_nodepool_body
+
+T = TypeVar("T")
 
 OWNER = "owner@example.com"
 OTHER = "other@example.com"
@@ -49,3 +53,20 @@ async def outbox_types(redis: Redis, settings: Settings) -> list[str]:
     """The type of every event committed so far, in order (``nodepool.created`` ...)."""
     entries: Any = await redis.xrange(settings.names.outbox)
     return [".".join(fields["rk"].split(".")[:2]) for _, fields in entries]
+
+
+def overtaking(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch, other: Callable[[], Awaitable[T]]
+) -> asyncio.Future[T]:
+    """Make ``other`` commit just before the next transaction the store runs; its result."""
+    run = store.run
+    done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+    async def run_after_other(txn: Txn, dry_run: bool = False) -> None:
+        if not done.done():
+            monkeypatch.setattr(store, "run", run)  # ``other`` commits with the real one
+            done.set_result(await other())
+        await run(txn, dry_run)
+
+    monkeypatch.setattr(store, "run", run_after_other)
+    return done

@@ -11,10 +11,18 @@ from cls_core.errors import Conflict, NotFound, QuotaExceeded
 from cls_core.services.clusters import ClusterService
 from cls_core.services.common import Preconditions
 from cls_core.services.nodepools import NodePoolService
+from cls_core.store import RedisStore
 from cls_runtime.settings import Settings
 from shared_models.resources import ClusterUpdate, NodePoolCreate, NodePoolUpdate
 from tests.conftest import gcp_cluster_body, seed_nodepool_body
-from tests.services.conftest import OTHER, OWNER, new_cluster, new_nodepool, outbox_types
+from tests.services.conftest import (
+    OTHER,
+    OWNER,
+    new_cluster,
+    new_nodepool,
+    outbox_types,
+    overtaking,
+)
 
 NO_PRECONDITIONS = Preconditions()
 CHOSEN_ID = "6f1c1f5e-3b5a-4c47-9d59-0c1f0e8f7a11"
@@ -160,3 +168,31 @@ async def test_a_forced_cluster_delete_removes_its_nodepools_first(
         with pytest.raises(NotFound):
             await nodepools.get(OWNER, pool.id)
     assert (await outbox_types(redis, settings))[-1] == "cluster.deleted"
+
+
+@pytest.mark.settings_update(max_nodepools_per_cluster=1)
+async def test_a_nodepool_create_overtaken_at_the_last_free_place_is_refused(
+    clusters: ClusterService,
+    nodepools: NodePoolService,
+    store: RedisStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another create commits between this create's decision and its commit: the quota is
+    # counted in the transaction, so it still sees the place taken (no timing involved).
+    cluster = await new_cluster(clusters)
+    overtake = overtaking(store, monkeypatch, lambda: new_nodepool(nodepools, cluster.id, "a"))
+    with pytest.raises(QuotaExceeded):
+        await new_nodepool(nodepools, cluster.id, "b")
+    assert await store.cluster_nodepool_ids(cluster.id) == [(await overtake).id]
+
+
+@pytest.mark.settings_update(max_clusters_per_owner=1)
+async def test_a_cluster_create_overtaken_at_the_last_free_place_is_refused(
+    clusters: ClusterService, store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overtake = overtaking(store, monkeypatch, lambda: new_cluster(clusters, "first"))
+    with pytest.raises(QuotaExceeded):
+        await new_cluster(clusters, "second")
+    first = await overtake
+    listed = await clusters.list(OWNER, platform=None, phase=None, limit=10, offset=0)
+    assert listed[0] == 1 and first.id in listed[1]
