@@ -122,6 +122,18 @@ class ReportFor(NamedTuple):
     report: ControllerReport
 
 
+class _Now(NamedTuple):
+    """The time a window's reports are judged at: as stored (``timestamp``) and in seconds."""
+
+    text: str
+    seconds: float
+
+    @classmethod
+    def current(cls) -> _Now:
+        moment = utcnow()
+        return cls(timestamp(moment), moment.timestamp())
+
+
 class StatusService:
     def __init__(self, store: RedisStore, settings: Settings) -> None:
         self.store = store
@@ -171,6 +183,8 @@ class StatusService:
             if not pending:
                 break
             reads = await self.store.get_many_with_reports(pending)
+            # One time for the whole window: the reports of a window arrived together.
+            now = _Now.current()
             writes: list[tuple[Resource, list[ApplyResult | Exception], Txn]] = []
             for resource, read in zip(pending, reads, strict=True):
                 indexes = groups[resource]
@@ -178,7 +192,7 @@ class StatusService:
                     for index in indexes:
                         results[index] = read
                     continue
-                outcomes, txn = self._plan(resource, read, [reports[i] for i in indexes])
+                outcomes, txn = self._plan(resource, read, [reports[i] for i in indexes], now)
                 if txn is None:
                     for index, outcome in zip(indexes, outcomes, strict=True):
                         results[index] = outcome
@@ -207,6 +221,7 @@ class StatusService:
         resource: Resource,
         read: tuple[Record | None, dict[str, str]],
         reports: list[ControllerReport],
+        now: _Now,
     ) -> tuple[list[ApplyResult | Exception], Txn | None]:
         """Judge the reports on one resource in order; the outcome of each, and the guarded
         transaction storing the state the last one left (None when nothing is to be written)."""
@@ -221,17 +236,19 @@ class StatusService:
         outcomes: list[ApplyResult | Exception] = []
         for report in reports:
             try:
-                outcomes.append(state.apply(report))
+                outcomes.append(state.apply(report, now.text))
             except Exception as exc:  # this report's bug; the others still apply
                 outcomes.append(exc)
         if not state.changed:
             return outcomes, None
         try:
-            return outcomes, self._txn(kind, resource_id, record, state)
+            return outcomes, self._txn(kind, resource_id, record, state, now.seconds)
         except Exception as exc:
             return [exc if isinstance(o, ApplyResult) else o for o in outcomes], None
 
-    def _txn(self, kind: Kind, resource_id: str, original: Record, state: _State) -> Txn:
+    def _txn(
+        self, kind: Kind, resource_id: str, original: Record, state: _State, now: float
+    ) -> Txn:
         updated = state.record
         txn = Txn()
         record_key = self.names.record(kind, resource_id)
@@ -262,7 +279,7 @@ class StatusService:
             )
         if kind == "nodepool" and state.phase_changed:
             ready = is_ready(updated.status, updated.generation)
-            self._schedule.schedule(txn, "nodepool", resource_id, ready, utcnow().timestamp())
+            self._schedule.schedule(txn, "nodepool", resource_id, ready, now)
         return txn
 
 
@@ -298,7 +315,7 @@ class _State:
             self._controllers = {name: controller_of_json(self._stored(name)) for name in self.raw}
         return self._controllers
 
-    def apply(self, report: ControllerReport) -> ApplyResult:
+    def apply(self, report: ControllerReport, now: str) -> ApplyResult:
         name = report.controller_name
         # The report as it is stored, but for its time of storage.
         fields = report.model_dump(mode="json", include=_REPORT_FIELD_SET)
@@ -306,7 +323,6 @@ class _State:
         verdict = _judge(self.record.generation, previous, report, fields)
         if verdict is not None:
             return replace(verdict, record=self.record, reports=self.raw)
-        now = timestamp(utcnow())
         stored = {**fields, "updated_at": now}
         controllers = {**self._every_controller(), name: controller_of(report)}
         generation = self.record.generation

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
+from redis._parsers import BaseParser
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 from cls_core.store.leader_lock import LeaderLock
@@ -75,7 +77,7 @@ class RedisStore:
         self._txn_script = LuaScript.of_file(redis, "guarded_txn.lua")
         self._page_script = LuaScript.of_file(redis, "index_page.lua")
         self._view_script = LuaScript.of_file(redis, "record_view.lua")
-        self._read_with_reports_script = LuaScript.of_file(redis, "record_with_reports.lua")
+        self._records_with_reports_script = LuaScript.of_file(redis, "records_with_reports.lua")
 
     async def run(self, txn: Txn, dry_run: bool = False) -> None:
         """Apply a guarded transaction atomically, or raise TxnFailed without writing anything.
@@ -84,15 +86,15 @@ class RedisStore:
         """
         if not txn.ops and not txn.checks:
             return
-        reply = await self._txn_script(txn.keys, [txn.payload(dry_run)])
-        if reply[0] != "ok":
-            raise TxnFailed(str(reply[1]), str(reply[2]))
+        (outcome,) = await self._run_plans([txn], dry_run)
+        if outcome is not None:
+            raise outcome
 
     async def run_each(self, txns: list[Txn]) -> list[TxnFailed | None]:
-        """Apply several independent guarded transactions in one round trip.
+        """Apply several independent guarded transactions in one script call.
 
         Each one is atomic on its own and fails on its own (None where it was applied). An
-        error reply raises (after every transaction ran).
+        error raises (after every transaction ran).
         """
         outcomes = await self.run_each_settled(txns)
         for outcome in outcomes:
@@ -101,11 +103,28 @@ class RedisStore:
         return [o if isinstance(o, TxnFailed) else None for o in outcomes]
 
     async def run_each_settled(self, txns: list[Txn]) -> list[TxnFailed | Exception | None]:
-        """``run_each``, with an error reply (a script error, Redis loading...) returned in the
-        place of its transaction instead of raised. A lost connection still raises: then any
-        of them may or may not have been applied."""
-        calls = [(txn.keys, [txn.payload()]) for txn in txns]
-        return [_txn_outcome(reply) for reply in await self._txn_script.each(calls)]
+        """``run_each``, with an error (a script error, Redis loading...) returned in the place
+        of its transaction instead of raised: an error in one transaction stops that one only.
+        A lost connection still raises: then any of them may or may not have been applied."""
+        return await self._run_plans(txns)
+
+    async def _run_plans(
+        self, txns: list[Txn], dry_run: bool = False
+    ) -> list[TxnFailed | Exception | None]:
+        """Every transaction in one call of ``guarded_txn.lua``: their keys one after the other
+        in KEYS, and for each its number of keys and its plan in ARGV."""
+        if not txns:
+            return []
+        keys: list[str] = []
+        args: list[Any] = []
+        for txn in txns:
+            keys += txn.keys
+            args += (len(txn.keys), txn.payload(dry_run))
+        try:
+            replies = await self._txn_script(keys, args)
+        except ResponseError as exc:  # refused as a whole (out of memory...): none of them ran
+            return [exc for _ in txns]
+        return [_txn_outcome(reply) for reply in replies]
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
@@ -142,25 +161,23 @@ class RedisStore:
     async def get_many_with_reports(
         self, wanted: list[tuple[Kind, str]]
     ) -> list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception]:
-        """Records and their controllers' reports, several resources in one round trip: each
-        read is atomic on its own. An error reply is returned in the place of its read; a lost
+        """Records and their controllers' reports, several resources in one script call (all
+        of them as of one moment). An error is returned in the place of its read; a lost
         connection raises."""
-        fields = list(RECORD_FIELDS)
-        calls: list[tuple[list[str], list[Any]]] = [
-            (
-                [
-                    self.names.record(kind, resource_id),
-                    self.names.controller_reports(kind, resource_id),
-                ],
-                fields,
-            )
-            for kind, resource_id in wanted
-        ]
-        replies = await self._read_with_reports_script.each(calls)
+        if not wanted:
+            return []
+        names = self.names
+        keys: list[str] = []
+        for kind, resource_id in wanted:
+            keys += (names.record(kind, resource_id), names.controller_reports(kind, resource_id))
         found: list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception] = []
+        try:
+            replies = await self._records_with_reports_script(keys, _RECORD_FIELDS)
+        except ResponseError as exc:  # refused as a whole: no read happened
+            return [exc for _ in wanted]
         for (kind, resource_id), reply in zip(wanted, replies, strict=True):
-            if isinstance(reply, Exception):
-                found.append(reply)
+            if reply[0] == "error":
+                found.append(_script_error(reply[1]))
                 continue
             raw, reports = _record_and_reports(reply)
             record: NodePoolRecord | ClusterRecord | None = None
@@ -178,7 +195,9 @@ class RedisStore:
             self.names.record("nodepool", nodepool_id),
             self.names.controller_reports("nodepool", nodepool_id),
         ]
-        reply = await self._read_with_reports_script(keys, list(RECORD_FIELDS))
+        (reply,) = await self._records_with_reports_script(keys, _RECORD_FIELDS)
+        if reply[0] == "error":
+            raise _script_error(reply[1])
         raw, reports = _record_and_reports(reply)
         if raw is None:
             return None, {}
@@ -305,16 +324,29 @@ class SystemCounts(NamedTuple):
     nodepools_by_phase: dict[str, int]
 
 
+_RECORD_FIELDS = list(RECORD_FIELDS)
+
+
 def _txn_outcome(reply: Any) -> TxnFailed | Exception | None:
-    if isinstance(reply, Exception):
-        return reply
-    return None if reply[0] == "ok" else TxnFailed(str(reply[1]), str(reply[2]))
+    """One plan's reply of ``guarded_txn.lua``."""
+    if reply[0] == "ok":
+        return None
+    if reply[0] == "fail":
+        return TxnFailed(str(reply[1]), str(reply[2]))
+    return _script_error(reply[1])
+
+
+def _script_error(message: Any) -> Exception:
+    """An error a script caught and answered in its reply, as the exception redis-py raises for
+    the same error reply (an out-of-memory error is an ``OutOfMemoryError``...), so that it is
+    told apart from a bug as an error reply of its own would be."""
+    error: Exception = BaseParser.parse_error(str(message))  # type: ignore[no-untyped-call]
+    return error
 
 
 def _record_and_reports(reply: Any) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """The reply of ``record_with_reports.lua``: the record's fields (None when it does not
-    exist) and its reports, controller -> JSON."""
+    """A resource's reply of ``records_with_reports.lua``: the
+    record's fields (None when it does not exist) and its reports, controller -> JSON."""
     values, flat = reply
     raw = None if values[0] is None else dict(zip(RECORD_FIELDS, values, strict=True))
-    reports = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
-    return raw, reports
+    return raw, dict(zip(flat[::2], flat[1::2], strict=True))

@@ -16,7 +16,11 @@ from redis.asyncio import Redis
 
 from api_service.app import create_app
 from bench.bodies import largest_gcp_lists
+from cls_core.services.status import ReportFor, StatusService
+from cls_core.store import RedisStore
+from cls_core.store.redis_store import connect_redis
 from cls_runtime.settings import Settings
+from shared_models.status import ControllerReport
 from tests.conftest import USER, api_client, seed_nodepool_body
 from tests.support.redis_server import PrivateRedis
 from tests.support.services import api_process, base_url
@@ -138,6 +142,26 @@ async def create_nodepool(
     return created
 
 
+async def window_of_reports(api: httpx.AsyncClient, cluster_id: str, count: int) -> list[ReportFor]:
+    """A window as the ingester applies one: a report on each of ``count`` new nodepools (each
+    changing its phase, so its indexes and its reconcile schedule move too), one on the cluster,
+    and one on a nodepool that does not exist."""
+    ready: dict[str, Any] = {
+        "observed_generation": 1,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "NodesReady"}],
+    }
+    items: list[ReportFor] = []
+    for i in range(count):
+        nodepool = await create_nodepool(api, cluster_id, f"window-{i}")
+        report = {"controller_name": "gcp-nodepool-controller", **ready}
+        items.append(ReportFor("nodepool", nodepool["id"], ControllerReport.model_validate(report)))
+    report = {"controller_name": "gcp-cluster-controller", **ready}
+    items.append(ReportFor("cluster", cluster_id, ControllerReport.model_validate(report)))
+    missing = "00000000-0000-4000-8000-000000000000"
+    items.append(ReportFor("nodepool", missing, ControllerReport.model_validate(report)))
+    return items
+
+
 @contextlib.asynccontextmanager
 async def serve(
     settings: Settings, raise_app_exceptions: bool = True
@@ -160,6 +184,21 @@ def private_settings(settings: Settings, private_redis: PrivateRedis) -> Setting
 async def private_api(private_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(private_settings) as client:
         yield client
+
+
+@pytest.fixture
+async def private_store(private_settings: Settings) -> AsyncIterator[RedisStore]:
+    """The services' store over the private Redis."""
+    store = RedisStore(connect_redis(private_settings.redis_url), private_settings.names)
+    yield store
+    await store.aclose()
+
+
+@pytest.fixture
+def private_status(private_store: RedisStore, private_settings: Settings) -> StatusService:
+    """The status service (what the ingester applies a window of reports with) over the
+    private Redis."""
+    return StatusService(private_store, private_settings)
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 real Redis: each check of the guarded transaction holds and fails as documented, each op writes
 what it says, a failed check or a dry run writes nothing; the read scripts return what the store
 expects and touch only keys passed in KEYS. (The guarded transaction's quota, value and
-conditional-delete cases, unknown checks and ops, and the keys passed in KEYS are in
-test_guarded_txn.py.)"""
+conditional-delete cases, unknown checks and ops, several plans in one call, and the keys passed
+in KEYS are in test_guarded_txn.py.)"""
 
 from __future__ import annotations
 
@@ -154,19 +154,35 @@ async def test_record_view_reads_the_owner_the_version_and_the_view(
     assert await script([key("none"), key("no-view")], []) == [None, None, None]
 
 
-async def test_record_with_reports_reads_the_fields_and_every_report(
+async def test_records_with_reports_reads_each_resource_s_fields_and_reports_in_order(
     redis: Redis, key: Callable[[str], str]
 ) -> None:
-    script = LuaScript.of_file(redis, "record_with_reports.lua")
-    await redis.hset(key("record"), mapping={"owner": "o", "rv": "r"})
-    await redis.hset(key("reports"), mapping={"ctl": "{}"})
-    values, reports = await script([key("record"), key("reports")], ["owner", "rv", "nope"])
-    assert (values, reports) == (["o", "r", None], ["ctl", "{}"])
-    values, reports = await script([key("none"), key("none-reports")], ["owner"])
-    assert (values, reports) == ([None], [])
+    script = LuaScript.of_file(redis, "records_with_reports.lua")
+    await redis.hset(key("a"), mapping={"owner": "o", "rv": "r"})
+    await redis.hset(key("a-reports"), mapping={"ctl": "{}"})
+    await redis.hset(key("b"), mapping={"rv": "s"})
+    keys = [key("a"), key("a-reports"), key("none"), key("none-reports"), key("b"), key("b-r")]
+    replies = await script(keys, ["owner", "rv", "nope"])
+    assert replies == [
+        [["o", "r", None], ["ctl", "{}"]],
+        [[None, None, None], []],
+        [[None, "s", None], []],
+    ]
 
 
-READ_SCRIPTS = ("index_page.lua", "record_view.lua", "record_with_reports.lua")
+async def test_records_with_reports_answers_an_unreadable_resource_in_its_place(
+    redis: Redis, key: Callable[[str], str]
+) -> None:
+    script = LuaScript.of_file(redis, "records_with_reports.lua")
+    await redis.set(key("string"), "not a hash")
+    await redis.hset(key("a"), mapping={"rv": "r"})
+    keys = [key("string"), key("string-reports"), key("a"), key("a-reports")]
+    first, second = await script(keys, ["rv"])
+    assert first[0] == "error" and first[1].startswith("WRONGTYPE"), first
+    assert second == [["r"], []]
+
+
+READ_SCRIPTS = ("index_page.lua", "record_view.lua", "records_with_reports.lua")
 
 
 async def test_every_key_a_read_script_touches_is_passed_in_keys(

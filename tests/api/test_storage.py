@@ -1,5 +1,6 @@
 """Storage: every write request changes Redis in exactly one script run (record, indexes,
-name reservation and outbox event together, atomically), and no request scans the keyspace.
+name reservation and outbox event together, atomically), a window of status reports in two
+whatever its size, and no request scans the keyspace.
 
 Watched with MONITOR on a redis-server of the test's own: commands a script runs are
 reported with the origin 'lua', those the application sends with 'tcp'.
@@ -14,20 +15,24 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from cls_core.services.status import StatusService
 from tests.api.conftest import (
     API,
     MERGE_PATCH,
+    SCRIPT_CALLS,
     create_nodepool,
     recorded_commands,
     script_runs,
     update_body,
     verbs,
+    window_of_reports,
 )
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
 from tests.support.resources import create_cluster
 
 WRITES = {"HSET", "HDEL", "DEL", "ZADD", "ZREM", "XADD", "SET", "HMSET", "UNLINK", "EXPIRE"}
 SCANS = {"KEYS", "SCAN", "HSCAN", "ZSCAN", "SSCAN"}
+RECORDING = {"HELLO", "PING", "ECHO"}  # what recorded_commands sends itself
 
 
 def released_cluster() -> dict[str, Any]:
@@ -86,11 +91,13 @@ async def test_a_write_is_one_atomic_script_run(
     assert "HSET" in run or "DEL" in run
 
 
-async def test_a_forced_cluster_delete_is_one_atomic_script_run_per_resource(
+async def test_a_forced_cluster_delete_is_one_guarded_transaction_per_resource(
     private_api: httpx.AsyncClient, private_client: Redis
 ) -> None:
     """The cascade deletes each nodepool in its own transaction (a controller reporting on one
-    of them cannot fail the whole delete), then the cluster, each with its event."""
+    of them cannot fail the whole delete), then the cluster, each with its event. The
+    nodepools' transactions run in one script call, each holding or failing on its own
+    (test_guarded_txn.py); the cluster's runs once they are done."""
     cluster = await create_cluster(private_api)
     for name in ("a", "b"):
         await create_nodepool(private_api, cluster["id"], name)
@@ -98,9 +105,28 @@ async def test_a_forced_cluster_delete_is_one_atomic_script_run_per_resource(
         url = f"{API}/clusters/{cluster['id']}?force=true"
         response = await private_api.delete(url, headers=USER)
     assert response.status_code == 202, response.text
-    runs = script_runs_that_wrote(seen)
-    assert len(runs) == 3
-    assert all("XADD" in run and "DEL" in run for run in runs)
+    nodepools, cluster_run = script_runs_that_wrote(seen)
+    assert nodepools.count("XADD") == 2 and nodepools.count("DEL") >= 2
+    assert cluster_run.count("XADD") == 1 and "DEL" in cluster_run
+
+
+async def test_a_window_of_status_reports_is_one_read_and_one_write_script_call(
+    private_api: httpx.AsyncClient, private_client: Redis, private_status: StatusService
+) -> None:
+    """Whatever the number of resources in it: one call reads them all, one runs the guarded
+    transaction of each changed one (the ingester's window, issue 13)."""
+    cluster = await create_cluster(private_api)
+    items = await window_of_reports(private_api, cluster["id"], 5)
+    await private_status.apply_many(items[-2:-1])  # connected, and both scripts loaded
+    async with recorded_commands(private_client) as seen:
+        await private_status.apply_many(items)
+    sent = verbs([(origin, c) for origin, c in seen if origin != "lua"])
+    assert [verb for verb in sent if verb in SCRIPT_CALLS] == ["EVALSHA", "EVALSHA"], sent
+    assert set(sent) - SCRIPT_CALLS <= RECORDING, sent
+    [(_, read), (_, write)] = script_runs(seen)
+    assert not WRITES & set(verbs([("lua", c) for c in read]))
+    written = verbs([("lua", c) for c in write])
+    assert written.count("HSET") == 2 * 5 and "XADD" not in written, written  # reports, record
 
 
 async def test_no_request_scans_the_keyspace(

@@ -144,6 +144,8 @@ async def test_a_window_that_lost_a_race_is_judged_again(
     steps = {c["controller_name"]: c["metadata"]["step"] for c in stored["controller_status"]}
     assert steps == {CONTROLLER: 2, OTHER: 0}
     assert stored["status"]["phase"] == "Ready"
+    # The aggregate counts the report that won the race too (judged again, not overwritten).
+    assert stored["status"]["message"].startswith("2 of 2 controllers ready"), stored["status"]
 
 
 async def test_redis_failing_in_the_middle_of_a_window_acks_nothing_not_stored(
