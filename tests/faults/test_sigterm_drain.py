@@ -105,6 +105,9 @@ async def test_api_sigterm_finishes_requests_in_flight_and_leaves_its_outbox(
     # before it has read any: a fixed sleep is too short on a loaded machine.
     await first_commit(redis, settings)
     code, took = await terminate(stack, "api_service")
+    # uvicorn handled the signal with its graceful shutdown (killed outright, the process would
+    # exit -15 as well).
+    assert '"msg":"Shutting down"' in stack["api_service"].log_tail(50)
     outcomes = await in_flight
     answered = [o for o in outcomes if isinstance(o, httpx.Response)]
     refused = [o for o in outcomes if isinstance(o, httpx.ConnectError)]
