@@ -90,7 +90,7 @@ def endpoints(fx: Fixture) -> list[Endpoint]:
     return [
         Endpoint(
             "GET /nodepools/{id}",
-            0.8,
+            0.85,
             lambda s: LoadPlan("GET", "/api/v1/nodepools/{id}", user, ids=(fx.get_id,), start=s),
             lambda s: LoadPlan("GET", "/doc/one", start=s),
         ),

@@ -26,7 +26,7 @@ from cls_runtime import amqp
 from cls_runtime.settings import Settings
 
 SECTION = "Status ingestion (RabbitMQ -> Redis, one consumer process)"
-TARGET = 0.7
+TARGET = 0.8
 TIMEOUT = 300.0
 FIRST = 16  # reports looked at to see that storing began
 
