@@ -10,6 +10,7 @@ from api_service.app import create_app
 from api_service.http_edge import edge_protocol
 from cls_runtime.gc_tuning import tune_for_service
 from cls_runtime.logs import configure_logging
+from cls_runtime.process import settings_or_exit
 from cls_runtime.settings import Settings
 
 
@@ -38,7 +39,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = settings_or_exit("api_service")
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     tune_for_service()

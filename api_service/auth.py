@@ -2,7 +2,10 @@
 
 The email header is set by the gateway in front of the API (see README, "Deployment"); the API
 trusts it as it trusts the gateway. Controller tokens come from CLS_CONTROLLER_TOKENS and are
-compared in constant time; they are never logged.
+compared in constant time; they are never logged. A token is scoped by the registry of controllers
+(docs/controllers.md, "Trust model"): its controller writes status only as itself (the status
+route checks the report's name), only on the kinds the registry gives it (``ensure_reports_on``,
+before the body is read), and only on its platforms (``StatusService``, which reads the resource).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import hmac
 
 from cls_core.errors import Forbidden, Unauthorized
 from cls_runtime.settings import Settings
+from shared_models.controllers import ControllerRegistry
+from shared_models.names import Kind
 from shared_models.validators import normalise_email
 
 ANONYMOUS = "anonymous@localhost"
@@ -63,3 +68,17 @@ def resolve_controller(
     raise Unauthorized(
         "Authentication required", "status writes need 'Authorization: Bearer <token>'"
     )
+
+
+def ensure_reports_on(registry: ControllerRegistry, name: str, kind: Kind) -> None:
+    """403 unless the registry lists controller ``name`` for ``kind`` (on some platform).
+
+    Checked before the body is read or the resource looked up, so that a token out of its scope
+    learns nothing from the answer: not whether its body is valid, nor whether the resource
+    exists.
+    """
+    if not registry.reports_on(name, kind):
+        raise Forbidden(
+            f"This controller does not report on {kind}s",
+            f"the registry of controllers lists '{name}' for no {kind}",
+        )

@@ -15,7 +15,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
 
-from api_service.auth import resolve_controller, resolve_user
+from api_service.auth import ensure_reports_on, resolve_controller, resolve_user
 from cls_core.errors import Unauthorized, ValidationFailed
 from cls_core.services.clusters import ClusterService
 from cls_core.services.common import Preconditions
@@ -146,6 +146,21 @@ async def _controller(request: Request) -> ControllerCall:
 
 User = Annotated[UserCall, Depends(_user)]
 Controller = Annotated[ControllerCall, Depends(_controller)]
+
+
+# A status route's caller is a controller the registry lists for the route's kind (403 first).
+async def _nodepool_controller(controller: Controller) -> ControllerCall:
+    ensure_reports_on(controller.status.registry, controller.name, "nodepool")
+    return controller
+
+
+async def _cluster_controller(controller: Controller) -> ControllerCall:
+    ensure_reports_on(controller.status.registry, controller.name, "cluster")
+    return controller
+
+
+NodePoolController = Annotated[ControllerCall, Depends(_nodepool_controller)]
+ClusterController = Annotated[ControllerCall, Depends(_cluster_controller)]
 
 _IDENTITY_DOCS: dict[Callable[..., Any], list[dict[str, Any]]] = {
     _user: [_EMAIL_DOC, _AUTH_DOC],

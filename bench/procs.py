@@ -15,6 +15,7 @@ from types import TracebackType
 
 import httpx
 import redis
+import yaml
 
 from event_jobs.pipeline import RELAY_JOB
 from shared_models.names import Names
@@ -29,6 +30,24 @@ CONTROLLER_TOKENS = {
 
 def controller_tokens_env() -> str:
     return ",".join(f"{name}={token}" for name, token in CONTROLLER_TOKENS.items())
+
+
+def registry_file(path: Path, optional: list[str]) -> Path:
+    """A registry of controllers (CLS_CONTROLLERS_FILE) at ``path``: the six simulated ones, as
+    by default, and ``optional`` controllers of GCP nodepools. Only a registered controller's
+    report is stored, and a scenario that reports as a new controller each round (so that every
+    report is applied, not a duplicate) registers those."""
+    entries = [
+        {"name": f"{p}-{k}-controller", "kinds": [k], "platforms": [p], "required": True}
+        for p in ("gcp", "aws", "azure")
+        for k in ("nodepool", "cluster")
+    ]
+    entries += [
+        {"name": name, "kinds": ["nodepool"], "platforms": ["gcp"], "required": False}
+        for name in optional
+    ]
+    path.write_text(yaml.safe_dump({"controllers": entries}))
+    return path
 
 
 def free_port() -> int:

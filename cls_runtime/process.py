@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+from pydantic import ValidationError
 
 from cls_runtime.gc_tuning import tune_for_service
 from cls_runtime.logs import configure_logging
@@ -29,7 +32,7 @@ class StartupError(Exception):
 
 def launch(name: str, serve: Serve, banner: Callable[[Settings], str]) -> int:
     """Run ``serve(settings, stop)`` until it returns; the process's exit code."""
-    settings = Settings()
+    settings = settings_or_exit(name)
     configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger(name)
     log.info("starting: %s", banner(settings))
@@ -44,6 +47,30 @@ def launch(name: str, serve: Serve, banner: Callable[[Settings], str]) -> int:
         log.error("%s", exc)
         return EXIT_BAD_CONFIGURATION
     return 0
+
+
+def settings_or_exit(name: str) -> Settings:
+    """The settings from the environment; when they are not valid (a bad registry file, a token
+    for an unregistered controller...), one line on stderr and exit code 2: logging is not set
+    up yet, and a traceback would hide the one thing to fix."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(f"{name}: cannot start: {settings_error(exc)}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BAD_CONFIGURATION) from None
+
+
+def settings_error(exc: ValidationError) -> str:
+    """Every error of ``exc`` on one line, each naming its variable."""
+    messages = []
+    for error in exc.errors():
+        message = " ".join(str(error["msg"]).removeprefix("Value error, ").split())
+        if error["loc"]:
+            variable = f"CLS_{str(error['loc'][0]).upper()}"
+            if not message.startswith(variable):
+                message = f"{variable}: {message}"
+        messages.append(message)
+    return "; ".join(messages)
 
 
 def stop_on_signals() -> asyncio.Event:

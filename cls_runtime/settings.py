@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cls_runtime.controllers import load_registry
+from shared_models.controllers import ControllerRegistry
 from shared_models.names import Names
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -25,8 +28,12 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
     auth_disabled: bool = False
-    # "name=token,name=token": the controllers allowed to write status.
+    # "name=token,name=token": the controllers allowed to write status over HTTP; every name
+    # must be in the registry of controllers.
     controller_tokens: str = ""
+    # The registry of controllers (YAML, see cls_runtime/controllers.py); unset: the six
+    # simulated controllers, each required for its own platform and kind.
+    controllers_file: Path | None = None
     # Outbox relay and periodic reconciliation.
     relay_batch_size: int = Field(default=200, ge=1, le=10_000)
     reconcile_interval: float = Field(default=30.0, gt=0)
@@ -85,6 +92,24 @@ class Settings(BaseSettings):
     def _tokens_well_formed(cls, value: str) -> str:
         parse_controller_tokens(value)
         return value
+
+    @model_validator(mode="after")
+    def _tokens_name_registered_controllers(self) -> Settings:
+        # Reading the registry here makes a bad file fail wherever settings are built: at the
+        # start of every process, before it serves anything.
+        registry = self.controller_registry
+        unknown = sorted(set(self.controller_token_map.values()) - registry.names)
+        if unknown:
+            source = self.controllers_file or "the default registry"
+            raise ValueError(
+                f"CLS_CONTROLLER_TOKENS: {', '.join(unknown)} not in the registry of "
+                f"controllers ({source}); a token is for a registered controller only"
+            )
+        return self
+
+    @cached_property
+    def controller_registry(self) -> ControllerRegistry:
+        return load_registry(self.controllers_file)
 
     @cached_property
     def names(self) -> Names:

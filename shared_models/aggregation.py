@@ -1,8 +1,9 @@
 """Status aggregation: one verdict over every controller's latest report on a resource.
 
-The function is pure (no I/O, no clock: the caller passes ``now``) so that the ingester can
+The function is pure (no I/O, no clock: the caller passes ``now``, and the names of the
+controllers the registry requires for the resource's kind and platform) so that the ingester can
 recompute it on every report and get the same answer every time, and so that tests can pin every
-timestamp. See DESIGN.md, "Status aggregation".
+timestamp. See DESIGN.md, "Status aggregation", and docs/controllers.md.
 
 The rule works on plain data: each report is read once into a ``Controller`` (what it says for
 the aggregate), and the aggregate is the JSON document that is stored (``aggregate_json``), so
@@ -11,7 +12,7 @@ that applying a report needs no model round trip. ``aggregate`` is the same rule
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict, cast
@@ -250,6 +251,8 @@ def aggregate(
     reports: Sequence[ControllerReport],
     previous: AggregatedStatus | None,
     now: datetime,
+    *,
+    required: Collection[str],
 ) -> AggregatedStatus:
     """Compute a resource's ``status`` from the latest report of each controller.
 
@@ -260,6 +263,7 @@ def aggregate(
         [controller_of(report) for report in reports],
         None if previous is None else _stored(previous),
         timestamp(now),
+        required=required,
     )
     return AggregatedStatus.model_validate(status)
 
@@ -274,15 +278,20 @@ def aggregate_json(
     controllers: Sequence[Controller],
     previous: StoredStatus | None,
     now: str,
+    *,
+    required: Collection[str],
 ) -> StoredStatus:
     """A resource's ``status`` (an ``AggregatedStatus`` as JSON) from the latest report of each
-    controller; ``previous`` is the status stored before, ``now`` a ``timestamp``.
+    controller; ``previous`` is the status stored before, ``now`` a ``timestamp``, ``required``
+    the controllers the resource cannot be Ready without (the registry's, for its kind and
+    platform).
 
     Only reports at ``generation`` decide phase and health; reports of any generation decide
-    ``Available``. Timestamps move only when something changed, so recomputing the same
-    aggregate returns a document equal to ``previous``.
+    ``Available``. A required controller without a report at ``generation`` keeps the resource
+    from Ready, and the message names it. Timestamps move only when something changed, so
+    recomputing the same aggregate returns a document equal to ``previous``.
     """
-    verdict = _verdict(generation, controllers)
+    verdict = _verdict(generation, controllers, required)
     ready: ConditionStatus = "True" if verdict.phase is Phase.READY else "False"
     candidate: StoredStatus = {
         "observedGeneration": _observed_generation(generation, controllers),
@@ -311,11 +320,13 @@ def aggregate_stored(
     reports: Mapping[str, str],
     previous: StoredStatus | None,
     now: datetime,
+    *,
+    required: Collection[str],
 ) -> StoredStatus:
     """``aggregate_json`` over the reports as stored (controller -> its JSON) and a stored
     ``previous``: what a spec write recomputes, without a round trip through the models."""
     controllers = [controller_of_json(orjson.loads(raw)) for raw in reports.values()]
-    return aggregate_json(generation, controllers, previous, timestamp(now))
+    return aggregate_json(generation, controllers, previous, timestamp(now), required=required)
 
 
 def _by_name(controllers: Iterable[Controller]) -> list[Controller]:
@@ -346,14 +357,26 @@ def _error_entry(name: str, error: ErrorFact) -> StoredError:
 # ---- phase, health, reason and message --------------------------------------------------------
 
 
-def _verdict(generation: int, controllers: Sequence[Controller]) -> _Verdict:
+def _verdict(
+    generation: int, controllers: Sequence[Controller], required: Collection[str]
+) -> _Verdict:
     current = _by_name(c for c in controllers if c.observed_generation == generation)
+    # Required controllers without a report at this generation: Ready waits for them whoever
+    # else reported (a resource is Ready when the registry's controllers say so, not its guests).
+    reported = {c.name for c in current}
+    missing = sorted(name for name in required if name not in reported)
     if not current:
-        return _waiting_verdict(generation, controllers)
+        return _waiting_verdict(generation, controllers, missing)
     ready = [c for c in current if c.ready]
     failing = [c for c in current if c.in_error]
-    summary = f"{len(ready)} of {_controllers(len(current))} ready at generation {generation}"
+    total = _controllers(len(current) + len(missing))
+    summary = _truncate(
+        f"{len(ready)} of {total} ready at generation {generation}" + _waiting_for(missing),
+        MAX_MESSAGE_LENGTH,
+    )
     if len(ready) == len(current) and not failing:
+        if missing:
+            return _Verdict(Phase.PROGRESSING, Health.UNKNOWN, "WaitingForControllers", summary)
         return _Verdict(Phase.READY, Health.HEALTHY, "AllControllersReady", summary)
     if ready and failing:
         message = _with_failures(summary, failing)
@@ -366,17 +389,25 @@ def _verdict(generation: int, controllers: Sequence[Controller]) -> _Verdict:
     return _Verdict(Phase.PROGRESSING, Health.UNKNOWN, "ControllersProgressing", summary)
 
 
-def _waiting_verdict(generation: int, controllers: Sequence[Controller]) -> _Verdict:
-    """No controller has reported on ``generation`` yet."""
+def _waiting_verdict(
+    generation: int, controllers: Sequence[Controller], missing: Sequence[str]
+) -> _Verdict:
+    """No controller has reported on ``generation`` yet (so every required one is missing)."""
     if not controllers:
         message = f"No controller has reported yet (generation {generation})"
+        message = _truncate(message + _waiting_for(missing), MAX_MESSAGE_LENGTH)
         return _Verdict(Phase.PENDING, Health.UNKNOWN, "NoControllers", message)
     latest = max(c.observed_generation for c in controllers)
     message = (
         f"Waiting for controllers to report generation {generation}; "
         f"latest observed generation is {latest}"
-    )
+    ) + _waiting_for(missing)
+    message = _truncate(message, MAX_MESSAGE_LENGTH)
     return _Verdict(Phase.PROGRESSING, Health.UNKNOWN, "NewGenerationPending", message)
+
+
+def _waiting_for(missing: Sequence[str]) -> str:
+    return f"; waiting for {', '.join(missing)}" if missing else ""
 
 
 def _with_failures(summary: str, failing: Sequence[Controller]) -> str:

@@ -5,8 +5,8 @@ Every report goes through ``StatusService.apply_many``, the same rules the API's
 
 - applied, unchanged (a duplicate), stale (an older generation): ack;
 - unknown or deleted resource: ack, counted as ``unknown``;
-- malformed, wrong content type, invalid, or for a generation the resource has not reached:
-  dead-letter;
+- malformed, wrong content type, invalid, for a generation the resource has not reached, or from
+  a controller the registry does not list for the resource's kind and platform: dead-letter;
 - an unexpected failure: requeue; the queue's delivery limit dead-letters a report that keeps
   failing;
 - Redis away: no verdict yet. The reports wait behind the ``RedisGate`` and are applied when
@@ -35,6 +35,8 @@ BY_OUTCOME: dict[Outcome, tuple[Settle, Count]] = {
     # A report claiming a generation the resource never had is wrong, not early: the event of a
     # generation is published only after that generation is stored.
     Outcome.FUTURE_GENERATION: (Settle.DEAD, Count.DEAD_LETTERED),
+    # Not a controller of this resource (kind and platform): refused, and kept for inspection.
+    Outcome.UNREGISTERED: (Settle.DEAD, Count.DEAD_LETTERED),
 }
 
 

@@ -77,15 +77,17 @@ def namespace() -> str:
 @pytest.fixture
 def settings(namespace: str, request: pytest.FixtureRequest) -> Settings:
     """The test's settings; ``@pytest.mark.settings_update(max_nodepools_per_cluster=250)``
-    changes some (a test creating more resources than the quotas allow raises them so)."""
-    marker = request.node.get_closest_marker("settings_update")
-    return Settings(
-        namespace=namespace,
-        redis_url=REDIS_URL,
-        amqp_url=AMQP_URL,
-        controller_tokens=",".join(f"{n}={t}" for n, t in CONTROLLER_TOKENS.items()),
-        **(marker.kwargs if marker is not None else {}),
-    )
+    changes some (a test creating more resources than the quotas allow raises them so). The
+    markers of a module and of its tests add up; the test's win where both set a field."""
+    fields: dict[str, Any] = {
+        "namespace": namespace,
+        "redis_url": REDIS_URL,
+        "amqp_url": AMQP_URL,
+        "controller_tokens": ",".join(f"{n}={t}" for n, t in CONTROLLER_TOKENS.items()),
+    }
+    for marker in reversed(list(request.node.iter_markers("settings_update"))):
+        fields.update(marker.kwargs)
+    return Settings(**fields)
 
 
 # Keys a SCAN call looks at: the shared Redis may hold ~100k keys of other runs, and SCAN's

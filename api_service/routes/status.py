@@ -2,7 +2,9 @@
 
 ``PUT .../status`` is the HTTP face of the status queue: the body is parsed and validated by the
 same ``parse_report`` and applied by the same ``StatusService.apply`` as a queue message; only
-the outcomes become status codes (stale: 409, future generation: 400, unknown: 404).
+the outcomes become status codes (stale: 409, future generation: 400, unknown: 404, a controller
+the registry does not list for the resource: 403). Before the body is read, the token's
+controller must be one the registry lists for the route's kind (403).
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from api_service.deps import ClusterId, Controller, ControllerCall, NodePoolId, User
+from api_service.deps import (
+    ClusterController,
+    ClusterId,
+    ControllerCall,
+    NodePoolController,
+    NodePoolId,
+    User,
+)
 from api_service.json_response import OrjsonResponse
 from api_service.routes.responses import API_PREFIX, ERRORS
 from api_service.routing import ApiRoute
@@ -59,13 +68,27 @@ _REPORT_BODY: dict[str, Any] = {
 _WHO: dict[int | str, dict[str, Any]] = {
     403: {
         "model": ErrorEnvelope,
-        "description": "A user, or a controller reporting as another (FORBIDDEN)",
+        "description": (
+            "A user; a controller reporting as another, or on a resource whose kind and "
+            "platform the registry of controllers does not give it (FORBIDDEN)"
+        ),
     },
 }
 
 
-async def read_report(controller: Controller, request: Request) -> ControllerReport:
+async def read_nodepool_report(
+    controller: NodePoolController, request: Request
+) -> ControllerReport:
     """The body, validated exactly as a queue message is, once the caller is authorised."""
+    return await read_report(request)
+
+
+async def read_cluster_report(controller: ClusterController, request: Request) -> ControllerReport:
+    """The same, for a cluster's status."""
+    return await read_report(request)
+
+
+async def read_report(request: Request) -> ControllerReport:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in _CONTENT_TYPES:
         raise ValidationFailed.of(
@@ -77,8 +100,10 @@ async def read_report(controller: Controller, request: Request) -> ControllerRep
         raise ValidationFailed(exc.fields, total=exc.total) from exc
 
 
-# A report's body is read by hand, by the queue's own parser (documented in ``_REPORT_BODY``).
-Report = Annotated[ControllerReport, Depends(read_report)]
+# A report's body is read by hand, by the queue's own parser (documented in ``_REPORT_BODY``),
+# once its caller is known to report on the route's kind.
+NodePoolReport = Annotated[ControllerReport, Depends(read_nodepool_report)]
+ClusterReport = Annotated[ControllerReport, Depends(read_cluster_report)]
 
 
 @router.get("/nodepools/{id}/status", response_model=NodePoolStatusView, tags=["nodepools"])
@@ -93,7 +118,7 @@ async def get_nodepool_status(user: User, nodepool_id: NodePoolId) -> OrjsonResp
     responses=_WHO,
 )
 async def put_nodepool_status(
-    controller: Controller, nodepool_id: NodePoolId, report: Report
+    controller: NodePoolController, nodepool_id: NodePoolId, report: NodePoolReport
 ) -> OrjsonResponse:
     result = await apply_report(controller, "nodepool", nodepool_id, report)
     # A controller may report on any owner's nodepool; answer with what that owner would see.
@@ -112,7 +137,7 @@ async def get_cluster_status(user: User, cluster_id: ClusterId) -> OrjsonRespons
     responses=_WHO,
 )
 async def put_cluster_status(
-    controller: Controller, cluster_id: ClusterId, report: Report
+    controller: ClusterController, cluster_id: ClusterId, report: ClusterReport
 ) -> OrjsonResponse:
     result = await apply_report(controller, "cluster", cluster_id, report)
     return status_response("cluster_id", cluster_id, result)
@@ -150,6 +175,11 @@ async def apply_report(
             "observed_generation",
             f"observed_generation {report.observed_generation} is newer than the "
             f"{what.lower()}'s generation {result.generation}",
+        ),
+        Outcome.UNREGISTERED: Forbidden(
+            f"This controller does not report on this {what}",
+            f"the registry of controllers does not list '{report.controller_name}' for this "
+            f"{what.lower()}'s platform",
         ),
     }
     if result.outcome in errors:

@@ -1,7 +1,8 @@
 """Status ingestion: reports per second from RabbitMQ into Redis, one ingester process.
 
 Each round publishes one report per seeded nodepool (a new controller name per round, so every
-report is applied) while the consumer is stopped, then starts it and times from the first report
+report is applied; the ingester's registry of controllers lists them as optional controllers of
+GCP nodepools) while the consumer is stopped, then starts it and times from the first report
 stored to the last one, so that neither process's start-up counts. The baseline is a bare
 aio-pika consumer (bench.baseline_consumer) with the same prefetch that acks after one Redis
 write.
@@ -12,13 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis.asyncio import Redis
 
 from bench import bodies
 from bench.amqp_tools import publish_reports, wait_for
 from bench.context import RunContext
-from bench.procs import rss_mb, worker
+from bench.procs import registry_file, rss_mb, worker
 from bench.report import Figure
 from bench.seed import add_nodepools_parallel, new_cluster, services
 from bench.stats import interleaved, median, paired_ratio
@@ -50,6 +52,15 @@ async def _seed(settings: Settings, count: int) -> list[str]:
         await redis.aclose()
 
 
+def _controller(round_: int) -> str:
+    return f"bench-ctl-{round_}"
+
+
+def _registry_file(ctx: RunContext) -> Path:
+    names = [_controller(i) for i in range(ctx.config.rounds)]
+    return registry_file(ctx.log_dir / "ingestion-controllers.yaml", names)
+
+
 def _reports(ids: list[str], controller: str) -> list[dict[str, object]]:
     report = bodies.status_report(controller, 1, True, "nodes ready", 3)
     return [{**report, "nodepool_id": i} for i in ids]
@@ -65,6 +76,7 @@ async def _round(
     ids: list[str],
     controller: str,
     make_checks: Callable[[Redis], tuple[Check, Check]],
+    **env: str,
 ) -> Round:
     connection = await amqp.connect(settings.amqp_url)
     redis = Redis.from_url(settings.redis_url)
@@ -79,7 +91,7 @@ async def _round(
         # a quorum queue to a passive declare.)
         started, done = make_checks(redis)
 
-        with worker(module, settings.namespace, ctx.log_dir) as process:
+        with worker(module, settings.namespace, ctx.log_dir, None, **env) as process:
             began = await wait_for(started, 60, f"{module} storing reports", every=0.002)
             ended = await wait_for(done, TIMEOUT, f"{module} storing {total} reports")
             rss = rss_mb(process.pid)
@@ -139,12 +151,23 @@ def run(ctx: RunContext) -> None:
     ingest = _settings(ctx, "ingest")
     base = _settings(ctx, "consume")
     ids = asyncio.run(_seed(ingest, cfg.ingest_reports))
+    registry = str(_registry_file(ctx))
     base_total = 0
 
     def ingester_round(i: int) -> Round:
-        controller = f"bench-ctl-{i}"
+        controller = _controller(i)
         checks = _ingester_checks(ingest, ids, controller)
-        return asyncio.run(_round(ctx, "status_ingester", ingest, ids, controller, checks))
+        return asyncio.run(
+            _round(
+                ctx,
+                "status_ingester",
+                ingest,
+                ids,
+                controller,
+                checks,
+                controllers_file=registry,
+            )
+        )
 
     def baseline_round(i: int) -> Round:
         nonlocal base_total

@@ -24,7 +24,14 @@ from redis.asyncio import Redis
 from bench import bodies
 from bench.amqp_tools import wait_for
 from bench.context import RunContext
-from bench.procs import CONTROLLER_TOKENS, Server, api_server, cpu_seconds, worker
+from bench.procs import (
+    CONTROLLER_TOKENS,
+    Server,
+    api_server,
+    cpu_seconds,
+    registry_file,
+    worker,
+)
 from bench.report import Figure
 from bench.stats import median
 from cls_runtime import amqp
@@ -278,7 +285,13 @@ async def _measure_queue(ctx: RunContext, settings: Settings, ids: list[str]) ->
         bad = bad_reports(ids[0])
         valid_cpu: list[float] = []
         bad_cpu: dict[str, list[float]] = {label: [] for label, _ in bad}
-        with worker("status_ingester", settings.namespace, ctx.log_dir) as ingester:
+        # Each round reports as a new controller, so that every valid report is applied; only
+        # registered controllers' reports are.
+        controllers = ["warm-up", *(f"ctl-{r}" for r in range(rounds))]
+        registry = registry_file(ctx.log_dir / "bodies-controllers.yaml", controllers)
+        with worker(
+            "status_ingester", settings.namespace, ctx.log_dir, controllers_file=str(registry)
+        ) as ingester:
             await send_and_wait([_valid(ids[0], "warm-up")], "applied")
             for r in range(rounds):
                 valid = [_valid(i, f"ctl-{r}") for i in ids]

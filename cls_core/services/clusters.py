@@ -97,7 +97,8 @@ class ClusterService(ResourceService[ClusterRecord]):
     ) -> ClusterRecord | Replay:
         now = utcnow()
         cluster_id = (body.id or new_id()).lower()
-        record = ClusterRecord(**first_version(cluster_id, body, owner, now, idempotency))
+        required = self._required(body.spec.platform.type)
+        record = ClusterRecord(**first_version(cluster_id, body, owner, now, idempotency, required))
         names = self.names
         txn = Txn()
         if idempotency is not None:

@@ -149,7 +149,8 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         validate_nodepool_against_cluster(body.spec, cluster)
         now = utcnow()
         nodepool_id = new_id()
-        fields = first_version(nodepool_id, body, owner, now, idempotency)
+        required = self._required(body.spec.platform.type)
+        fields = first_version(nodepool_id, body, owner, now, idempotency, required)
         fields["doc"]["cluster_id"] = cluster.id
         record = NodePoolRecord(**fields, cluster_id=cluster.id)
         txn = Txn()

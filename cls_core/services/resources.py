@@ -10,7 +10,7 @@ id) around the shared steps.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar
 
@@ -78,8 +78,10 @@ def first_version(
     owner: str,
     now: datetime,
     idempotency: IdempotentCreate | None,
+    required: Collection[str],
 ) -> FirstVersion:
-    """Generation 1 of a resource created from ``body``: no controller has reported yet."""
+    """Generation 1 of a resource created from ``body``: no controller has reported yet, and
+    its status names the ``required`` controllers it waits for."""
     stamp = iso(now)
     doc: StoredDoc = {
         "id": resource_id,
@@ -95,7 +97,7 @@ def first_version(
         "doc": doc,
         "rv": new_resource_version(),
         "generation": 1,
-        "status": aggregate_stored(1, {}, None, now),
+        "status": aggregate_stored(1, {}, None, now, required=required),
         "owner": owner,
         "name": body.name,
         "platform": body.spec.platform.type,
@@ -115,6 +117,24 @@ class ResourceService(Generic[R]):
         self.settings = settings
         self._writing = KeyedLocks()
         self._schedule = ReconcileSchedule(store.names, settings)
+
+    def _required(self, platform: str) -> tuple[str, ...]:
+        """The controllers a resource of this kind on ``platform`` is not Ready without."""
+        return self.settings.controller_registry.required_for(self.kind, platform)
+
+    def _aggregate(
+        self, record: R, generation: int, reports: dict[str, str], now: datetime
+    ) -> StoredStatus:
+        """The status of ``record`` at a new ``generation``: the reports of the controllers the
+        registry lists for it count (as ``StatusService`` counts them), the others do not."""
+        registry = self.settings.controller_registry
+        counted = {
+            name: report
+            for name, report in reports.items()
+            if registry.allows(name, self.kind, record.platform)
+        }
+        required = self._required(record.platform)
+        return aggregate_stored(generation, counted, record.status, now, required=required)
 
     # ---- what a kind says about itself ---------------------------------------------------------
     async def _read(self, resource_id: str) -> R | None:
@@ -230,7 +250,7 @@ class ResourceService(Generic[R]):
         if spec_changed:
             if reports is None:
                 reports = await self.store.controller_reports(self.kind, record.id)
-            status = aggregate_stored(generation, reports, record.status, now)
+            status = self._aggregate(record, generation, reports, now)
         doc: StoredDoc = {
             **record.doc,
             "name": name,

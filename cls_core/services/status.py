@@ -7,6 +7,11 @@ report is stored per controller, and the aggregate is recomputed with
 ``shared_models.aggregation`` and written with the phase/health indexes, all in one guarded Redis
 transaction per resource. Reports never move a controller's ``observed_generation`` backwards,
 and applying the same report twice writes nothing.
+
+Only a controller the registry (``settings.controller_registry``) lists for the resource's kind
+and platform may report on it: any other report is refused (``UNREGISTERED``) and never stored,
+so the reports a resource holds are bounded by the registry, and the aggregate waits for the
+registry's required controllers.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from shared_models.aggregation import (
     controller_of_json,
     timestamp,
 )
+from shared_models.controllers import ControllerRegistry
 from shared_models.errors import FieldError
 from shared_models.names import Kind
 from shared_models.status import ControllerReport
@@ -48,6 +54,8 @@ class Outcome(StrEnum):
     STALE = "stale"  # older than what this controller already reported
     FUTURE_GENERATION = "future_generation"  # a generation the resource has not reached
     NOT_FOUND = "not_found"  # unknown or deleted resource
+    # The controller is not registered for the resource's kind and platform: never stored.
+    UNREGISTERED = "unregistered"
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ class StatusService:
         self.store = store
         self.names = store.names
         self.settings = settings
+        self.registry = settings.controller_registry
         self._schedule = ReconcileSchedule(store.names, settings)
 
     async def apply(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
@@ -230,7 +239,7 @@ class StatusService:
         if record is None:
             return [ApplyResult(Outcome.NOT_FOUND) for _ in reports], None
         try:
-            state = _State(record, raw_reports)
+            state = _State(kind, record, raw_reports, self.registry)
         except Exception as exc:  # what is stored cannot be read back: a bug, not the reports'
             return [exc for _ in reports], None
         outcomes: list[ApplyResult | Exception] = []
@@ -290,8 +299,14 @@ class _State:
     aggregated without a model round trip.
     """
 
-    def __init__(self, record: Record, raw: dict[str, str]) -> None:
+    def __init__(
+        self, kind: Kind, record: Record, raw: dict[str, str], registry: ControllerRegistry
+    ) -> None:
+        self.kind = kind
         self.record = record
+        self.registry = registry
+        # What Ready waits for on this resource (its kind and platform never change).
+        self.required = registry.required_for(kind, record.platform)
         self.raw = raw  # controller -> its report as stored (JSON)
         # Read from ``raw`` when first needed: judging a report needs only its controller's
         # stored report, and only a report that changes something needs the others (their
@@ -312,11 +327,19 @@ class _State:
 
     def _every_controller(self) -> dict[str, Controller]:
         if self._controllers is None:
-            self._controllers = {name: controller_of_json(self._stored(name)) for name in self.raw}
+            # A report stored before its controller left the registry (or before there was one)
+            # no longer counts.
+            self._controllers = {
+                name: controller_of_json(self._stored(name))
+                for name in self.raw
+                if self.registry.allows(name, self.kind, self.record.platform)
+            }
         return self._controllers
 
     def apply(self, report: ControllerReport, now: str) -> ApplyResult:
         name = report.controller_name
+        if not self.registry.allows(name, self.kind, self.record.platform):
+            return ApplyResult(Outcome.UNREGISTERED, self.record.generation)
         # The report as it is stored, but for its time of storage.
         fields = report.model_dump(mode="json", include=_REPORT_FIELD_SET)
         previous = self._stored(name) if name in self.raw else None
@@ -326,7 +349,9 @@ class _State:
         stored = {**fields, "updated_at": now}
         controllers = {**self._every_controller(), name: controller_of(report)}
         generation = self.record.generation
-        status = aggregate_json(generation, list(controllers.values()), self.status, now)
+        status = aggregate_json(
+            generation, list(controllers.values()), self.status, now, required=self.required
+        )
         record = self.record.with_changes(rv=new_resource_version(), status=status)
         stored_json = orjson.dumps(stored).decode()
         # Nothing above raised: the report is part of the state.

@@ -21,6 +21,7 @@ from cls_runtime.settings import Settings
 from shared_models.names import Names
 from tests.conftest import AMQP_URL
 from tests.events.conftest import EventsConsumer
+from tests.support.registry import EXTRAS_FILE
 from tests.support.stack import Json, Stack, all_ready_at, status_of
 from tests.support.tcp_proxy import TcpProxy, through
 
@@ -46,6 +47,8 @@ OUTAGE_SECONDS = 4.0
 @pytest.fixture
 def fault_env(broker_proxy: TcpProxy) -> dict[str, str]:
     return {
+        # The probes are optional controllers of the nodepools in this registry.
+        "CLS_CONTROLLERS_FILE": str(EXTRAS_FILE),
         "CLS_AMQP_URL": through(AMQP_URL, broker_proxy),
         "CLS_STUB_DELAY_MS": "50",
         "CLS_RECONCILE_INTERVAL": "2",

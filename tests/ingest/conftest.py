@@ -262,6 +262,12 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "CLS_INGEST_PREFETCH": str(settings.ingest_prefetch),
         "CLS_INGEST_DELIVERY_LIMIT": str(settings.ingest_delivery_limit),
         "CLS_LOG_LEVEL": "INFO",
+        # The test's registry of controllers (unset: the default one).
+        **(
+            {"CLS_CONTROLLERS_FILE": str(settings.controllers_file)}
+            if settings.controllers_file
+            else {}
+        ),
         **extra,
     }
 

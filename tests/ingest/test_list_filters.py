@@ -19,8 +19,11 @@ from tests.ingest.conftest import (
     nodepool_report,
 )
 from tests.support.polling import eventually
+from tests.support.registry import OPTIONAL, with_extra_controllers
 
-A, B = "gcp-nodepool-controller", "gcp-autoscaler-controller"
+# The GCP nodepools' required controller, and an optional one of the test's registry.
+A, B = "gcp-nodepool-controller", OPTIONAL
+pytestmark = with_extra_controllers
 
 # name -> the reports it gets, and the (phase, health) they must produce.
 SCENARIOS: dict[str, tuple[list[dict[str, Any]], tuple[str, str]]] = {

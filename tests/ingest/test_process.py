@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from cls_runtime.settings import Settings
 from tests.conftest import USER
 from tests.ingest.conftest import (
+    CONTROLLER,
     Publisher,
     counters,
     create_cluster_id,
@@ -31,12 +32,14 @@ from tests.ingest.conftest import (
     wait_consumers,
 )
 from tests.support.polling import eventually
+from tests.support.registry import with_extra_controllers
 from tests.support.services import ServiceProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, with_extra_controllers]
 
 POOLS = 100
-CONTROLLERS = [f"ctl-{i}" for i in range(10)]
+# The nodepools' required controller and nine optional ones, all in the test's registry.
+CONTROLLERS = [CONTROLLER, *(f"ctl-{i}" for i in range(1, 10))]
 STEPS = 5  # 100 nodepools x 10 controllers x 5 steps = 5,000 reports
 # The SIGKILL burst: every controller of 250 nodepools reports twice (5,000 reports). The kill
 # comes once the first round is done, so every report in hand then is a last report, whose

@@ -21,7 +21,7 @@ from cls_core.store.redis_store import connect_redis
 from cls_runtime.settings import Settings
 from shared_models.status import ControllerReport
 from status_ingester.consumer import StatusIngester
-from tests.conftest import USER, controller_headers
+from tests.conftest import USER
 from tests.ingest.conftest import (
     CONTROLLER,
     Publisher,
@@ -38,8 +38,11 @@ from tests.ingest.conftest import (
 )
 from tests.ingest.test_apply_over_amqp import bump_generation
 from tests.support.polling import eventually
+from tests.support.registry import OPTIONAL, optional_headers, with_extra_controllers
 
-OTHER = "aws-nodepool-controller"
+# A second controller of the GCP nodepools, optional in the test's registry.
+OTHER = OPTIONAL
+pytestmark = with_extra_controllers
 
 
 @pytest.fixture
@@ -126,7 +129,7 @@ async def test_a_window_that_lost_a_race_is_judged_again(
             response = await api.put(
                 f"/api/v1/nodepools/{nodepool_id}/status",
                 json=report(1, controller=OTHER, ready=True),
-                headers=controller_headers(OTHER),
+                headers=optional_headers(),
             )
             assert response.status_code == 200, response.text
         return await write(txns)

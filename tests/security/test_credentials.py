@@ -106,11 +106,16 @@ async def test_only_a_controller_token_writes_status(
 async def test_a_controller_reports_only_as_itself(
     api: httpx.AsyncClient, owned: dict[str, Any]
 ) -> None:
-    report = {"controller_name": "aws-nodepool-controller", "observed_generation": 1}
+    # The name claimed is the GCP nodepool's own controller: only the token's name refuses it.
+    report = {"controller_name": "gcp-nodepool-controller", "observed_generation": 1}
     response = await api.put(
-        f"{API}/nodepools/{owned['np']['id']}/status", json=report, headers=controller_headers()
+        f"{API}/nodepools/{owned['np']['id']}/status",
+        json=report,
+        headers=controller_headers("aws-nodepool-controller"),
     )
     assert_error(response, 403, "FORBIDDEN")
+    status = await api.get(f"{API}/nodepools/{owned['np']['id']}/status", headers=USER)
+    assert status.json()["controller_status"] == []
 
 
 def test_a_token_is_compared_with_every_known_token_in_constant_time(

@@ -1,19 +1,24 @@
-"""Table-driven tests of the status aggregation rule (DESIGN.md, "Status aggregation")."""
+"""Table-driven tests of the status aggregation rule (DESIGN.md, "Status aggregation").
+
+Most rules are about the reports alone, so ``aggregate`` here requires no controller unless a
+test says which (``required=``); the rule for required controllers has a section of its own.
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
 import pytest
 
+from shared_models import aggregation
 from shared_models.aggregation import (
     MAX_AGGREGATE_ERRORS,
     MAX_MESSAGE_LENGTH,
     StoredStatus,
-    aggregate,
     aggregate_json,
     aggregate_stored,
     controller_of_json,
@@ -37,6 +42,16 @@ T3 = datetime(2024, 1, 1, 12, 10, tzinfo=UTC)
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+
+
+def aggregate(
+    generation: int,
+    reports: list[ControllerReport],
+    previous: AggregatedStatus | None,
+    now: datetime,
+    required: Collection[str] = (),
+) -> AggregatedStatus:
+    return aggregation.aggregate(generation, reports, previous, now, required=required)
 
 
 def report(
@@ -655,6 +670,11 @@ def random_reports(rng: random.Random) -> list[ControllerReport]:
     return [random_report(rng, name) for name in names]
 
 
+def random_required(rng: random.Random) -> list[str]:
+    """Some controllers required: some of them reported, some did not."""
+    return rng.sample([f"c{i}" for i in range(20)], rng.randrange(0, 4))
+
+
 def stored(report: ControllerReport, at: datetime) -> str:
     """The report as ``StatusService`` stores it."""
     return orjson.dumps({**report.model_dump(mode="json"), "updated_at": timestamp(at)}).decode()
@@ -664,9 +684,10 @@ def stored(report: ControllerReport, at: datetime) -> str:
 def test_models_and_stored_json_give_the_same_document(seed: int) -> None:
     rng = random.Random(seed)
     reports = random_reports(rng)
+    required = random_required(rng)
     # A previous status of other reports, or none, or the same reports' (a no-op recompute).
     before = rng.choice([None, random_reports(rng), reports])
-    previous = None if before is None else aggregate(GEN, before, None, T1)
+    previous = None if before is None else aggregate(GEN, before, None, T1, required)
     previous_json = (
         None
         if previous is None
@@ -674,14 +695,17 @@ def test_models_and_stored_json_give_the_same_document(seed: int) -> None:
     )
     raw = {r.controller_name: stored(r, T1) for r in reports}
 
-    by_models = aggregate(GEN, reports, previous, T2).model_dump(mode="json", exclude_unset=True)
+    by_models = aggregate(GEN, reports, previous, T2, required).model_dump(
+        mode="json", exclude_unset=True
+    )
     by_json = aggregate_json(
         GEN,
         [controller_of_json(orjson.loads(text)) for text in raw.values()],
         previous_json,
         timestamp(T2),
+        required=required,
     )
-    by_stored = aggregate_stored(GEN, raw, previous_json, T2)
+    by_stored = aggregate_stored(GEN, raw, previous_json, T2, required=required)
 
     assert by_models == by_json == by_stored
     # What is stored validates as the documented model, field for field.
@@ -695,6 +719,83 @@ def test_models_and_stored_json_give_the_same_document(seed: int) -> None:
 def test_recomputing_the_stored_document_changes_nothing(seed: int) -> None:
     rng = random.Random(seed)
     raw = {r.controller_name: stored(r, T1) for r in random_reports(rng)}
-    first = aggregate_stored(GEN, raw, None, T1)
+    required = random_required(rng)
+    first = aggregate_stored(GEN, raw, None, T1, required=required)
 
-    assert aggregate_stored(GEN, raw, first, T1 + timedelta(minutes=5)) == first
+    later = T1 + timedelta(minutes=5)
+    assert aggregate_stored(GEN, raw, first, later, required=required) == first
+
+
+# ---- required controllers ---------------------------------------------------------------------
+#
+# The registry names the controllers a resource cannot be Ready without; the caller passes them.
+
+
+def test_ready_waits_for_a_required_controller_that_has_not_reported() -> None:
+    status = aggregate(GEN, [ready("a")], None, T1, required=("a", "b"))
+
+    assert (status.phase, status.health) == (Phase.PROGRESSING, Health.UNKNOWN)
+    assert status.reason == "WaitingForControllers"
+    assert status.message == f"1 of 2 controllers ready at generation {GEN}; waiting for b"
+    assert condition_status(status, "Ready") == "False"
+
+
+def test_a_required_controller_at_an_older_generation_is_still_waited_for() -> None:
+    status = aggregate(GEN, [ready("a"), ready("b", GEN - 1)], None, T1, required=("a", "b"))
+
+    assert status.phase is Phase.PROGRESSING
+    assert status.message.endswith("waiting for b")
+
+
+def test_ready_once_every_required_controller_is_ready() -> None:
+    status = aggregate(GEN, [ready("a"), ready("b")], None, T1, required=("b", "a"))
+
+    assert (status.phase, status.reason) == (Phase.READY, "AllControllersReady")
+    assert status.message == f"2 of 2 controllers ready at generation {GEN}"
+
+
+def test_every_missing_required_controller_is_named() -> None:
+    status = aggregate(GEN, [ready("x")], None, T1, required=("c", "a", "b"))
+
+    assert status.message.endswith("waiting for a, b, c")
+
+
+def test_a_new_resource_names_the_controllers_it_waits_for() -> None:
+    status = aggregate(1, [], None, T1, required=("gcp-nodepool-controller",))
+
+    assert (status.phase, status.reason) == (Phase.PENDING, "NoControllers")
+    assert status.message == (
+        "No controller has reported yet (generation 1); waiting for gcp-nodepool-controller"
+    )
+
+
+def test_a_new_generation_names_the_controllers_it_waits_for() -> None:
+    status = aggregate(GEN, [ready("a", GEN - 1)], None, T1, required=("a",))
+
+    assert status.reason == "NewGenerationPending"
+    assert status.message.endswith("; waiting for a")
+
+
+def test_an_optional_controller_that_has_not_reported_does_not_hold_ready() -> None:
+    # "b" is optional: it is simply not among the required names.
+    status = aggregate(GEN, [ready("a")], None, T1, required=("a",))
+
+    assert status.phase is Phase.READY
+
+
+def test_an_optional_controller_in_error_counts_as_before() -> None:
+    reports = [ready("a"), failed("b")]
+
+    with_registry = aggregate(GEN, reports, None, T1, required=("a",))
+
+    assert with_registry == aggregate(GEN, reports, None, T1)
+    assert (with_registry.phase, with_registry.health) == (Phase.PROGRESSING, Health.DEGRADED)
+
+
+def test_a_failure_is_still_a_failure_while_a_required_controller_is_missing() -> None:
+    status = aggregate(GEN, [failed("b", error="quota")], None, T1, required=("a",))
+
+    assert (status.phase, status.reason) == (Phase.FAILED, "ControllersFailed")
+    assert status.message == (
+        f"0 of 2 controllers ready at generation {GEN}; waiting for a; failing: b: quota"
+    )

@@ -25,7 +25,7 @@ def cluster(cluster_id: str, rv: str = "1") -> ClusterRecord:
         },
         rv=rv,
         generation=1,
-        status=aggregate_stored(1, {}, None, NOW),
+        status=aggregate_stored(1, {}, None, NOW, required=()),
         owner="user@example.com",
         name=cluster_id,
         platform="gcp",
