@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from bench import bodies
-from bench.amqp_tools import publish_reports, wait_for
+from bench.amqp_tools import BENCH_CONTROLLERS, publish_reports, wait_for
 from bench.context import RunContext
 from bench.procs import rss_mb, worker
 from bench.report import Figure
@@ -24,6 +24,7 @@ from bench.seed import add_nodepools_parallel, new_cluster, services
 from bench.stats import interleaved, median, paired_ratio
 from cls_runtime import amqp
 from cls_runtime.settings import Settings
+from shared_models.names import Names
 
 SECTION = "Status ingestion (RabbitMQ -> Redis, one consumer process)"
 TARGET = 0.7
@@ -72,7 +73,8 @@ async def _round(
         channel = await connection.channel()
         names = settings.names
         await amqp.declare_status_queue(channel, names, settings.ingest_delivery_limit)
-        await publish_reports(channel, names, _reports(ids, controller))
+        await _forget(redis, names, ids, controller)
+        await publish_reports(settings, _reports(ids, controller))
         total = len(ids)
         # From the first report stored to the last: the process's start-up is left out. (The
         # queue's message count cannot tell when consuming starts: RabbitMQ 3.10 reports 0 for
@@ -87,6 +89,15 @@ async def _round(
     finally:
         await redis.aclose()
         await connection.close()
+
+
+async def _forget(redis: Redis, names: Names, ids: list[str], controller: str) -> None:
+    """Remove an earlier round's reports of ``controller`` (the controllers are few: rounds beyond
+    them reuse one), so that this round's reports are new, not unchanged."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for i in ids:
+            pipe.hdel(names.controller_reports("nodepool", i), controller)
+        await pipe.execute()
 
 
 def _ingester_checks(
@@ -142,7 +153,7 @@ def run(ctx: RunContext) -> None:
     base_total = 0
 
     def ingester_round(i: int) -> Round:
-        controller = f"bench-ctl-{i}"
+        controller = BENCH_CONTROLLERS[i % len(BENCH_CONTROLLERS)]
         checks = _ingester_checks(ingest, ids, controller)
         return asyncio.run(_round(ctx, "status_ingester", ingest, ids, controller, checks))
 
@@ -150,7 +161,8 @@ def run(ctx: RunContext) -> None:
         nonlocal base_total
         checks = _baseline_checks(base, base_total, base_total + len(ids))
         base_total += len(ids)
-        return asyncio.run(_round(ctx, "bench.baseline_consumer", base, ids, f"b-{i}", checks))
+        controller = BENCH_CONTROLLERS[i % len(BENCH_CONTROLLERS)]
+        return asyncio.run(_round(ctx, "bench.baseline_consumer", base, ids, controller, checks))
 
     subject, baseline = interleaved(cfg.rounds, ingester_round, baseline_round)
     ratio = paired_ratio([r.rate for r in subject], [r.rate for r in baseline])

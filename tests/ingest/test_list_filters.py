@@ -20,7 +20,8 @@ from tests.ingest.conftest import (
 )
 from tests.support.polling import eventually
 
-A, B = "gcp-nodepool-controller", "gcp-autoscaler-controller"
+# Two controllers with broker users of their own (`make test` creates the simulated ones').
+A, B = "gcp-nodepool-controller", "aws-nodepool-controller"
 
 # name -> the reports it gets, and the (phase, health) they must produce.
 SCENARIOS: dict[str, tuple[list[dict[str, Any]], tuple[str, str]]] = {

@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
-from tests.conftest import USER
+from tests.conftest import STUB_CONTROLLERS, USER
 from tests.ingest.conftest import (
     Publisher,
     counters,
@@ -36,9 +36,10 @@ from tests.support.services import ServiceProcess
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 POOLS = 100
-CONTROLLERS = [f"ctl-{i}" for i in range(10)]
-STEPS = 5  # 100 nodepools x 10 controllers x 5 steps = 5,000 reports
-# The SIGKILL burst: every controller of 250 nodepools reports twice (5,000 reports). The kill
+# Each publishes as its own broker user: the six that `make test` creates.
+CONTROLLERS = list(STUB_CONTROLLERS)
+STEPS = 8  # 100 nodepools x 6 controllers x 8 steps = 4,800 reports
+# The SIGKILL burst: every controller of 250 nodepools reports twice (3,000 reports). The kill
 # comes once the first round is done, so every report in hand then is a last report, whose
 # loss the final state shows.
 KILL_POOLS, KILL_STEPS = 250, 2
@@ -125,7 +126,7 @@ async def test_sigterm_drains_in_hand_reports_and_exits_0(
     amqp: AbstractRobustConnection,
 ) -> None:
     pools = await create_nodepools(api, await create_cluster_id(api), 20)
-    bodies = burst(pools, steps=10)  # 2,000 reports
+    bodies = burst(pools, steps=10)  # 1,200 reports
     await publisher.reports(bodies)
     process = ingester_process()
     await eventually(
