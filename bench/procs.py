@@ -24,6 +24,10 @@ CONTROLLER_TOKENS = {
     "gcp-nodepool-controller": "bench-gcp-token",
     "aws-nodepool-controller": "bench-aws-token",
     "azure-nodepool-controller": "bench-azure-token",
+    # The simulated controllers read the API with their own token (each needs one).
+    "gcp-cluster-controller": "bench-gcp-cluster-token",
+    "aws-cluster-controller": "bench-aws-cluster-token",
+    "azure-cluster-controller": "bench-azure-cluster-token",
 }
 
 
