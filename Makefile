@@ -23,7 +23,7 @@ STAMP := $(VENV)/.cls-installed
 # Paths checked by the linters; only those that exist (bench/ arrives later).
 LINT_PATHS := $(wildcard api_service cls_core cls_runtime event_jobs status_ingester reconciler_stub shared_models bench scripts tests)
 
-.PHONY: help venv services run test test-quick lint fmt bench mutants clean distclean
+.PHONY: help venv services broker-users run test test-quick lint fmt bench mutants clean distclean
 
 help: ## Show this help
 	@echo "CLS Backend — make targets:"
@@ -56,16 +56,19 @@ $(STAMP): pyproject.toml
 services: ## Make sure Redis and RabbitMQ answer (starts the local servers if needed)
 	@bash scripts/ensure_services.sh
 
-run: venv services ## Run the stack as deployed: api_service, event_jobs, status_ingester, reconciler_stub (Ctrl-C stops)
+broker-users: venv services ## Create the services' broker users and permissions (idempotent; rabbitmqctl)
+	$(BIN)/python scripts/broker_users.py
+
+run: venv services broker-users ## Run the stack as deployed: api_service, event_jobs, status_ingester, reconciler_stub (Ctrl-C stops)
 	$(BIN)/python scripts/run_stack.py
 
-test: venv services ## Run the test suite (PYTEST_ARGS='...' to pass options)
+test: venv services broker-users ## Run the test suite (PYTEST_ARGS='...' to pass options)
 	@rc=0; $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
 	if [ -n "$(PYTEST_RC_FILE)" ]; then echo "$$rc" > "$(PYTEST_RC_FILE)"; fi; \
 	if [ "$$rc" -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)" >&2; fi; \
 	exit $$rc
 
-test-quick: venv services ## The pure and in-process tests (the services in this process; not e2e, not slow)
+test-quick: venv services broker-users ## The pure and in-process tests (the services in this process; not e2e, not slow)
 	$(BIN)/pytest -p no:cacheprovider -m "not e2e and not slow" $(PYTEST_ARGS)
 
 lint: venv ## ruff check, ruff format --check, mypy, lint-imports (the package layering)
@@ -78,11 +81,11 @@ fmt: venv ## Format the code and apply ruff's safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: venv services ## Run the benchmarks (python -m bench; BENCH_QUICK=1 for a smoke run)
+bench: venv services broker-users ## Run the benchmarks (python -m bench; BENCH_QUICK=1 for a smoke run)
 	@bash scripts/ensure_wrk.sh
 	$(BIN)/python -m bench
 
-mutants: venv services ## Remove each protection (tests/mutations/*.patch); its tests must fail
+mutants: venv services broker-users ## Remove each protection (tests/mutations/*.patch); its tests must fail
 	$(BIN)/python scripts/check_mutations.py --baseline --markdown docs/mutation-results.md $(MUTANTS_ARGS)
 
 clean: ## Remove caches and build artefacts (keeps the venv)

@@ -15,7 +15,12 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
 
-from api_service.auth import ensure_reports_on, resolve_controller, resolve_user
+from api_service.auth import (
+    controller_for_token,
+    ensure_reports_on,
+    resolve_controller,
+    resolve_user,
+)
 from cls_core.errors import Unauthorized, ValidationFailed
 from cls_core.services.clusters import ClusterService
 from cls_core.services.common import Preconditions
@@ -144,8 +149,30 @@ async def _controller(request: Request) -> ControllerCall:
     return ControllerCall(name, state.status)
 
 
+@dataclass(frozen=True)
+class ReadCall:
+    """A read of one resource: by a user (``owner``), or by a controller (``owner`` None)."""
+
+    owner: str | None
+    clusters: ClusterService
+    nodepools: NodePoolService
+
+
+async def _reader(request: Request) -> ReadCall:
+    """A user reads their own resource; a controller's token alone reads any (a controller
+    re-reads a resource to check the generation an event claims: asyncapi.yaml)."""
+    state = state_of(request)
+    email = identity_header(request, "X-User-Email")
+    authorization = identity_header(request, "Authorization")
+    if email is None and controller_for_token(state.settings, authorization) is not None:
+        return ReadCall(None, state.clusters, state.nodepools)
+    owner = resolve_user(state.settings, email, authorization)
+    return ReadCall(owner, state.clusters, state.nodepools)
+
+
 User = Annotated[UserCall, Depends(_user)]
 Controller = Annotated[ControllerCall, Depends(_controller)]
+Reader = Annotated[ReadCall, Depends(_reader)]
 
 
 # A status route's caller is a controller the registry lists for the route's kind (403 first).
@@ -165,6 +192,7 @@ ClusterController = Annotated[ControllerCall, Depends(_cluster_controller)]
 _IDENTITY_DOCS: dict[Callable[..., Any], list[dict[str, Any]]] = {
     _user: [_EMAIL_DOC, _AUTH_DOC],
     _controller: [_AUTH_DOC, _EMAIL_DOC],
+    _reader: [_EMAIL_DOC, _AUTH_DOC],
 }
 
 

@@ -9,27 +9,68 @@ from typing import Any
 
 import orjson
 from aio_pika import DeliveryMode, Message
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
 from aio_pika.exceptions import ChannelClosed
 
 from cls_runtime import amqp
+from cls_runtime.settings import Settings
 from shared_models.names import Names
 
-
 async def publish_reports(
-    channel: AbstractChannel, names: Names, reports: list[dict[str, Any]], batch: int = 500
+    settings: Settings, reports: list[dict[str, Any]], batch: int = 500
 ) -> None:
-    """Publish with confirms, ``batch`` in flight at a time, in the order given."""
-    exchange = await amqp.declare_status_exchange(channel, names)
-    for start in range(0, len(reports), batch):
-        await asyncio.gather(
-            *(
-                exchange.publish(
-                    amqp.report_message(r), routing_key=amqp.status_routing_key(r), mandatory=True
+    """Publish with confirms, ``batch`` in flight at a time, in the order given, each report as
+    its controller's broker user (one connection per controller)."""
+    connections: dict[str, AbstractRobustConnection] = {}
+    exchanges: dict[str, AbstractExchange] = {}
+    try:
+        for report in reports:
+            controller = str(report["controller_name"])
+            if controller not in exchanges:
+                user = settings.controller_broker_user(controller)
+                connections[controller] = await amqp.connect(settings.amqp_url, user)
+                channel = await connections[controller].channel(publisher_confirms=True)
+                status = settings.names.status_exchange
+                exchanges[controller] = await amqp.existing_exchange(channel, status)
+        for start in range(0, len(reports), batch):
+            await asyncio.gather(
+                *(
+                    exchanges[str(r["controller_name"])].publish(
+                        amqp.report_message(r, str(r["controller_name"])),
+                        routing_key=amqp.status_routing_key(r),
+                        mandatory=True,
+                    )
+                    for r in reports[start : start + batch]
                 )
-                for r in reports[start : start + batch]
             )
-        )
+    finally:
+        for connection in connections.values():
+            await connection.close()
+
+
+async def publish_raw_as(
+    settings: Settings, controller: str, messages: list[tuple[str, bytes]]
+) -> None:
+    """Publish bodies as they are (routing key, body), as ``controller`` with its user_id."""
+    user = settings.controller_broker_user(controller)
+    connection = await amqp.connect(settings.amqp_url, user)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await amqp.existing_exchange(channel, settings.names.status_exchange)
+        for routing_key, body in messages:
+            message = Message(
+                body=body,
+                content_type="application/json",
+                delivery_mode=DeliveryMode.PERSISTENT,
+                user_id=controller,
+            )
+            await exchange.publish(message, routing_key=routing_key, mandatory=True)
+    finally:
+        await connection.close()
 
 
 async def wait_for(

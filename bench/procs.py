@@ -25,6 +25,10 @@ CONTROLLER_TOKENS = {
     "gcp-nodepool-controller": "bench-gcp-token",
     "aws-nodepool-controller": "bench-aws-token",
     "azure-nodepool-controller": "bench-azure-token",
+    # The simulated controllers read the API with their own token (each needs one).
+    "gcp-cluster-controller": "bench-gcp-cluster-token",
+    "aws-cluster-controller": "bench-aws-cluster-token",
+    "azure-cluster-controller": "bench-azure-cluster-token",
 }
 
 
@@ -36,7 +40,7 @@ def registry_file(path: Path, optional: list[str]) -> Path:
     """A registry of controllers (CLS_CONTROLLERS_FILE) at ``path``: the six simulated ones, as
     by default, and ``optional`` controllers of GCP nodepools. Only a registered controller's
     report is stored, and a scenario that reports as a new controller each round (so that every
-    report is applied, not a duplicate) registers those."""
+    report is applied, not a duplicate) registers those, and gets their broker users."""
     entries = [
         {"name": f"{p}-{k}-controller", "kinds": [k], "platforms": [p], "required": True}
         for p in ("gcp", "aws", "azure")
@@ -47,7 +51,16 @@ def registry_file(path: Path, optional: list[str]) -> Path:
         for name in optional
     ]
     path.write_text(yaml.safe_dump({"controllers": entries}))
+    broker_users(path)
     return path
+
+
+def broker_users(controllers_file: Path) -> None:
+    """Create the broker users of the registry at ``controllers_file`` (a report is applied only
+    when published as its controller's user), as `make bench` does for the default registry."""
+    env = {**os.environ, "CLS_CONTROLLERS_FILE": str(controllers_file)}
+    script = Path(__file__).resolve().parent.parent / "scripts" / "broker_users.py"
+    subprocess.run([sys.executable, str(script)], env=env, check=True)
 
 
 def free_port() -> int:

@@ -24,8 +24,13 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
+from aio_pika.exceptions import (
+    CONNECTION_EXCEPTIONS,
+    ChannelInvalidStateError,
+    ChannelNotFoundEntity,
+)
 
+from cls_runtime.broker_users import BrokerUser, url_as
 from shared_models.events import Event
 from shared_models.names import Names
 
@@ -45,11 +50,19 @@ IN_FLIGHT_ERRORS = (Exception,)
 CONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0)
 # Bound on each broker call made while stopping: with the broker away, stopping still ends.
 STOP_CALL_TIMEOUT = 2.0
+# How often a user who may not declare an exchange looks whether its owner has.
+EXCHANGE_POLL_INTERVAL = 0.2
+# The header a dead-lettered report carries: why it can never be applied.
+DEAD_REASON_HEADER = "x-cls-dead-reason"
+# ... and the user_id it was published with (a copy may not claim another user's).
+DEAD_USER_HEADER = "x-cls-original-user-id"
 
 
-async def connect(url: str) -> AbstractRobustConnection:
-    """A connection that re-opens itself, its channels and their declarations after a failure."""
-    return await aio_pika.connect_robust(url, timeout=10, reconnect_interval=1.0)
+async def connect(url: str, user: BrokerUser | None = None) -> AbstractRobustConnection:
+    """A connection that re-opens itself, its channels and their declarations after a failure;
+    as ``user`` when given (a service's role), else as the URL says (tools that administer)."""
+    target = url if user is None else url_as(url, user)
+    return await aio_pika.connect_robust(target, timeout=10, reconnect_interval=1.0)
 
 
 async def until_up(
@@ -83,6 +96,44 @@ async def quietly(call: Awaitable[object], what: str) -> None:
         await asyncio.wait_for(call, STOP_CALL_TIMEOUT)
     except BROKER_ERRORS as exc:
         log.warning("could not %s while stopping (%r)", what, exc)
+
+
+async def wait_for_exchanges(
+    connection: AbstractRobustConnection, names: list[str], stop: asyncio.Event, who: str
+) -> bool:
+    """Until every exchange of ``names`` exists; False when ``stop`` is set first.
+
+    For a user who may not declare them (a controller): their owners (the relay, the ingester)
+    declare them when they start, in any order. A passive declare needs no permission.
+    """
+    waited = False
+    for name in names:
+        while not await _exchange_exists(connection, name):
+            if not waited:
+                log.info("%s: waiting for the exchange %s to be declared", who, name)
+                waited = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), EXCHANGE_POLL_INTERVAL)
+            if stop.is_set():
+                return False
+    return True
+
+
+async def _exchange_exists(connection: AbstractRobustConnection, name: str) -> bool:
+    channel = await connection.channel()
+    try:
+        await channel.declare_exchange(name, passive=True, robust=False)
+    except ChannelNotFoundEntity:
+        return False
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return True
+
+
+async def existing_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
+    """An exchange someone else declared (a passive declare: needs no configure permission)."""
+    return await channel.declare_exchange(name, passive=True)
 
 
 async def declare_events_exchange(channel: AbstractChannel, names: Names) -> AbstractExchange:
@@ -129,9 +180,11 @@ async def declare_status_queue(
     return queue
 
 
-def event_message(event: Event) -> aio_pika.Message:
-    """An event as it goes on the wire: persistent JSON, id as message_id, routing headers."""
+def event_message(event: Event, user_id: str | None = None) -> aio_pika.Message:
+    """An event as it goes on the wire: persistent JSON, id as message_id, routing headers, and
+    the relay's broker user as user_id (the broker checks it; controllers trust only that)."""
     return aio_pika.Message(
+        user_id=user_id,
         body=orjson.dumps(event.model_dump(mode="json")),
         message_id=event.id,
         content_type="application/json",
@@ -142,9 +195,11 @@ def event_message(event: Event) -> aio_pika.Message:
     )
 
 
-def report_message(report: dict[str, Any]) -> aio_pika.Message:
-    """A status report as it goes on the wire (body: the PUT body plus the resource id)."""
+def report_message(report: dict[str, Any], user_id: str | None = None) -> aio_pika.Message:
+    """A status report as it goes on the wire (body: the PUT body plus the resource id); its
+    user_id, the publishing controller's broker user, must name the report's controller."""
     return aio_pika.Message(
+        user_id=user_id,
         body=orjson.dumps(report),
         message_id=str(uuid.uuid4()),
         content_type="application/json",

@@ -7,9 +7,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cls_runtime.broker_users import BrokerUser
 from cls_runtime.controllers import load_registry
 from shared_models.controllers import ControllerRegistry
 from shared_models.names import Names
@@ -23,7 +24,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLS_", extra="ignore", frozen=True)
 
     redis_url: str = "redis://localhost:6379/0"
-    amqp_url: str = "amqp://guest:guest@localhost:5672/"
+    # The broker's address and vhost. Every process connects as the broker user of its role
+    # (the settings below), whatever user the URL names: RabbitMQ then vouches, with a message's
+    # user_id, for who published it (cls_runtime/broker_users.py). Passwords: development
+    # defaults, to be overridden in any real deployment; never logged.
+    amqp_url: str = "amqp://localhost:5672/"
+    amqp_relay_user: str = "cls-events"
+    amqp_relay_password: SecretStr = SecretStr("cls-events-dev")
+    amqp_ingester_user: str = "cls-ingester"
+    amqp_ingester_password: SecretStr = SecretStr("cls-ingester-dev")
+    # "name=password,name=password": the broker passwords of the simulated controllers, each of
+    # which connects as the broker user of its own name; one not listed: "<name>-dev".
+    amqp_controller_passwords: SecretStr = SecretStr("")
     namespace: str = Field(default="cls", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -51,6 +63,10 @@ class Settings(BaseSettings):
     ingest_delivery_limit: int = Field(default=5, ge=1, le=1000)
     # Simulated controllers.
     stub_controllers: str = ""
+    # The API they re-read a resource from when an event claims a generation they have not
+    # seen (with their own CLS_CONTROLLER_TOKENS token). Empty: events are trusted as they come
+    # (only for tests of the controllers without an API).
+    stub_api_url: str = "http://localhost:8080"
     stub_delay_ms: int = Field(default=500, ge=0)
     stub_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     # Seed of the random transient failures; unset: a different sequence on every start.
@@ -93,6 +109,12 @@ class Settings(BaseSettings):
         parse_controller_tokens(value)
         return value
 
+    @field_validator("amqp_controller_passwords")
+    @classmethod
+    def _passwords_well_formed(cls, value: SecretStr) -> SecretStr:
+        parse_pairs(value.get_secret_value(), "CLS_AMQP_CONTROLLER_PASSWORDS", "name=password")
+        return value
+
     @model_validator(mode="after")
     def _tokens_name_registered_controllers(self) -> Settings:
         # Reading the registry here makes a bad file fail wherever settings are built: at the
@@ -123,6 +145,35 @@ class Settings(BaseSettings):
     def controller_token_map(self) -> dict[str, str]:
         """token -> controller name."""
         return parse_controller_tokens(self.controller_tokens)
+
+    @property
+    def relay_broker_user(self) -> BrokerUser:
+        return BrokerUser(self.amqp_relay_user, self.amqp_relay_password.get_secret_value())
+
+    @property
+    def ingester_broker_user(self) -> BrokerUser:
+        return BrokerUser(self.amqp_ingester_user, self.amqp_ingester_password.get_secret_value())
+
+    def controller_broker_user(self, name: str) -> BrokerUser:
+        """The broker user a controller publishes as: its own name."""
+        raw = self.amqp_controller_passwords.get_secret_value()
+        passwords = parse_pairs(raw, "CLS_AMQP_CONTROLLER_PASSWORDS", "name=password")
+        return BrokerUser(name, passwords.get(name, f"{name}-dev"))
+
+    def controller_token(self, name: str) -> str | None:
+        """The HTTP token of controller ``name`` (a simulated controller reads the API with it)."""
+        return next((t for t, n in self.controller_token_map.items() if n == name), None)
+
+
+def parse_pairs(raw: str, setting: str, shape: str) -> dict[str, str]:
+    """Parse ``name=value,name=value`` into ``{name: value}`` (the values are not echoed)."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"{setting} must look like '{shape},{shape}'")
+        pairs[name.strip()] = value.strip()
+    return pairs
 
 
 def parse_controller_tokens(raw: str) -> dict[str, str]:

@@ -43,7 +43,7 @@ def banner(settings: Settings) -> str:
     return (
         f"the event jobs (outbox relay, reconcile): namespace={settings.namespace} "
         f"redis={without_password(settings.redis_url)} "
-        f"broker={without_password(settings.amqp_url)}"
+        f"broker={without_password(settings.amqp_url)} as {settings.amqp_relay_user}"
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 
 from cls_runtime import amqp
+from cls_runtime.broker_users import BrokerUser
 from event_jobs.stopping import Stopped
 from shared_models.events import Event
 from shared_models.names import Names
@@ -34,8 +35,11 @@ class _Link:
 
 
 class BrokerLink:
-    def __init__(self, url: str, names: Names) -> None:
+    def __init__(self, url: str, user: BrokerUser, names: Names) -> None:
         self.url = url
+        # The relay's own broker user: only it may publish to <ns>.events, and every event
+        # carries its name as user_id, which the broker checks and controllers trust.
+        self.user = user
         self.names = names
         self._link: _Link | None = None
         self.last_error: str = ""
@@ -80,7 +84,9 @@ class BrokerLink:
             return 0
         tasks = [
             asyncio.ensure_future(
-                link.exchange.publish(amqp.event_message(event), event.routing_key, mandatory=False)
+                link.exchange.publish(
+                    amqp.event_message(event, self.user.name), event.routing_key, mandatory=False
+                )
             )
             for event in events
         ]
@@ -110,7 +116,7 @@ class BrokerLink:
                 await link.connection.close()
 
     async def _open(self) -> _Link:
-        connection = await amqp.connect(self.url)
+        connection = await amqp.connect(self.url, self.user)
         try:
             channel = connection.channel(publisher_confirms=True)
             await channel.initialize(timeout=10)

@@ -41,7 +41,7 @@ class EventPipeline:
         self.reconcile_lease = Leadership(
             store.leader_lock(names.lock(RECONCILE_JOB), ttl, token), ttl, RECONCILE_JOB
         )
-        self.broker = BrokerLink(settings.amqp_url, names)
+        self.broker = BrokerLink(settings.amqp_url, settings.relay_broker_user, names)
         self.relay = OutboxRelay(
             store.outbox(), self.broker, self.relay_lease, settings.relay_batch_size
         )

@@ -4,6 +4,11 @@ It behaves like a careful real controller: events older than what it has handled
 generation) are ignored, duplicates are harmless, an event is acknowledged only once the first
 report it causes is confirmed by the broker, a newer generation interrupts the run of an older
 one, and a deletion stops the run and forgets the resource.
+
+And it trusts no more than it must (``Trust``): an event counts only if the broker says the
+events relay's user published it (``user_id``), and a generation it has not seen yet only once the
+API has it: an event ahead of the API is forged, and the controller acts on the API's generation
+instead, so a forged generation cannot freeze a resource.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pydantic import ValidationError
 
 from cls_runtime import amqp
 from reconciler_stub import plans
+from reconciler_stub.api_reader import ApiReader
 from reconciler_stub.catalog import ControllerSpec
 from reconciler_stub.faults import TransientFailures, label_problem
 from reconciler_stub.plans import Step, Target
@@ -47,6 +53,15 @@ def utcnow() -> datetime:
 
 
 @dataclass(frozen=True)
+class Trust:
+    """Whom a controller believes: events published by ``relay_user`` alone, and a generation
+    it has not seen once ``api`` confirms it (None: as events say; tests without an API)."""
+
+    relay_user: str
+    api: ApiReader | None = None
+
+
+@dataclass(frozen=True)
 class Knobs:
     """How the simulation runs (``CLS_STUB_*``)."""
 
@@ -63,9 +78,11 @@ class Controller:
         reporter: Reporter,
         knobs: Knobs,
         cluster_regions: dict[str, str],
+        trust: Trust,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.spec = spec
+        self.trust = trust
         self.name = spec.name
         self.names = names
         self.reporter = reporter
@@ -88,7 +105,8 @@ class Controller:
     async def start(self, connection: AbstractRobustConnection) -> None:
         self._channel = await connection.channel()
         await self._channel.set_qos(prefetch_count=self.knobs.prefetch)
-        events = await amqp.declare_events_exchange(self._channel, self.names)
+        # Passive: the exchange is the relay's, and a controller may not configure it.
+        events = await amqp.existing_exchange(self._channel, self.names.events_exchange)
         self._queue = await self._channel.declare_queue(
             self.names.controller_queue(self.name),
             durable=True,
@@ -141,6 +159,16 @@ class Controller:
             await self._take(message)
 
     async def _take(self, message: AbstractIncomingMessage) -> None:
+        if message.user_id != self.trust.relay_user:
+            # The broker checked user_id against the publisher's user: not the relay's, or none.
+            log.warning(
+                "%s: dropping event %s published by %r, not by the events relay",
+                self.name,
+                message.message_id,
+                message.user_id,
+            )
+            await _settle(message.reject(requeue=False))
+            return
         try:
             event = Event.model_validate_json(message.body)
             await self.handle(event)
@@ -163,12 +191,18 @@ class Controller:
             log.warning("%s: ignoring %s, not for this controller", self.name, event.routing_key)
             return
         if event.type.endswith(".deleted"):
-            await self._forget(resource_id, event)
+            if await self._deleted_as_the_api_says(resource_id, event):
+                await self._forget(resource_id, event)
             return
         if self.tombstones.covers(resource_id, event.generation, event.timestamp):
             log.info("%s: ignoring %s for deleted %s", self.name, event.type, resource_id)
             return
         tracked = self.resources.get(resource_id)
+        if event.generation > (tracked.generation if tracked is not None else 1):
+            checked = await self._as_the_api_says(resource_id, event)
+            if checked is None:
+                return
+            event = checked
         if tracked is not None and event.generation < tracked.generation:
             log.info(
                 "%s: ignoring %s of %s at generation %d: already at %d",
@@ -183,6 +217,41 @@ class Controller:
             await self._again(resource_id, tracked, event)
             return
         await self._begin(resource_id, tracked, event)
+
+    async def _as_the_api_says(self, resource_id: str, event: Event) -> Event | None:
+        """``event`` if the API has its generation; else the API's resource at the API's
+        generation (the event is forged: events follow commits); None when the API has no such
+        resource. Raises ``ApiReadError`` when the API does not answer (the event is retried)."""
+        api = self.trust.api
+        if api is None:
+            return event
+        resource = await api.read(self.spec.kind, resource_id)
+        if resource is None:
+            log.warning("%s: ignoring %s: the API has no %s", self.name, event.type, resource_id)
+            return None
+        generation = int(resource["generation"])
+        if generation >= event.generation:
+            return event
+        log.warning(
+            "%s: %s of %s claims generation %d, the API has %d: acting on the API's",
+            self.name,
+            event.type,
+            resource_id,
+            event.generation,
+            generation,
+        )
+        return event.model_copy(update={"generation": generation, "resource": resource})
+
+    async def _deleted_as_the_api_says(self, resource_id: str, event: Event) -> bool:
+        """Whether the API agrees the resource is gone: a forged deletion would otherwise bury
+        it (its generation and time covering every real event after it)."""
+        api = self.trust.api
+        if api is None or await api.read(self.spec.kind, resource_id) is None:
+            return True
+        log.warning(
+            "%s: ignoring %s of %s: the API still has it", self.name, event.type, resource_id
+        )
+        return False
 
     def _resource_id(self, event: Event) -> str | None:
         if not event.type.startswith(f"{self.spec.kind}.") or event.platform != self.spec.platform:

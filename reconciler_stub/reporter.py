@@ -4,6 +4,11 @@ A report counts as sent only when the broker has confirmed it (publisher confirm
 to a queue (``mandatory=True``): the controller acknowledges the event that caused a report only
 after that, so an event is never lost between the controller and the ingester. A report the
 broker returns, refuses, or loses with the connection is published again until it gets through.
+
+Each report carries its controller's broker user as ``user_id``: the broker checks it against the
+connection's user, and the ingester applies a report only when it names the report's controller.
+A controller may not declare the status exchange or queue (they are the ingester's): a report
+published before the ingester has declared its queue is returned, and published again.
 """
 
 from __future__ import annotations
@@ -27,12 +32,10 @@ MAX_RETRY_DELAY = 5.0
 
 
 class Reporter:
-    def __init__(
-        self, connection: AbstractRobustConnection, names: Names, delivery_limit: int
-    ) -> None:
+    def __init__(self, connection: AbstractRobustConnection, names: Names, user_id: str) -> None:
         self.connection = connection
         self.names = names
-        self.delivery_limit = delivery_limit
+        self.user_id = user_id
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
 
@@ -40,21 +43,14 @@ class Reporter:
         self._channel = await self.connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
-        await self._declare()
-
-    async def _declare(self) -> None:
-        """Declare the status queue too, not only the exchange: reports published before the
-        ingester's first start then wait in its queue instead of being returned."""
-        assert self._channel is not None, "start() first"
-        await amqp.declare_status_queue(self._channel, self.names, self.delivery_limit)
-        self._exchange = await amqp.declare_status_exchange(self._channel, self.names)
+        self._exchange = await amqp.existing_exchange(self._channel, self.names.status_exchange)
 
     async def publish(self, report: Report) -> None:
         """Publish until the broker has confirmed the report into a queue (or we are cancelled)."""
         body = report.model_dump(mode="json", exclude_none=True)
         # One message for every attempt: the same message_id lets a consumer spot a report that
         # reached the queue although its confirmation was lost.
-        message = amqp.report_message(body)
+        message = amqp.report_message(body, self.user_id)
         routing_key = amqp.status_routing_key(body)
         delay = FIRST_RETRY_DELAY
         while True:
@@ -62,9 +58,8 @@ class Reporter:
                 await asyncio.wait_for(self._publish_once(message, routing_key), PUBLISH_TIMEOUT)
                 return
             except PublishError:
-                # Unroutable: someone removed the status queue or its binding. Put them back.
-                log.warning("status report returned as unroutable; re-declaring the status queue")
-                await self._redeclare_quietly()
+                # Unroutable: the ingester has not declared its queue yet (or it was removed).
+                log.warning("status report returned as unroutable (no status queue); retrying")
             except amqp.IN_FLIGHT_ERRORS as exc:  # the report is never dropped: publish it again
                 log.warning("status report not confirmed (%r); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
@@ -73,9 +68,3 @@ class Reporter:
     async def _publish_once(self, message: aio_pika.Message, routing_key: str) -> None:
         assert self._exchange is not None, "start() first"
         await self._exchange.publish(message, routing_key=routing_key, mandatory=True)
-
-    async def _redeclare_quietly(self) -> None:
-        try:
-            await self._declare()
-        except amqp.BROKER_ERRORS as exc:
-            log.warning("could not re-declare the status queue: %r", exc)

@@ -2,7 +2,7 @@
 # Make sure Redis and RabbitMQ answer, starting the local Debian-packaged servers if needed.
 #
 #   Redis:    the host/port of CLS_REDIS_URL (default redis://localhost:6379/0)
-#   RabbitMQ: the host/port of CLS_AMQP_URL  (default amqp://guest:guest@localhost:5672/)
+#   RabbitMQ: the host/port of CLS_AMQP_URL  (default amqp://localhost:5672/)
 #
 # Quiet and exit 0 when both already answer. A server that does not answer is started only when
 # its URL points at this machine and its binary is installed; then we wait (Redis up to
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 REDIS_URL="${CLS_REDIS_URL:-redis://localhost:6379/0}"
-AMQP_URL="${CLS_AMQP_URL:-amqp://guest:guest@localhost:5672/}"
+AMQP_URL="${CLS_AMQP_URL:-amqp://localhost:5672/}"
 REDIS_WAIT="${CLS_REDIS_WAIT:-15}"
 AMQP_WAIT="${CLS_AMQP_WAIT:-90}"
 APT_HINT="apt-get install redis-server rabbitmq-server"

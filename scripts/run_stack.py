@@ -144,6 +144,9 @@ class Supervisor:
         env.setdefault("PYTHONUNBUFFERED", "1")  # children write into pipes: no block buffering
         env.setdefault("CLS_CONTROLLER_TOKENS", DEV_CONTROLLER_TOKENS)
         env.setdefault("CLS_LOG_FORMAT", "text")  # read by people: JSON lines are for pipelines
+        # The simulated controllers re-read a resource from this API when an event claims a
+        # generation they have not seen (so a forged one cannot freeze it).
+        env.setdefault("CLS_STUB_API_URL", f"http://127.0.0.1:{env.get('CLS_PORT', '8080')}")
         if EVENTS_SERVICE in self.names:
             # The events process relays: the API need not. Without it, the API keeps its
             # default (in-process) so that nothing is left in the outbox.

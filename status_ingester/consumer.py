@@ -38,6 +38,7 @@ from cls_runtime import amqp
 from cls_runtime.logs import install_record_context
 from cls_runtime.settings import Settings
 from status_ingester.counters import IngestCounters
+from status_ingester.dead_letters import DeadLetters
 from status_ingester.decode import Poison, Report, decode
 from status_ingester.judging import WindowJudge
 from status_ingester.redis_health import RedisGate
@@ -123,13 +124,22 @@ class StatusIngester:
         return True
 
     async def _connect(self) -> AbstractRobustConnection:
-        self._connection = await amqp.connect(self.settings.amqp_url)
+        self._connection = await amqp.connect(
+            self.settings.amqp_url, self.settings.ingester_broker_user
+        )
         try:
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self.settings.ingest_prefetch)
             self._queue = await amqp.declare_status_queue(
                 channel, self.names, self.settings.ingest_delivery_limit
             )
+            # Dead-letter copies get a channel of their own: confirms, and a copy the broker
+            # cannot route raises instead of vanishing.
+            publishing = await self._connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            dead = await amqp.existing_exchange(publishing, self.names.status_dead_exchange)
+            self.ledger.dead_letters = DeadLetters(dead)
         except BaseException:
             await self._close_connection()
             raise

@@ -2,6 +2,10 @@
 
 Everything decided here depends on the message alone, so a message judged poison is poison on
 every delivery: it goes straight to the dead-letter queue instead of burning its delivery limit.
+
+A report is applied only if its ``user_id`` names its ``controller_name``: the broker refuses a
+``user_id`` other than the publishing connection's user, and each controller has a broker user of
+its own name (cls_runtime/broker_users.py), so a report cannot claim another controller's name.
 """
 
 from __future__ import annotations
@@ -58,9 +62,9 @@ def decode(message: AbstractIncomingMessage, max_bytes: int) -> Report | Poison:
         kind = _kind_of(message.routing_key or "", body)
         if kind == "nodepool":
             nodepool = validate_report(body, NodePoolStatusReport)
-            return _report(kind, nodepool.nodepool_id, nodepool)
+            return _report(kind, nodepool.nodepool_id, nodepool, message.user_id)
         cluster = validate_report(body, ClusterStatusReport)
-        return _report(kind, cluster.cluster_id, cluster)
+        return _report(kind, cluster.cluster_id, cluster, message.user_id)
     except InvalidReport as exc:
         return Poison(str(exc))
 
@@ -86,8 +90,23 @@ def _kind_of(routing_key: str, body: dict[str, object]) -> Kind:
     return "cluster" if "cluster_id" in body and "nodepool_id" not in body else "nodepool"
 
 
-def _report(kind: Kind, raw_id: str, report: ControllerReport) -> Report | Poison:
+def _report(
+    kind: Kind, raw_id: str, report: ControllerReport, user_id: str | None
+) -> Report | Poison:
     resource_id = raw_id.lower()
     if not _UUID.match(resource_id):
         return Poison(f"{kind}_id {raw_id[:80]!r} is not a UUID")
+    problem = publisher_problem(report.controller_name, user_id)
+    if problem is not None:
+        return Poison(problem)
     return Report(kind, resource_id, report)
+
+
+def publisher_problem(controller_name: str, user_id: str | None) -> str | None:
+    """Why the publisher (the broker user that ``user_id`` names, as the broker checked) may not
+    report as ``controller_name``; None when it may."""
+    if not user_id:
+        return "no user_id: a report must be published as its controller's broker user"
+    if user_id != controller_name:
+        return f"user_id {user_id[:80]!r} may not report as controller {controller_name[:80]!r}"
+    return None

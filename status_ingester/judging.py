@@ -54,6 +54,7 @@ class WindowJudge:
             decoded = delivery.decoded
             if isinstance(decoded, Poison):
                 log.debug("dead-lettering %s: %s", delivery.message.message_id, decoded.reason)
+                delivery.dead_reason = decoded.reason
                 verdicts.append((delivery, Settle.DEAD, Count.DEAD_LETTERED))
             elif isinstance(decoded, Exception):
                 self._failed(delivery, decoded)
@@ -67,6 +68,7 @@ class WindowJudge:
                 verdicts.append((delivery, Settle.REQUEUE, Count.REQUEUED))
             else:
                 applied = True
+                delivery.dead_reason = _dead_reason(delivery, result)
                 verdicts.append((delivery, *BY_OUTCOME[result.outcome]))
         if applied:
             self._succeeded()
@@ -128,6 +130,17 @@ class WindowJudge:
         if self._failing:
             log.info("reports apply again")
             self._failing = False
+
+
+def _dead_reason(delivery: Delivery, result: ApplyResult) -> str:
+    if result.outcome is not Outcome.FUTURE_GENERATION:
+        return ""
+    report = delivery.decoded
+    assert isinstance(report, Report)
+    return (
+        f"observed_generation {report.report.observed_generation} is ahead of the "
+        f"{report.kind}'s generation {result.generation}"
+    )
 
 
 def _item(delivery: Delivery) -> ReportFor:

@@ -1,8 +1,10 @@
 """Settling deliveries with the broker: every delivery not settled yet, in delivery order.
 
-Dead-letters and requeues go one by one as soon as a window is judged. Acks wait until every
-delivery before them is settled too, then go in one ``multiple`` ack per channel: one frame
-settles a whole window. A settle that fails (the channel died after the work was done) is only
+Requeues go one by one as soon as a window is judged; so do dead-letters: a copy carrying the
+reason is confirmed into the dead-letter queue (``dead_letters``), then the original is due to be
+acked like any other (a plain reject when there is no copy). Acks wait until every delivery
+before them is settled too, then go in one ``multiple`` ack per channel: one frame settles a whole
+window. A settle that fails (the channel died after the work was done) is only
 logged: the broker delivers the report again, and applying it again changes nothing.
 """
 
@@ -20,6 +22,7 @@ from aio_pika.exceptions import ChannelInvalidStateError
 
 from cls_runtime import amqp
 from status_ingester.counters import Count, IngestCounters
+from status_ingester.dead_letters import DeadLetters
 from status_ingester.decode import Poison, Report
 
 log = logging.getLogger("status_ingester")
@@ -39,6 +42,7 @@ class Delivery:
     decoded: Report | Poison | Exception  # an exception: decoding itself failed
     finished: bool = False  # handled: settled, or due to be acked (ack_count), or died
     ack_count: Count | None = None  # due to be acked, and counted as this once it is
+    dead_reason: str = ""  # why it is dead-lettered, when it is
 
 
 Verdict = tuple[Delivery, Settle, Count]
@@ -47,8 +51,10 @@ Verdict = tuple[Delivery, Settle, Count]
 class Ledger:
     """The deliveries in hand, in delivery order, and how each is settled and counted."""
 
-    def __init__(self, counters: IngestCounters) -> None:
+    def __init__(self, counters: IngestCounters, dead_letters: DeadLetters | None = None) -> None:
         self.counters = counters
+        # Where poison goes with its reason; None: rejected into the queue's dead-letter exchange.
+        self.dead_letters = dead_letters
         self._deliveries: deque[Delivery] = deque()
         self._ack_lock = asyncio.Lock()
         # Channels where a settle failed: no ``multiple`` ack there.
@@ -66,8 +72,9 @@ class Ledger:
 
     async def settle(self, window: list[Delivery], verdicts: list[Verdict]) -> None:
         """Settle a judged window: dead-letters and requeues now; acks once due."""
+        copied = await self._copy_dead(verdicts)
         for delivery, settle, count in verdicts:
-            if settle is Settle.ACK:
+            if settle is Settle.ACK or delivery in copied:
                 delivery.ack_count = count
                 delivery.finished = True
                 continue
@@ -80,6 +87,22 @@ class Ledger:
         for delivery in window:
             delivery.finished = True  # the ones left out died with their channel: not settled
         await self.flush_acks()
+
+    async def _copy_dead(self, verdicts: list[Verdict]) -> set[Delivery]:
+        """The dead-letters whose copy (with the reason) the broker confirmed, sent together."""
+        if self.dead_letters is None:
+            return set()
+        # Not for a delivery whose channel died: the broker delivers it again anyway.
+        dead = [
+            delivery
+            for delivery, settle, _ in verdicts
+            if settle is Settle.DEAD and channel_of(delivery.message) is not None
+        ]
+        if not dead:
+            return set()
+        sender = self.dead_letters
+        sent = await asyncio.gather(*(sender.send(d.message, d.dead_reason) for d in dead))
+        return {delivery for delivery, ok in zip(dead, sent, strict=True) if ok}
 
     async def requeue_unsettled(self, window: list[Delivery]) -> None:
         """After a bug of ours: hand back what is not settled yet, or the acks after it would

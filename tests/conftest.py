@@ -8,6 +8,8 @@ another test's, and everything under it is removed afterwards. A missing server 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
@@ -52,6 +54,24 @@ CONTROLLER_TOKENS = {
 
 def controller_headers(name: str = "gcp-nodepool-controller") -> dict[str, str]:
     return {"Authorization": f"Bearer {CONTROLLER_TOKENS[name]}"}
+
+
+# The registry of the tests that report as optional guests (tests/support/registry.py).
+EXTRAS_FILE = Path(__file__).parent / "support" / "controllers-with-extras.yaml"
+BROKER_USERS_SCRIPT = Path(__file__).parent.parent / "scripts" / "broker_users.py"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def extra_broker_users() -> None:
+    """Broker users for every controller of EXTRAS_FILE, a superset of the default registry
+    whose users `make test` creates: a report is applied only when published as its controller.
+    One ``rabbitmqctl import_definitions`` (about a second), idempotent."""
+    env = {**os.environ, "CLS_CONTROLLERS_FILE": str(EXTRAS_FILE)}
+    done = subprocess.run(
+        [sys.executable, str(BROKER_USERS_SCRIPT)], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.fail(f"could not create the tests' broker users: {done.stderr.strip()}")
 
 
 @pytest.fixture

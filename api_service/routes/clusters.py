@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api_service.deps import ClusterId, Precondition, User
+from api_service.deps import ClusterId, Precondition, Reader, User
 from api_service.routes.idempotency import (
     IDEMPOTENCY_DOC,
     IdempotencyKey,
@@ -70,8 +70,11 @@ async def list_clusters(user: User, query: Annotated[ClusterListQuery, Query()])
 
 
 @router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
-async def get(user: User, cluster_id: ClusterId) -> Response:
-    return stored_resource_response(*await user.clusters.get_view(user.owner, cluster_id))
+async def get(reader: Reader, cluster_id: ClusterId) -> Response:
+    service = reader.clusters
+    if reader.owner is None:
+        return stored_resource_response(*await service.controller_view(cluster_id))
+    return stored_resource_response(*await service.get_view(reader.owner, cluster_id))
 
 
 @router.put("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)

@@ -11,6 +11,7 @@ from api_service.deps import (
     NodePoolId,
     ParentClusterId,
     Precondition,
+    Reader,
     User,
     UserCall,
 )
@@ -140,8 +141,11 @@ async def _page(user: UserCall, cluster_id: str | None, query: NodePoolPageQuery
 
 
 @router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
-async def get(user: User, nodepool_id: NodePoolId) -> Response:
-    return stored_resource_response(*await user.nodepools.get_view(user.owner, nodepool_id))
+async def get(reader: Reader, nodepool_id: NodePoolId) -> Response:
+    service = reader.nodepools
+    if reader.owner is None:
+        return stored_resource_response(*await service.controller_view(nodepool_id))
+    return stored_resource_response(*await service.get_view(reader.owner, nodepool_id))
 
 
 @router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)

@@ -115,7 +115,16 @@ def run(ctx: RunContext) -> None:
         )
         stub_ready = has_consumer(url, names.controller_queue("gcp-nodepool-controller"))
         stack.enter_context(
-            worker("reconciler_stub", namespace, ctx.log_dir, stub_ready, stub_delay_ms="0")
+            # The controllers re-read this API when an event claims a generation they have not
+            # seen (creations do not: generation 1 cannot freeze anything).
+            worker(
+                "reconciler_stub",
+                namespace,
+                ctx.log_dir,
+                stub_ready,
+                stub_delay_ms="0",
+                stub_api_url=api.url,
+            )
         )
         asyncio.run(_measure(ctx, api, singles, ctx.config.e2e_batch))
         ctx.add(

@@ -26,6 +26,7 @@ from bench.seed import add_nodepools_parallel, new_cluster, services
 from bench.stats import interleaved, median, paired_ratio
 from cls_runtime import amqp
 from cls_runtime.settings import Settings
+from shared_models.names import Names
 
 SECTION = "Status ingestion (RabbitMQ -> Redis, one consumer process)"
 TARGET = 0.8
@@ -84,7 +85,8 @@ async def _round(
         channel = await connection.channel()
         names = settings.names
         await amqp.declare_status_queue(channel, names, settings.ingest_delivery_limit)
-        await publish_reports(channel, names, _reports(ids, controller))
+        await _forget(redis, names, ids, controller)
+        await publish_reports(settings, _reports(ids, controller))
         total = len(ids)
         # From the first report stored to the last: the process's start-up is left out. (The
         # queue's message count cannot tell when consuming starts: RabbitMQ 3.10 reports 0 for
@@ -99,6 +101,15 @@ async def _round(
     finally:
         await redis.aclose()
         await connection.close()
+
+
+async def _forget(redis: Redis, names: Names, ids: list[str], controller: str) -> None:
+    """Remove an earlier round's reports of ``controller`` (the controllers are few: rounds beyond
+    them reuse one), so that this round's reports are new, not unchanged."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for i in ids:
+            pipe.hdel(names.controller_reports("nodepool", i), controller)
+        await pipe.execute()
 
 
 def _ingester_checks(
@@ -173,7 +184,7 @@ def run(ctx: RunContext) -> None:
         nonlocal base_total
         checks = _baseline_checks(base, base_total, base_total + len(ids))
         base_total += len(ids)
-        return asyncio.run(_round(ctx, "bench.baseline_consumer", base, ids, f"b-{i}", checks))
+        return asyncio.run(_round(ctx, "bench.baseline_consumer", base, ids, _controller(i), checks))
 
     subject, baseline = interleaved(cfg.rounds, ingester_round, baseline_round)
     ratio = paired_ratio([r.rate for r in subject], [r.rate for r in baseline])

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 
 import httpx
 import orjson
-from aio_pika import DeliveryMode, Message
-from aio_pika.abc import AbstractChannel
 from redis.asyncio import Redis
 
 from bench import bodies
-from bench.amqp_tools import wait_for
+from bench.amqp_tools import publish_raw_as, wait_for
 from bench.context import RunContext
 from bench.procs import (
     CONTROLLER_TOKENS,
@@ -36,8 +34,10 @@ from bench.report import Figure
 from bench.stats import median
 from cls_runtime import amqp
 from cls_runtime.settings import Settings
-from shared_models.names import Names
 from shared_models.strict_json import MAX_KEYS, MAX_OBJECT_KEYS
+
+# Publishes every report of the queue rounds, with its broker user (`make bench` creates it).
+CONTROLLER = "gcp-nodepool-controller"
 
 SECTION = "Rejected bodies (server CPU per request; ratio to a valid request, same process)"
 TARGET = 10.0
@@ -247,17 +247,6 @@ def _measure_http(ctx: RunContext, api: Server) -> list[str]:
     return created
 
 
-async def _publish(
-    channel: AbstractChannel, names: Names, messages: list[tuple[str, bytes]]
-) -> None:
-    exchange = await amqp.declare_status_exchange(channel, names)
-    for routing_key, body in messages:
-        message = Message(
-            body=body, content_type="application/json", delivery_mode=DeliveryMode.PERSISTENT
-        )
-        await exchange.publish(message, routing_key=routing_key, mandatory=True)
-
-
 async def _measure_queue(ctx: RunContext, settings: Settings, ids: list[str]) -> None:
     cfg = ctx.config
     bad_count = 2 if cfg.quick else 20
@@ -275,7 +264,8 @@ async def _measure_queue(ctx: RunContext, settings: Settings, ids: list[str]) ->
 
         async def send_and_wait(batch: list[tuple[str, bytes]], counter: str) -> None:
             target = await count(counter) + len(batch)
-            await _publish(channel, names, batch)
+            # As a controller with its user_id: the bad bodies fail for what they are.
+            await publish_raw_as(settings, CONTROLLER, batch)
 
             async def reached() -> bool:
                 return await count(counter) >= target

@@ -197,6 +197,14 @@ class ResourceService(Generic[R]):
             f"{self.kind}_id", resource_id, record.generation, record.status, reports
         )
 
+    async def controller_view(self, resource_id: str) -> tuple[str, str]:
+        """``get_view`` for a controller, whatever the owner: controllers work on every owner's
+        resources, and re-read one to check the generation an event claims."""
+        found = await self.store.get_view(self.kind, resource_id)
+        if found is None:
+            raise self.not_found()
+        return found[1], found[2]
+
     # ---- the shared steps of a write -----------------------------------------------------------
     async def _write(self, resource_id: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """One read-decide-write at a time per resource in this process, retried on lost races."""

@@ -22,6 +22,7 @@ from shared_models.names import Names
 from tests.conftest import AMQP_URL
 from tests.events.conftest import EventsConsumer
 from tests.support.registry import EXTRAS_FILE
+from tests.support.broker import controller_user
 from tests.support.stack import Json, Stack, all_ready_at, status_of
 from tests.support.tcp_proxy import TcpProxy, through
 
@@ -40,7 +41,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
 POOLS = 40
 SCALES = 4  # 40 creates + 160 scales = 200 writes
-PROBES_PER_POOL = 3
+# The probes are optional controllers of the tests' registry (EXTRAS_FILE), each with a broker
+# user of its own (tests/conftest.py creates the users of that registry).
+PROBES = ("probe-0", "probe-1", "probe-2")
+PROBES_PER_POOL = len(PROBES)
 OUTAGE_SECONDS = 4.0
 
 
@@ -59,7 +63,7 @@ def probe_report(nodepool_id: str, index: int) -> Json:
     """Generation 1 and Ready: it never holds a pool back once the pool is scaled past it."""
     return {
         "nodepool_id": nodepool_id,
-        "controller_name": f"probe-{index}",
+        "controller_name": PROBES[index],
         "observed_generation": 1,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Probe"}],
         "metadata": {"probe": index},
@@ -69,16 +73,16 @@ def probe_report(nodepool_id: str, index: int) -> Json:
 async def publish_until_confirmed(
     connection: AbstractRobustConnection, names: Names, report: Json
 ) -> None:
-    """A careful controller: publish with confirms, again until the broker confirms."""
+    """A careful controller: publish with confirms, again until the broker confirms (as the
+    report's controller: ``connection`` is its broker user's)."""
     deadline = time.monotonic() + 60
     while True:
         try:
             channel = await connection.channel(publisher_confirms=True)
             try:
-                exchange = await topology.declare_status_exchange(channel, names)
-                await exchange.publish(
-                    topology.report_message(report), "nodepool.status", mandatory=True, timeout=5
-                )
+                exchange = await topology.existing_exchange(channel, names.status_exchange)
+                message = topology.report_message(report, report["controller_name"])
+                await exchange.publish(message, "nodepool.status", mandatory=True, timeout=5)
                 return
             finally:
                 if not channel.is_closed:
@@ -89,11 +93,18 @@ async def publish_until_confirmed(
 
 
 async def probe_reports(url: str, names: Names, pools: list[str]) -> int:
+    """Every probe reports on every pool, each probe over a connection as its own user."""
+    published = await asyncio.gather(*(probe(url, names, pools, i) for i in range(len(PROBES))))
+    return sum(published)
+
+
+async def probe(url: str, names: Names, pools: list[str], index: int) -> int:
     # The broker may be cut before the probe's first connection: retried as a controller would.
-    connection = await topology.until_up(lambda: topology.connect(url), None, "probe")
+    user = controller_user(PROBES[index])
+    connection = await topology.until_up(lambda: topology.connect(url, user), None, "probe")
     assert connection is not None  # without a stop event, until_up retries until it connects
     try:
-        reports = [probe_report(p, i) for p in pools for i in range(PROBES_PER_POOL)]
+        reports = [probe_report(p, index) for p in pools]
         for start in range(0, len(reports), 10):
             batch = reports[start : start + 10]
             await asyncio.gather(*(publish_until_confirmed(connection, names, r) for r in batch))
@@ -117,7 +128,7 @@ def missing_probes(views: list[Json]) -> list[tuple[str, int]]:
     for view in views:
         stored = {c["controller_name"]: c for c in view["controller_status"]}
         for index in range(PROBES_PER_POOL):
-            found = stored.get(f"probe-{index}")
+            found = stored.get(PROBES[index])
             if found is None or found["metadata"] != {"probe": index}:
                 missing.append((view["nodepool_id"], index))
     return missing
@@ -129,7 +140,7 @@ def regressed_controllers(views: list[Json], latest: dict[str, int]) -> list[str
         f"{v['nodepool_id']}:{c['controller_name']}"
         for v in views
         for c in v["controller_status"]
-        if not c["controller_name"].startswith("probe-")
+        if c["controller_name"] not in PROBES
         and c["observed_generation"] != latest[v["nodepool_id"]]
     ]
 

@@ -20,7 +20,7 @@ import aio_pika
 import httpx
 import orjson
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from api_service.app import create_app
@@ -29,6 +29,7 @@ from cls_runtime.settings import Settings
 from shared_models.names import Names
 from status_ingester.consumer import StatusIngester
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.broker import ReportPublisher
 from tests.support.polling import eventually
 from tests.support.resources import create_cluster
 from tests.support.services import ServiceProcess
@@ -104,21 +105,19 @@ def without_times(value: Any) -> Any:
 
 
 class Publisher:
-    """Publishes to ``<ns>.status`` the way controllers do: persistent, confirmed, mandatory."""
+    """Publishes to ``<ns>.status`` the way controllers do: each report as the broker user of its
+    controller with that ``user_id``, persistent, confirmed, mandatory."""
 
-    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange) -> None:
-        self.channel = channel
-        self.exchange = exchange
+    def __init__(self, reports: ReportPublisher) -> None:
+        self.reports_as = reports
 
-    async def report(self, body: dict[str, Any]) -> None:
-        await self.exchange.publish(
-            topology.report_message(body),
-            routing_key=topology.status_routing_key(body),
-            mandatory=True,
-        )
+    async def report(self, body: dict[str, Any], as_user: str | None = None) -> None:
+        await self.reports_as.report(body, as_user)
 
     async def reports(self, bodies: list[dict[str, Any]], window: int = 500) -> None:
         """Publish in order, ``window`` confirms outstanding at a time."""
+        for controller in dict.fromkeys(str(b["controller_name"]) for b in bodies):
+            await self.reports_as.exchange_of(controller)  # connected before the first publish
         for start in range(0, len(bodies), window):
             await asyncio.gather(*(self.report(b) for b in bodies[start : start + window]))
 
@@ -127,22 +126,30 @@ class Publisher:
         body: bytes,
         routing_key: str = "nodepool.status",
         content_type: str | None = "application/json",
+        as_user: str = CONTROLLER,
     ) -> None:
+        """``body`` as it is, published by ``as_user`` with its user_id: a body that fails is
+        refused for what it is, not for who sent it."""
         message = aio_pika.Message(
             body=body,
             content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            user_id=as_user,
         )
-        await self.exchange.publish(message, routing_key=routing_key, mandatory=True)
+        exchange = await self.reports_as.exchange_of(as_user)
+        await exchange.publish(message, routing_key=routing_key, mandatory=True)
 
 
 @pytest.fixture
-async def publisher(amqp: AbstractRobustConnection, settings: Settings) -> Publisher:
-    # on_return_raises: an unroutable report fails the publish instead of disappearing.
-    channel = await amqp.channel(publisher_confirms=True, on_return_raises=True)
+async def publisher(amqp: AbstractRobustConnection, settings: Settings) -> AsyncIterator[Publisher]:
+    # The queue is the ingester's to declare (with guest's rights here, as the ingester would):
+    # reports published before the ingester starts then wait in it.
+    channel = await amqp.channel()
     await topology.declare_status_queue(channel, settings.names, settings.ingest_delivery_limit)
-    exchange = await topology.declare_status_exchange(channel, settings.names)
-    return Publisher(channel, exchange)
+    reports = ReportPublisher(settings.names)
+    yield Publisher(reports)
+    await reports.close()
+    await channel.close()
 
 
 async def queue_counts(amqp: AbstractRobustConnection, names: Names) -> tuple[int, int]:
@@ -168,6 +175,20 @@ async def dead_letters(amqp: AbstractRobustConnection, names: Names) -> list[byt
     finally:
         await channel.close()
     return bodies
+
+
+async def dead_letter_reasons(amqp: AbstractRobustConnection, names: Names) -> list[str]:
+    """Take every message currently in ``<ns>.status.dead``: the reason header of each."""
+    channel = await amqp.channel()
+    reasons = []
+    try:
+        queue = await channel.declare_queue(names.status_dead_queue, passive=True)
+        while (message := await queue.get(fail=False, timeout=5)) is not None:
+            reasons.append(str((message.headers or {}).get(topology.DEAD_REASON_HEADER)))
+            await message.ack()
+    finally:
+        await channel.close()
+    return reasons
 
 
 async def dead_letter_count(amqp: AbstractRobustConnection, names: Names) -> int:

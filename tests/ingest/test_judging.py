@@ -37,11 +37,14 @@ class Message:
     message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     headers: dict[str, Any] = field(default_factory=dict)
     body_size: int = 0
+    user_id: str | None = None
 
 
 def delivery(settings: Settings, body: Any) -> Delivery:
+    """A delivery of ``body`` as its controller publishes it (its user_id, the broker checked)."""
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    message = cast(AbstractIncomingMessage, Message(raw, body_size=len(raw)))
+    user_id = body.get("controller_name") if isinstance(body, dict) else None
+    message = cast(AbstractIncomingMessage, Message(raw, body_size=len(raw), user_id=user_id))
     return Delivery(message, decode(message, settings.max_body_bytes))
 
 

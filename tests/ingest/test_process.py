@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
-from tests.conftest import USER
+from tests.conftest import STUB_CONTROLLERS, USER
 from tests.ingest.conftest import (
     CONTROLLER,
     Publisher,
@@ -128,7 +128,7 @@ async def test_sigterm_drains_in_hand_reports_and_exits_0(
     amqp: AbstractRobustConnection,
 ) -> None:
     pools = await create_nodepools(api, await create_cluster_id(api), 20)
-    bodies = burst(pools, steps=10)  # 2,000 reports
+    bodies = burst(pools, steps=10)  # 1,200 reports
     await publisher.reports(bodies)
     process = ingester_process()
     await eventually(

@@ -18,6 +18,7 @@ from reconciler_stub.catalog import select_controllers
 from reconciler_stub.service import StubService
 from shared_models.events import Event, EventType
 from shared_models.names import Names
+from tests.support.broker import connected_as, publish_event_as_relay, relay_user
 from tests.support.status_reports import (
     Report,
     Reports,
@@ -135,20 +136,45 @@ async def reports(amqp: AbstractRobustConnection, namespace: str) -> AsyncIterat
 
 
 @pytest.fixture
-async def publish(amqp: AbstractRobustConnection, namespace: str) -> AsyncIterator[Publish]:
-    """Publish an event to ``<ns>.events`` the way the relay does (persistent, confirmed)."""
+async def publish(namespace: str) -> AsyncIterator[Publish]:
+    """Publish an event to ``<ns>.events`` the way the relay does: as its broker user, with its
+    user_id (the controllers take no other), persistent, confirmed."""
+    async with connected_as(relay_user()) as relay:
+        channel = await relay.channel(publisher_confirms=True)
+        await topology.declare_events_exchange(channel, Names(namespace))
+
+        async def send(event: Event) -> None:
+            await publish_event_as_relay(channel, Names(namespace), event)
+
+        yield send
+
+
+@pytest.fixture
+async def publish_as_admin(amqp: AbstractRobustConnection, namespace: str) -> Publish:
+    """Publish an event as ``guest``, who may write anywhere but is not the relay."""
     channel = await amqp.channel(publisher_confirms=True)
     events = await topology.declare_events_exchange(channel, Names(namespace))
 
     async def send(event: Event) -> None:
         await events.publish(topology.event_message(event), routing_key=event.routing_key)
 
-    yield send
+    return send
+
+
+async def declare_owned_topology(amqp: AbstractRobustConnection, settings: Settings) -> None:
+    """What the relay and the ingester declare (here with guest's rights): controllers may not
+    declare the exchanges they use, and their reports need the status queue."""
+    channel = await amqp.channel()
+    await topology.declare_events_exchange(channel, settings.names)
+    await topology.declare_status_queue(channel, settings.names, settings.ingest_delivery_limit)
     await channel.close()
 
 
 def stub_settings(settings: Settings, **overrides: Any) -> Settings:
-    return Settings(**{**settings.model_dump(), "stub_delay_ms": TEST_DELAY_MS, **overrides})
+    """No API here (``stub_api_url`` empty): events are taken at their word. The re-read of a
+    generation ahead is tested with the whole stack (tests/e2e/test_forged_events.py)."""
+    defaults = {"stub_delay_ms": TEST_DELAY_MS, "stub_api_url": ""}
+    return Settings(**{**settings.model_dump(), **defaults, **overrides})
 
 
 @pytest.fixture
@@ -157,6 +183,7 @@ async def start_stub(
 ) -> AsyncIterator[StartStub]:
     """Start the simulated controllers in-process (``CLS_STUB_*`` as keyword overrides)."""
     started: list[StubService] = []
+    await declare_owned_topology(amqp, settings)
 
     async def start(**overrides: Any) -> StubService:
         chosen = stub_settings(settings, **overrides)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from cls_runtime import amqp as topology
 from cls_runtime.settings import Settings
 from reconciler_stub.controller import _settle
 from reconciler_stub.plans import Step, Target
@@ -20,6 +21,7 @@ from reconciler_stub.reports import Observation, Report, build_report
 from shared_models.names import Names
 from shared_models.status import NodePoolStatusReport
 from tests.conftest import AMQP_URL
+from tests.support.broker import controller_user
 from tests.support.services import ServiceProcess
 from tests.support.tcp_proxy import TcpProxy, through
 
@@ -34,6 +36,8 @@ from .conftest import (
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(60)]
 
+CONTROLLER = "gcp-nodepool-controller"
+
 
 def a_report(nodepool_id: str) -> Report:
     now = datetime.now(UTC)
@@ -42,20 +46,38 @@ def a_report(nodepool_id: str) -> Report:
     return build_report(Step(0, True, "NodesReady", "All 0 nodes are ready"), target, seen)
 
 
+async def started_reporter(amqp: AbstractRobustConnection, names: Names) -> Reporter:
+    """A reporter as gcp-nodepool-controller's broker user, the status queue declared (as the
+    ingester would, with guest's rights): a controller may declare neither."""
+    channel = await amqp.channel()
+    await topology.declare_status_queue(channel, names, delivery_limit=5)
+    await channel.close()
+    connection = await topology.connect(AMQP_URL, controller_user(CONTROLLER))
+    reporter = Reporter(connection, names, CONTROLLER)
+    await reporter.start()
+    return reporter
+
+
 async def test_report_returned_as_unroutable_is_published_again(
     amqp: AbstractRobustConnection, namespace: str
 ) -> None:
     names = Names(namespace)
-    reporter = Reporter(amqp, names, delivery_limit=5)
-    await reporter.start()
+    reporter = await started_reporter(amqp, names)
     channel = await amqp.channel()
     await channel.queue_delete(names.status_queue)  # the report now has nowhere to go
     nodepool_id = new_id()
-    await asyncio.wait_for(reporter.publish(a_report(nodepool_id)), 10)
+    sending = asyncio.create_task(reporter.publish(a_report(nodepool_id)))
+    await asyncio.sleep(0.5)  # returned at least once meanwhile
+    assert not sending.done()
+    # The ingester declares its queue again (on its next start): the report gets through.
+    await topology.declare_status_queue(channel, names, delivery_limit=5)
+    await asyncio.wait_for(sending, 10)
     queue = await channel.get_queue(names.status_queue)
     message = await queue.get(timeout=5)
     assert nodepool_id.encode() in message.body
+    assert message.user_id == CONTROLLER
     await message.ack()
+    await reporter.connection.close()
 
 
 async def test_runs_finish_across_a_broker_outage(
@@ -84,6 +106,7 @@ def stub_process(settings: Settings, tmp_path: Path, **env: str) -> ServiceProce
         "CLS_NAMESPACE": settings.namespace,
         "CLS_AMQP_URL": settings.amqp_url,
         "CLS_STUB_DELAY_MS": "20",
+        "CLS_STUB_API_URL": "",  # no API here: events are taken at their word
     }
     return ServiceProcess("reconciler_stub", {**base, **env}, tmp_path)
 
@@ -139,8 +162,7 @@ async def test_a_publish_failing_with_a_bare_exception_is_published_again(
 ) -> None:
     # aiormq fails a write in flight with a bare Exception() when the connection closes under it.
     names = Names(namespace)
-    reporter = Reporter(amqp, names, delivery_limit=5)
-    await reporter.start()
+    reporter = await started_reporter(amqp, names)
     real_publish = reporter._publish_once
     failures = [Exception()]
 
@@ -157,6 +179,7 @@ async def test_a_publish_failing_with_a_bare_exception_is_published_again(
     message = await queue.get(timeout=5)
     assert nodepool_id.encode() in message.body
     await message.ack()
+    await reporter.connection.close()
 
 
 async def test_an_ack_failing_with_a_bare_exception_leaves_the_message_to_redelivery() -> None:

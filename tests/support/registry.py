@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import CONTROLLER_TOKENS
+from tests.conftest import CONTROLLER_TOKENS, EXTRAS_FILE
 
-EXTRAS_FILE = Path(__file__).with_name("controllers-with-extras.yaml")
 # A second, optional controller of GCP nodepools in EXTRAS_FILE, with a token of its own.
 OPTIONAL = "gcp-autoscaler-controller"
 OPTIONAL_TOKEN = "gcp-autoscaler-token"

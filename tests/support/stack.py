@@ -134,6 +134,7 @@ def stack_env(names: Names, port: int, **extra: str) -> dict[str, str]:
         "CLS_AMQP_URL": AMQP_URL,
         "CLS_HOST": "127.0.0.1",
         "CLS_PORT": str(port),
+        "CLS_STUB_API_URL": f"http://127.0.0.1:{port}",
         "CLS_CONTROLLER_TOKENS": ",".join(f"{n}={t}" for n, t in CONTROLLER_TOKENS.items()),
         "CLS_STUB_DELAY_MS": str(STUB_DELAY_MS),
         "CLS_RECONCILE_INTERVAL": "1",

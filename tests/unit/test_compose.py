@@ -4,6 +4,7 @@ development controller tokens with `make run` and the README."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shlex
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cls_runtime.broker_users import password_matches
 from cls_runtime.settings import Settings, parse_controller_tokens
 from reconciler_stub.catalog import ALL_CONTROLLERS, select_controllers
 
@@ -253,3 +255,58 @@ def test_dockerfile_runs_as_a_non_root_user() -> None:
         if line.strip().upper().startswith("USER ")
     ]
     assert users and users[-1] not in {"root", "0"}
+
+
+# ---- the broker's users: docker/rabbitmq/definitions.json ----------------------------------
+
+DEFINITIONS = ROOT / "docker" / "rabbitmq" / "definitions.json"
+
+
+def load_broker_script() -> Any:
+    spec = importlib.util.spec_from_file_location("broker_users", ROOT / "scripts/broker_users.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_broker_loads_the_definitions_file() -> None:
+    mounts = services()["rabbitmq"]["volumes"]
+    assert f"./{DEFINITIONS.relative_to(ROOT)}:/etc/rabbitmq/definitions.json:ro" in mounts
+    conf = [m for m in mounts if m.endswith(".conf:ro")]
+    assert len(conf) == 1 and conf[0].split(":")[1].startswith("/etc/rabbitmq/conf.d/")
+    assert (
+        "load_definitions = /etc/rabbitmq/definitions.json"
+        in (ROOT / conf[0][2:].split(":")[0]).read_text()
+    )
+
+
+def test_the_definitions_file_holds_the_users_and_permissions_of_the_code() -> None:
+    expected = load_broker_script().compose_definitions(Settings())
+    found = json.loads(DEFINITIONS.read_text())
+    assert found["vhosts"] == expected["vhosts"]
+    assert found["permissions"] == expected["permissions"]
+    without_hash = [{k: v for k, v in u.items() if k != "password_hash"} for u in found["users"]]
+    assert without_hash == [
+        {k: v for k, v in u.items() if k != "password_hash"} for u in expected["users"]
+    ]
+
+
+def test_the_definitions_file_holds_the_development_passwords() -> None:
+    settings = Settings()
+    passwords = {
+        settings.amqp_relay_user: settings.amqp_relay_password.get_secret_value(),
+        settings.amqp_ingester_user: settings.amqp_ingester_password.get_secret_value(),
+        "guest": "guest",
+        **{s.name: settings.controller_broker_user(s.name).password for s in ALL_CONTROLLERS},
+    }
+    users = json.loads(DEFINITIONS.read_text())["users"]
+    assert {u["name"] for u in users} == set(passwords)
+    for user in users:
+        assert password_matches(user["password_hash"], passwords[user["name"]]), user["name"]
+
+
+def test_no_service_connects_as_guest_in_compose() -> None:
+    for name, service in project_services().items():
+        url = environment(service).get("CLS_AMQP_URL", "")
+        assert "guest" not in url, f"{name}: {url}"

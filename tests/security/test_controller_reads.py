@@ -1,0 +1,68 @@
+"""A controller token reads one resource, whoever owns it (a controller checks an event's
+generation against it: asyncapi.yaml), and nothing else: no list, no status view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from cls_runtime.settings import Settings
+from tests.conftest import (
+    USER,
+    api_client,
+    controller_headers,
+    gcp_cluster_body,
+    seed_nodepool_body,
+)
+
+API = "/api/v1"
+
+
+@pytest.fixture
+async def api(settings: Settings, redis: Redis) -> Any:
+    async with api_client(settings, relay_events=False) as client:
+        yield client
+
+
+@pytest.fixture
+async def owned(api: httpx.AsyncClient) -> dict[str, Any]:
+    cluster = (await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER)).json()
+    body = seed_nodepool_body(cluster["id"])
+    nodepool = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
+    return {"nodepools": nodepool, "clusters": cluster}
+
+
+@pytest.mark.parametrize("kind", ["nodepools", "clusters"])
+async def test_a_controller_token_reads_one_resource_of_any_owner(
+    api: httpx.AsyncClient, owned: dict[str, Any], kind: str
+) -> None:
+    resource = owned[kind]
+    response = await api.get(f"{API}/{kind}/{resource['id']}", headers=controller_headers())
+    assert response.status_code == 200, response.text
+    assert response.json()["generation"] == resource["generation"] == 1
+
+
+async def test_a_controller_reading_an_unknown_resource_gets_404(api: httpx.AsyncClient) -> None:
+    missing = "00000000-0000-4000-8000-000000000000"
+    response = await api.get(f"{API}/nodepools/{missing}", headers=controller_headers())
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/nodepools", "/clusters", "/nodepools/{id}/status"])
+async def test_a_controller_token_reads_nothing_else(
+    api: httpx.AsyncClient, owned: dict[str, Any], path: str
+) -> None:
+    url = API + path.format(id=owned["nodepools"]["id"])
+    response = await api.get(url, headers=controller_headers())
+    assert response.status_code == 403, response.text
+
+
+async def test_a_controller_token_with_an_email_reads_nothing(
+    api: httpx.AsyncClient, owned: dict[str, Any]
+) -> None:
+    url = f"{API}/nodepools/{owned['nodepools']['id']}"
+    response = await api.get(url, headers={**controller_headers(), **USER})
+    assert response.status_code == 403, response.text
