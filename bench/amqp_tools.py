@@ -20,6 +20,7 @@ from cls_runtime import amqp
 from cls_runtime.settings import Settings
 from shared_models.names import Names
 
+
 async def publish_reports(
     settings: Settings, reports: list[dict[str, Any]], batch: int = 500
 ) -> None:

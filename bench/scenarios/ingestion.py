@@ -184,7 +184,9 @@ def run(ctx: RunContext) -> None:
         nonlocal base_total
         checks = _baseline_checks(base, base_total, base_total + len(ids))
         base_total += len(ids)
-        return asyncio.run(_round(ctx, "bench.baseline_consumer", base, ids, _controller(i), checks))
+        return asyncio.run(
+            _round(ctx, "bench.baseline_consumer", base, ids, _controller(i), checks)
+        )
 
     subject, baseline = interleaved(cfg.rounds, ingester_round, baseline_round)
     ratio = paired_ratio([r.rate for r in subject], [r.rate for r in baseline])

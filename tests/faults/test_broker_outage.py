@@ -21,8 +21,8 @@ from cls_runtime.settings import Settings
 from shared_models.names import Names
 from tests.conftest import AMQP_URL
 from tests.events.conftest import EventsConsumer
-from tests.support.registry import EXTRAS_FILE
 from tests.support.broker import controller_user
+from tests.support.registry import EXTRAS_FILE
 from tests.support.stack import Json, Stack, all_ready_at, status_of
 from tests.support.tcp_proxy import TcpProxy, through
 

@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
-from tests.conftest import STUB_CONTROLLERS, USER
+from tests.conftest import USER
 from tests.ingest.conftest import (
     CONTROLLER,
     Publisher,

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import CONTROLLER_TOKENS, EXTRAS_FILE
+from tests.conftest import CONTROLLER_TOKENS
+from tests.conftest import EXTRAS_FILE as EXTRAS_FILE  # defined there for its session fixture
 
 # A second, optional controller of GCP nodepools in EXTRAS_FILE, with a token of its own.
 OPTIONAL = "gcp-autoscaler-controller"
