@@ -262,10 +262,13 @@ async def _measure_queue(ctx: RunContext, settings: Settings, ids: list[str]) ->
         async def count(name: str) -> int:
             return int(await redis.hget(counters, name) or 0)
 
-        async def send_and_wait(batch: list[tuple[str, bytes]], counter: str) -> None:
+        async def send_and_wait(
+            batch: list[tuple[str, bytes]], counter: str, publisher: str = CONTROLLER
+        ) -> None:
             target = await count(counter) + len(batch)
-            # As a controller with its user_id: the bad bodies fail for what they are.
-            await publish_raw_as(settings, CONTROLLER, batch)
+            # As a controller with its user_id: the bad bodies fail for what they are, and a
+            # valid report is published by the controller it names.
+            await publish_raw_as(settings, publisher, batch)
 
             async def reached() -> bool:
                 return await count(counter) >= target
@@ -282,11 +285,11 @@ async def _measure_queue(ctx: RunContext, settings: Settings, ids: list[str]) ->
         with worker(
             "status_ingester", settings.namespace, ctx.log_dir, controllers_file=str(registry)
         ) as ingester:
-            await send_and_wait([_valid(ids[0], "warm-up")], "applied")
+            await send_and_wait([_valid(ids[0], "warm-up")], "applied", "warm-up")
             for r in range(rounds):
                 valid = [_valid(i, f"ctl-{r}") for i in ids]
                 before = cpu_seconds(ingester.pid)
-                await send_and_wait(valid, "applied")
+                await send_and_wait(valid, "applied", f"ctl-{r}")
                 valid_cpu.append(1e3 * (cpu_seconds(ingester.pid) - before) / len(valid))
                 for label, body in bad:
                     before = cpu_seconds(ingester.pid)
