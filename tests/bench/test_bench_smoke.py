@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +26,25 @@ def _digest(path: Path) -> str | None:
 
 
 def _run_quick(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench"],
+    """The quick bench in a session of its own: on a timeout its servers and workers are killed
+    with it (killing the bench alone left them running for the rest of the test run)."""
+    args = [sys.executable, "-m", "bench"]
+    with subprocess.Popen(
+        args,
         cwd=REPO,
         env={**os.environ, "BENCH_QUICK": "1", "BENCH_OUT": str(tmp_path), **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
-        check=False,
-    )
+        start_new_session=True,
+    ) as bench:
+        try:
+            stdout, stderr = bench.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(bench.pid, signal.SIGKILL)
+            bench.communicate()
+            raise
+    return subprocess.CompletedProcess(args, bench.returncode, stdout, stderr)
 
 
 @pytest.mark.timeout(300)
