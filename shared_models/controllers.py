@@ -12,13 +12,16 @@ by ``CLS_CONTROLLERS_FILE`` is ``cls_runtime.controllers``'s.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, model_validator
 
 from shared_models.names import Kind
 from shared_models.specs import PLATFORMS, Platform
 from shared_models.status import ControllerName
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -102,6 +105,12 @@ class ControllerRegistry(_Strict):
     def allows(self, name: str, kind: Kind, platform: str) -> bool:
         """Whether ``name`` may report on a resource of ``kind`` on ``platform``."""
         return (name, kind, platform) in self._allowed
+
+    def counted(self, reports: Mapping[str, T], kind: Kind, platform: str) -> dict[str, T]:
+        """The ``reports`` (controller -> report) of the controllers that may report on a
+        resource of ``kind`` on ``platform``: a report stored before its controller left the
+        registry (or before there was one) no longer counts."""
+        return {name: r for name, r in reports.items() if self.allows(name, kind, platform)}
 
     def reports_on(self, name: str, kind: Kind) -> bool:
         """Whether ``name`` reports on resources of ``kind`` on some platform."""

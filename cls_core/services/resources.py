@@ -127,12 +127,7 @@ class ResourceService(Generic[R]):
     ) -> StoredStatus:
         """The status of ``record`` at a new ``generation``: the reports of the controllers the
         registry lists for it count (as ``StatusService`` counts them), the others do not."""
-        registry = self.settings.controller_registry
-        counted = {
-            name: report
-            for name, report in reports.items()
-            if registry.allows(name, self.kind, record.platform)
-        }
+        counted = self.settings.controller_registry.counted(reports, self.kind, record.platform)
         required = self._required(record.platform)
         return aggregate_stored(generation, counted, record.status, now, required=required)
 

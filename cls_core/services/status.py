@@ -327,13 +327,8 @@ class _State:
 
     def _every_controller(self) -> dict[str, Controller]:
         if self._controllers is None:
-            # A report stored before its controller left the registry (or before there was one)
-            # no longer counts.
-            self._controllers = {
-                name: controller_of_json(self._stored(name))
-                for name in self.raw
-                if self.registry.allows(name, self.kind, self.record.platform)
-            }
+            counted = self.registry.counted(self.raw, self.kind, self.record.platform)
+            self._controllers = {name: controller_of_json(self._stored(name)) for name in counted}
         return self._controllers
 
     def apply(self, report: ControllerReport, now: str) -> ApplyResult:
