@@ -17,11 +17,12 @@ from api_service.json_guard import JsonGuardMiddleware
 from api_service.json_response import OrjsonResponse
 from api_service.metrics import ApiMetrics
 from api_service.request_context import RequestContextMiddleware, RouteTemplates
-from api_service.routes import clusters, health, nodepools, status
+from api_service.routes import clusters, health, nodepools, projects, status
 from api_service.routes import metrics as metrics_route
-from api_service.trusted_proxies import TrustedProxyMiddleware
+from api_service.trusted_proxies import TrustedProxyMiddleware, identity_headers
 from cls_core.services.clusters import ClusterService
 from cls_core.services.nodepools import NodePoolService
+from cls_core.services.projects import ProjectService
 from cls_core.services.status import StatusService
 from cls_core.store import RedisStore
 from cls_core.store.redis_store import connect_redis
@@ -35,11 +36,13 @@ log = logging.getLogger("api_service")
 def build_state(settings: Settings) -> AppState:
     store = RedisStore(connect_redis(settings.redis_url), settings.names)
     nodepool_service = NodePoolService(store, settings)
+    project_service = ProjectService(store, settings)
     return AppState(
         settings=settings,
         store=store,
-        clusters=ClusterService(store, settings, nodepool_service),
+        clusters=ClusterService(store, settings, nodepool_service, project_service),
         nodepools=nodepool_service,
+        projects=project_service,
         status=StatusService(store, settings),
     )
 
@@ -105,7 +108,11 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
     app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.trusted_networks:
-        app.add_middleware(TrustedProxyMiddleware, networks=settings.trusted_networks)
+        app.add_middleware(
+            TrustedProxyMiddleware,
+            networks=settings.trusted_networks,
+            identity_headers=identity_headers(settings),
+        )
     templates = RouteTemplates()
     app.add_middleware(RequestContextMiddleware, metrics=metrics, templates=templates)
     templates.include(app.router.routes)
@@ -115,7 +122,14 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
 # The routes are given to the app itself, not with ``include_router``: since FastAPI 0.165 an
 # included router is matched lazily (see docs/performance.md). Routes are matched in order, so
 # the busiest come first; no two patterns overlap, so the order changes nothing else.
-ROUTERS = (nodepools.router, status.router, clusters.router, health.router, metrics_route.router)
+ROUTERS = (
+    nodepools.router,
+    status.router,
+    clusters.router,
+    projects.router,
+    health.router,
+    metrics_route.router,
+)
 
 
 def api_routes() -> list[BaseRoute]:

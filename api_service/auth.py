@@ -11,6 +11,7 @@ before the body is read), and only on its platforms (``StatusService``, which re
 from __future__ import annotations
 
 import hmac
+import re
 
 from cls_core.errors import Forbidden, Unauthorized
 from cls_runtime.settings import Settings
@@ -33,6 +34,29 @@ def resolve_user(settings: Settings, email_header: str | None, authorization: st
     if owner is None:
         raise Unauthorized("Authentication required", "X-User-Email is not a valid email address")
     return owner
+
+
+# Groups one request may claim: the gateway's list is read for every request, and each group is
+# a membership a list merges.
+MAX_GROUPS = 64
+_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+
+
+def parse_groups(value: str | None, header: str) -> tuple[str, ...]:
+    """The caller's groups from the gateway's header: comma-separated names (none when the
+    header is absent or empty). A malformed list is a 401, as a malformed email is: the
+    gateway is not saying what it should."""
+    if not value:
+        return ()
+    groups = tuple(dict.fromkeys(g.strip() for g in value.split(",") if g.strip()))
+    if len(groups) > MAX_GROUPS:
+        raise Unauthorized(
+            "Authentication required", f"{header} names more than {MAX_GROUPS} groups"
+        )
+    bad = next((g for g in groups if not _GROUP.match(g)), None)
+    if bad is not None:
+        raise Unauthorized("Authentication required", f"{header}: {bad[:80]!r} is not a group name")
+    return groups
 
 
 def controller_for_token(settings: Settings, authorization: str | None) -> str | None:

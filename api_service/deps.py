@@ -1,4 +1,4 @@
-"""Dependencies for routes, as ``Annotated`` aliases: ``owner: Owner``, ``svc: NodePools``...
+"""Dependencies for routes, as ``Annotated`` aliases: ``user: User``, ``reader: Reader``...
 
 Every dependency is ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency
 in a worker thread, and those thread hand-offs (several per request) cost more than the request.
@@ -18,13 +18,16 @@ from pydantic import AfterValidator
 from api_service.auth import (
     controller_for_token,
     ensure_reports_on,
+    parse_groups,
     resolve_controller,
     resolve_user,
 )
 from cls_core.errors import Unauthorized, ValidationFailed
+from cls_core.services.access import Caller
 from cls_core.services.clusters import ClusterService
 from cls_core.services.common import Preconditions
 from cls_core.services.nodepools import NodePoolService
+from cls_core.services.projects import ProjectService
 from cls_core.services.status import StatusService
 from cls_core.store import RedisStore
 from cls_runtime.settings import Settings
@@ -39,6 +42,7 @@ class AppState:
     store: RedisStore
     clusters: ClusterService
     nodepools: NodePoolService
+    projects: ProjectService
     status: StatusService
     # Extra readiness checks by name (the outbox relay adds "rabbitmq").
     readiness_probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
@@ -105,9 +109,10 @@ _AUTH_DOC = {
 class UserCall:
     """A user's request: who is asking, and the services that act on their resources."""
 
-    owner: str
+    caller: Caller
     clusters: ClusterService
     nodepools: NodePoolService
+    projects: ProjectService
 
 
 @dataclass(frozen=True)
@@ -131,12 +136,24 @@ def identity_header(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
+def _caller(
+    request: Request, state: AppState, email: str | None, authorization: str | None
+) -> Caller:
+    """The user making the request, with the groups the gateway vouches for (when
+    ``CLS_GROUPS_HEADER`` names the header it sets them in)."""
+    user = resolve_user(state.settings, email, authorization)
+    header = state.settings.groups_header
+    if not header:
+        return Caller(user)
+    return Caller(user, parse_groups(identity_header(request, header), header))
+
+
 async def _user(request: Request) -> UserCall:
     """The calling user (401/403 when there is none) and the services acting for them."""
     state = state_of(request)
     email = identity_header(request, "X-User-Email")
-    owner = resolve_user(state.settings, email, identity_header(request, "Authorization"))
-    return UserCall(owner, state.clusters, state.nodepools)
+    caller = _caller(request, state, email, identity_header(request, "Authorization"))
+    return UserCall(caller, state.clusters, state.nodepools, state.projects)
 
 
 async def _controller(request: Request) -> ControllerCall:
@@ -151,9 +168,9 @@ async def _controller(request: Request) -> ControllerCall:
 
 @dataclass(frozen=True)
 class ReadCall:
-    """A read of one resource: by a user (``owner``), or by a controller (``owner`` None)."""
+    """A read of one resource: by a user (``caller``), or by a controller (``caller`` None)."""
 
-    owner: str | None
+    caller: Caller | None
     clusters: ClusterService
     nodepools: NodePoolService
 
@@ -166,8 +183,7 @@ async def _reader(request: Request) -> ReadCall:
     authorization = identity_header(request, "Authorization")
     if email is None and controller_for_token(state.settings, authorization) is not None:
         return ReadCall(None, state.clusters, state.nodepools)
-    owner = resolve_user(state.settings, email, authorization)
-    return ReadCall(owner, state.clusters, state.nodepools)
+    return ReadCall(_caller(request, state, email, authorization), state.clusters, state.nodepools)
 
 
 User = Annotated[UserCall, Depends(_user)]
@@ -248,3 +264,4 @@ def _path_id(alias: str, description: str) -> Any:
 NodePoolId = Annotated[str, _path_id("id", "NodePool id (UUID)"), _uuid_of("id")]
 ClusterId = Annotated[str, _path_id("id", "Cluster id (UUID)"), _uuid_of("id")]
 ParentClusterId = Annotated[str, _path_id("clusterId", "Cluster id (UUID)"), _uuid_of("clusterId")]
+ProjectId = Annotated[str, _path_id("id", "Project id (UUID)"), _uuid_of("id")]

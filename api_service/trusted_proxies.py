@@ -22,25 +22,39 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api_service.error_handlers import error_response
 from cls_core.errors import Unauthorized
-from cls_runtime.settings import IPNetwork
+from cls_runtime.settings import IPNetwork, Settings
 
 IDENTITY_HEADER = b"x-user-email"
 
 
+def identity_headers(settings: Settings) -> frozenset[bytes]:
+    """The headers that assert who the caller is: the email, and the groups when
+    ``CLS_GROUPS_HEADER`` names a header (trusted by the same rule)."""
+    groups = settings.groups_header.lower().encode()
+    return frozenset({IDENTITY_HEADER, groups} if groups else {IDENTITY_HEADER})
+
+
 class TrustedProxyMiddleware:
-    def __init__(self, app: ASGIApp, networks: tuple[IPNetwork, ...]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        networks: tuple[IPNetwork, ...],
+        identity_headers: frozenset[bytes] = frozenset({IDENTITY_HEADER}),
+    ) -> None:
         self.app = app
         self.networks = networks
+        self.identity_headers = identity_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
-            and any(name == IDENTITY_HEADER for name, _ in scope["headers"])
+            and any(name in self.identity_headers for name, _ in scope["headers"])
             and not is_trusted(_peer(scope), self.networks)
         ):
             refusal = Unauthorized(
                 "Authentication required",
-                "X-User-Email is accepted only from the gateway (CLS_TRUSTED_PROXIES)",
+                "identity headers (X-User-Email, the groups header) are accepted only from the "
+                "gateway (CLS_TRUSTED_PROXIES)",
             )
             await error_response(refusal)(scope, receive, send)
             return

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cls_runtime.broker_users import BrokerUser
@@ -87,9 +87,25 @@ class Settings(BaseSettings):
     # it created, when that is deleted.
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
     # Quotas: a create beyond them answers 403 QUOTA_EXCEEDED. 100 each, as AKS allows nodepools
-    # per cluster and EKS clusters per region by default.
+    # per cluster and EKS clusters per region by default. (CLS_MAX_CLUSTERS_PER_OWNER, its name
+    # before clusters belonged to projects, is still read.)
     max_nodepools_per_cluster: int = Field(default=100, ge=1)
-    max_clusters_per_owner: int = Field(default=100, ge=1)
+    max_clusters_per_project: int = Field(
+        default=100,
+        ge=1,
+        validation_alias=AliasChoices(
+            "max_clusters_per_project",
+            "CLS_MAX_CLUSTERS_PER_PROJECT",
+            "CLS_MAX_CLUSTERS_PER_OWNER",
+        ),
+    )
+    # How many projects one user, or one gateway group, may belong to (every list merges them);
+    # and how many members and groups one project may have.
+    max_projects_per_member: int = Field(default=100, ge=1, le=10_000)
+    max_members_per_project: int = Field(default=1000, ge=1, le=100_000)
+    # The header the gateway sets with the caller's groups (comma-separated), trusted as
+    # X-User-Email is (CLS_TRUSTED_PROXIES). Empty (the default): groups are not read.
+    groups_header: str = Field(default="", pattern=r"^[A-Za-z0-9-]{0,64}$")
     # Peers allowed to assert identity with X-User-Email: comma-separated addresses or CIDR
     # blocks (the gateway's). Empty: any peer (the API must then be reachable only through it).
     trusted_proxies: str = ""

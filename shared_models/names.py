@@ -60,21 +60,23 @@ class Names:
         return self._key("view", kind, resource_id)
 
     # ---- Redis: indexes -------------------------------------------------------------------
-    def cluster_names(self, owner: str) -> str:
-        """Hash cluster name -> id, per owner (names are unique per owner)."""
-        return self._key("names", "cluster", owner)
+    def cluster_names(self, project_id: str) -> str:
+        """Hash cluster name -> id, per project (names are unique in a project)."""
+        return self._key("names", "cluster", project_id)
 
     def nodepool_names(self, cluster_id: str) -> str:
         """Hash nodepool name -> id, per cluster (names are unique per cluster)."""
         return self._key("names", "nodepool", cluster_id)
 
-    def cluster_index(self, owner: str, platform: str, phase: str) -> str:
-        """Sorted set of cluster ids by creation time; ANY stands for an unfiltered dimension."""
-        return self._key("idx", "cluster", owner, platform, phase)
+    def cluster_index(self, project_id: str, platform: str, phase: str) -> str:
+        """Sorted set of a project's cluster ids by creation time; ANY stands for an unfiltered
+        dimension."""
+        return self._key("idx", "cluster", project_id, platform, phase)
 
-    def nodepool_index(self, owner: str, cluster_id: str, phase: str, health: str) -> str:
-        """Sorted set of nodepool ids by creation time; ANY stands for an unfiltered dimension."""
-        return self._key("idx", "nodepool", owner, cluster_id, phase, health)
+    def nodepool_index(self, project_id: str, cluster_id: str, phase: str, health: str) -> str:
+        """Sorted set of a project's nodepool ids by creation time; ANY stands for an unfiltered
+        dimension."""
+        return self._key("idx", "nodepool", project_id, cluster_id, phase, health)
 
     def nodepool_phase_index(self, phase: str) -> str:
         """Sorted set of every nodepool id in ``phase``, whoever owns it (its ZCARD is a metric)."""
@@ -90,8 +92,42 @@ class Names:
         report or event meant for a deleted cluster can reach a new one."""
         return self._key("retired", "cluster")
 
-    def idempotency(self, owner: str, key: str) -> str:
-        return self._key("idem", owner, key)
+    def idempotency(self, caller: str, key: str) -> str:
+        """A caller's ``Idempotency-Key`` (keys belong to the email that sent them)."""
+        return self._key("idem", caller, key)
+
+    # ---- Redis: projects ------------------------------------------------------------------
+    def project(self, project_id: str) -> str:
+        """Hash holding one project: its document, resource_version, name and creator."""
+        return self._key("project", project_id)
+
+    def project_members(self, project_id: str) -> str:
+        """Hash email -> JSON {role, added_by, added_at}: the project's members."""
+        return self._key("project", project_id, "members")
+
+    def project_groups(self, project_id: str) -> str:
+        """Hash group -> JSON {role, added_by, added_at}: the gateway groups granted a role."""
+        return self._key("project", project_id, "groups")
+
+    def project_operations(self, project_id: str) -> str:
+        """Stream of the project's operations (membership changes, transfers), capped."""
+        return self._key("project", project_id, "operations")
+
+    def project_clusters(self, project_id: str) -> str:
+        """Sorted set of the project's cluster ids (a project with clusters is not deleted)."""
+        return self.cluster_index(project_id, ANY, ANY)
+
+    def project_names(self, creator: str) -> str:
+        """Hash project name -> id, per creator (names are unique per creator)."""
+        return self._key("names", "project", creator)
+
+    def user_projects(self, email: str) -> str:
+        """Sorted set of the ids of the projects ``email`` is a member of, by when they joined."""
+        return self._key("member", "user", email)
+
+    def group_projects(self, group: str) -> str:
+        """Sorted set of the ids of the projects that grant ``group`` a role."""
+        return self._key("member", "group", group)
 
     # ---- Redis: events and coordination ---------------------------------------------------
     @property

@@ -32,6 +32,9 @@ class ClusterCreate(_Body):
     # A client may choose the id (a UUID), e.g. to create a cluster it already refers to.
     id: ResourceId | None = None
     name: Name
+    project_id: ResourceId | None = Field(
+        None, description="The project it belongs to; by default, your personal project"
+    )
     spec: ClusterSpec
 
 
@@ -87,6 +90,7 @@ class _Resource(BaseModel):
 
 
 class Cluster(_Resource):
+    project_id: str
     spec: ClusterSpec
 
 

@@ -26,6 +26,7 @@ from api_service.routes.responses import (
 )
 from api_service.routing import ApiRoute
 from cls_core.services.idempotency import Replay
+from shared_models.projects import ClusterTransfer
 from shared_models.resources import (
     Cluster,
     ClusterCreate,
@@ -51,7 +52,7 @@ async def create(
 ) -> Response:
     if isinstance(idempotency, Replay):
         return replay_response(idempotency)
-    created = await user.clusters.create(user.owner, body, dry_run, idempotency)
+    created = await user.clusters.create(user.caller, body, dry_run, idempotency)
     if isinstance(created, Replay):  # a retry that raced the first request to the key
         return replay_response(created)
     return resource_response(created, 201, f"/api/v1/clusters/{created.id}")
@@ -60,9 +61,10 @@ async def create(
 @router.get("/clusters", response_model=ClusterList)
 async def list_clusters(user: User, query: Annotated[ClusterListQuery, Query()]) -> Response:
     total, items = await user.clusters.list(
-        user.owner,
+        user.caller,
         platform=query.platform,
         phase=query.phase.value if query.phase else None,
+        project_id=query.project_id,
         limit=query.limit,
         offset=query.offset,
     )
@@ -72,9 +74,9 @@ async def list_clusters(user: User, query: Annotated[ClusterListQuery, Query()])
 @router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
 async def get(reader: Reader, cluster_id: ClusterId) -> Response:
     service = reader.clusters
-    if reader.owner is None:
+    if reader.caller is None:
         return stored_resource_response(*await service.controller_view(cluster_id))
-    return stored_resource_response(*await service.get_view(reader.owner, cluster_id))
+    return stored_resource_response(*await service.get_view(reader.caller, cluster_id))
 
 
 @router.put("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
@@ -85,7 +87,7 @@ async def replace(
     preconditions: Precondition,
     dry_run: DryRun = False,
 ) -> Response:
-    record = await user.clusters.replace(user.owner, cluster_id, body, preconditions, dry_run)
+    record = await user.clusters.replace(user.caller, cluster_id, body, preconditions, dry_run)
     return resource_response(record)
 
 
@@ -99,11 +101,23 @@ async def delete(
     user: User,
     cluster_id: ClusterId,
     preconditions: Precondition,
-    force: Annotated[bool, Query(description="Also delete the cluster's nodepools")] = False,
+    force: Annotated[
+        bool, Query(description="Also delete the cluster's nodepools (a project admin's call)")
+    ] = False,
     dry_run: DryRun = False,
 ) -> Response:
     """202 with the cluster as it was when its deletion was accepted: a body, so clients of
     the original system (which answered 202 with JSON) keep working, and the status code stays
     right once deletion waits for the controllers to release the cloud resources."""
-    record = await user.clusters.delete(user.owner, cluster_id, preconditions, force, dry_run)
+    record = await user.clusters.delete(user.caller, cluster_id, preconditions, force, dry_run)
     return resource_response(record, 202)
+
+
+@router.post("/clusters/{id}/transfer", response_model=Cluster, responses=WITH_ETAG)
+async def transfer(
+    user: User, cluster_id: ClusterId, body: ClusterTransfer, preconditions: Precondition
+) -> Response:
+    """Move the cluster and all its nodepools to another project, in one transaction. The
+    caller must be an admin of both projects; the cluster's name must be free in the target."""
+    record = await user.clusters.transfer(user.caller, cluster_id, body.project_id, preconditions)
+    return resource_response(record)

@@ -75,7 +75,8 @@ async def _idempotency(request: Request, user: User) -> IdempotentCreate | Repla
     fingerprint = await _fingerprint(request)
     state = state_of(request)
     ttl = state.settings.idempotency_ttl
-    return await claim_key(state.store, user.owner, raw, fingerprint, ttl)
+    access = user.clusters.access
+    return await claim_key(state.store, access, user.caller, raw, fingerprint, ttl)
 
 
 # A free key's claim, the replay of the create that used the key, or None (no key, a dry run).

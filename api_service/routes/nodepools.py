@@ -84,7 +84,7 @@ async def create_in_cluster(
 ) -> Response:
     if isinstance(idempotency, Replay):
         return replay_response(idempotency)
-    created = await user.nodepools.create(user.owner, body, cluster_id, dry_run, idempotency)
+    created = await user.nodepools.create(user.caller, body, cluster_id, dry_run, idempotency)
     return _created(created)
 
 
@@ -103,7 +103,7 @@ async def create(
 ) -> Response:
     if isinstance(idempotency, Replay):
         return replay_response(idempotency)
-    created = await user.nodepools.create(user.owner, body, None, dry_run, idempotency)
+    created = await user.nodepools.create(user.caller, body, None, dry_run, idempotency)
     return _created(created)
 
 
@@ -119,19 +119,22 @@ async def list_in_cluster(
     cluster_id: ParentClusterId,
     query: Annotated[NodePoolPageQuery, Query()],
 ) -> Response:
-    await user.nodepools.owned_cluster(user.owner, cluster_id)
-    return await _page(user, cluster_id, query)
+    cluster = await user.nodepools.cluster_for(user.caller, cluster_id)
+    return await _page(user, cluster_id, cluster.project_id, query)
 
 
 @router.get("/nodepools", response_model=NodePoolList)
 async def list_all(user: User, query: Annotated[NodePoolListQuery, Query()]) -> Response:
-    return await _page(user, query.cluster_id, query)
+    return await _page(user, query.cluster_id, query.project_id, query)
 
 
-async def _page(user: UserCall, cluster_id: str | None, query: NodePoolPageQuery) -> Response:
+async def _page(
+    user: UserCall, cluster_id: str | None, project_id: str | None, query: NodePoolPageQuery
+) -> Response:
     total, items = await user.nodepools.list(
-        user.owner,
+        user.caller,
         cluster_id=cluster_id,
+        project_id=project_id,
         phase=query.phase.value if query.phase else None,
         health=query.health.value if query.health else None,
         limit=query.limit,
@@ -143,9 +146,9 @@ async def _page(user: UserCall, cluster_id: str | None, query: NodePoolPageQuery
 @router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
 async def get(reader: Reader, nodepool_id: NodePoolId) -> Response:
     service = reader.nodepools
-    if reader.owner is None:
+    if reader.caller is None:
         return stored_resource_response(*await service.controller_view(nodepool_id))
-    return stored_resource_response(*await service.get_view(reader.owner, nodepool_id))
+    return stored_resource_response(*await service.get_view(reader.caller, nodepool_id))
 
 
 @router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
@@ -156,7 +159,7 @@ async def replace(
     preconditions: Precondition,
     dry_run: DryRun = False,
 ) -> Response:
-    record = await user.nodepools.replace(user.owner, nodepool_id, body, preconditions, dry_run)
+    record = await user.nodepools.replace(user.caller, nodepool_id, body, preconditions, dry_run)
     return resource_response(record)
 
 
@@ -182,7 +185,9 @@ async def patch(
     preconditions: Precondition,
     dry_run: DryRun = False,
 ) -> Response:
-    record = await user.nodepools.patch(user.owner, nodepool_id, patch_body, preconditions, dry_run)
+    record = await user.nodepools.patch(
+        user.caller, nodepool_id, patch_body, preconditions, dry_run
+    )
     return resource_response(record)
 
 
@@ -193,5 +198,5 @@ async def delete(
     preconditions: Precondition,
     dry_run: DryRun = False,
 ) -> Response:
-    await user.nodepools.delete(user.owner, nodepool_id, preconditions, dry_run)
+    await user.nodepools.delete(user.caller, nodepool_id, preconditions, dry_run)
     return Response(status_code=204)

@@ -36,12 +36,34 @@ def _cluster_filter(raw: str | None) -> str | None:
     return None if raw is None else resource_id(raw, "cluster_id")
 
 
+def _project_filter(raw: str | None) -> str | None:
+    return None if raw is None else resource_id(raw, "project_id")
+
+
+ProjectFilter = Annotated[str | None, AfterValidator(_project_filter)]
+_PROJECT_FILTER_DOC = (
+    "Only the resources of this project (UUID); by default, every project you belong to"
+)
+
+
 class NodePoolListQuery(NodePoolPageQuery):
     cluster_id: Annotated[str | None, AfterValidator(_cluster_filter)] = Field(
         None, description="Only the nodepools of this cluster (UUID)", json_schema_extra=UUID_DOC
+    )
+    project_id: ProjectFilter = Field(
+        None, description=_PROJECT_FILTER_DOC, json_schema_extra=UUID_DOC
     )
 
 
 class ClusterListQuery(PageQuery):
     platform: Platform | None = Field(None, description="Filter by platform")
     phase: Phase | None = Field(None, alias="status", description="Filter by phase")
+    project_id: ProjectFilter = Field(
+        None, description=_PROJECT_FILTER_DOC, json_schema_extra=UUID_DOC
+    )
+
+
+class OperationsQuery(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    limit: int = Field(50, ge=1, le=1000, description="How many of the latest operations")

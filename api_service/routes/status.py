@@ -108,7 +108,7 @@ ClusterReport = Annotated[ControllerReport, Depends(read_cluster_report)]
 
 @router.get("/nodepools/{id}/status", response_model=NodePoolStatusView, tags=["nodepools"])
 async def get_nodepool_status(user: User, nodepool_id: NodePoolId) -> OrjsonResponse:
-    return OrjsonResponse(await user.nodepools.status_view(user.owner, nodepool_id))
+    return OrjsonResponse(await user.nodepools.status_view(user.caller, nodepool_id))
 
 
 @router.put(
@@ -121,13 +121,13 @@ async def put_nodepool_status(
     controller: NodePoolController, nodepool_id: NodePoolId, report: NodePoolReport
 ) -> OrjsonResponse:
     result = await apply_report(controller, "nodepool", nodepool_id, report)
-    # A controller may report on any owner's nodepool; answer with what that owner would see.
+    # A controller may report on any project's nodepool; answer with what its users would see.
     return status_response("nodepool_id", nodepool_id, result)
 
 
 @router.get("/clusters/{id}/status", response_model=ClusterStatusView, tags=["clusters"])
 async def get_cluster_status(user: User, cluster_id: ClusterId) -> OrjsonResponse:
-    return OrjsonResponse(await user.clusters.status_view(user.owner, cluster_id))
+    return OrjsonResponse(await user.clusters.status_view(user.caller, cluster_id))
 
 
 @router.put(

@@ -1,6 +1,6 @@
 """``Idempotency-Key`` on creates: a retried create answers with what it created, once.
 
-A key belongs to its caller (``names.idempotency(owner, key)``) and holds only what a replay
+A key belongs to its caller's email (``names.idempotency(email, key)``) and holds only what a replay
 needs: the fingerprint of the request that first used it and the kind and id of the resource it
 created (about 135 bytes, not the response). The create's own guarded transaction writes it: its
 first check is that the key is free, so the resource, its event and the key are committed
@@ -26,8 +26,10 @@ from typing import Any
 import orjson
 
 from cls_core.errors import Conflict, Unavailable
+from cls_core.services.access import Access, Caller
 from cls_core.store import RedisStore, Txn, TxnFailed
 from shared_models.names import Kind, Names
+from shared_models.projects import Role
 
 HEADER = "Idempotency-Key"
 KEY_USED = "idempotency_key_used"
@@ -74,7 +76,8 @@ class _Entry:
 class IdempotentCreate:
     """A create carrying a key that was free when it was looked up."""
 
-    owner: str
+    caller: Caller
+    access: Access  # a replay answers only while the caller may still read the resource
     client_key: str  # as the client sent it: the record keeps it, to delete the key with it
     key: str  # the Redis key
     fingerprint: str
@@ -95,7 +98,7 @@ class IdempotentCreate:
         resource), free the key and return None."""
         entry = _Entry.decode(stored)
         found = await store.get_view(entry.kind, entry.resource_id)
-        if found is not None and found[0] == self.owner:
+        if found is not None and await self.access.allows(self.caller, found[0], Role.VIEWER):
             if entry.fingerprint == self.fingerprint:
                 return Replay(entry.kind, entry.resource_id, found[1], found[2])
             raise Conflict(
@@ -112,11 +115,12 @@ class IdempotentCreate:
         return None
 
 
-def delete_key_with(txn: Txn, names: Names, owner: str, client_key: str | None, rid: str) -> None:
-    """In the transaction deleting resource ``rid``: delete the key that created it, unless the
-    key has since expired and been used again for another resource."""
+def delete_key_with(txn: Txn, names: Names, creator: str, client_key: str | None, rid: str) -> None:
+    """In the transaction deleting resource ``rid``: delete the key that created it (a key of
+    its ``creator``), unless the key has since expired and been used again for another
+    resource."""
     if client_key is not None:
-        txn.delete_if_json_field(names.idempotency(owner, client_key), "id", rid)
+        txn.delete_if_json_field(names.idempotency(creator, client_key), "id", rid)
 
 
 async def commit_create(
@@ -139,12 +143,22 @@ async def commit_create(
 
 
 async def claim_key(
-    store: RedisStore, owner: str, key: str, fingerprint: str, ttl_seconds: float
+    store: RedisStore,
+    access: Access,
+    caller: Caller,
+    key: str,
+    fingerprint: str,
+    ttl_seconds: float,
 ) -> IdempotentCreate | Replay:
     """The claim of a create on ``key``, or the replay of the create that used it (a Conflict
     when it was used for another request)."""
     claim = IdempotentCreate(
-        owner, key, store.names.idempotency(owner, key), fingerprint, int(ttl_seconds * 1000)
+        caller,
+        access,
+        key,
+        store.names.idempotency(caller.email, key),
+        fingerprint,
+        int(ttl_seconds * 1000),
     )
     for _ in range(_ATTEMPTS):
         stored = await store.idempotency_claim(claim.key)

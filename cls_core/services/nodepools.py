@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded, ValidationFailed
+from cls_core.services.access import Caller
 from cls_core.services.cluster_snapshots import ClusterSnapshots
 from cls_core.services.common import (
     RV_CHANGED,
@@ -22,6 +23,7 @@ from cls_core.services.validation import field_errors, validate_nodepool_against
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
 from cls_runtime.settings import Settings
 from shared_models.names import ANY
+from shared_models.projects import Role
 from shared_models.resources import NodePoolCreate, NodePoolUpdate
 
 CLUSTER_GONE = "cluster_gone"
@@ -89,53 +91,67 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         self._schedule.schedule(txn, self.kind, record.id, ready, utcnow().timestamp())
 
     # ---- reads -----------------------------------------------------------------------------
-    async def owned_cluster(self, owner: str, cluster_id: str) -> ClusterRecord:
+    async def cluster_for(
+        self, caller: Caller, cluster_id: str, needed: Role = Role.VIEWER
+    ) -> ClusterRecord:
+        """A cluster, if the caller's role in its project allows ``needed``."""
         cluster = await self.store.get_cluster(cluster_id)
-        if cluster is None or cluster.owner != owner:
+        if cluster is None:
             raise cluster_not_found()
+        await self.access.require(caller, cluster.project_id, needed, cluster_not_found)
         return cluster
 
     async def list(
         self,
-        owner: str,
+        caller: Caller,
         *,
         cluster_id: str | None,
         phase: str | None,
         health: str | None,
+        project_id: str | None,
         limit: int,
         offset: int,
     ) -> tuple[int, str]:
-        """(total, the page's nodepools as JSON documents joined with ",")."""
-        index = self.names.nodepool_index(owner, cluster_id or ANY, phase or ANY, health or ANY)
-        return await self.store.list_page(self.kind, index, offset, limit)
+        """(total, the page's nodepools as JSON documents joined with ","): of every project
+        the caller belongs to, or of ``project_id`` only."""
+        names = self.names
+
+        def index_of(project: str) -> str:
+            return names.nodepool_index(project, cluster_id or ANY, phase or ANY, health or ANY)
+
+        projects = self._projects_of(caller, index_of, project_id)
+        return await self.store.caller_page(self.kind, projects, offset, limit)
 
     # ---- writes ----------------------------------------------------------------------------
     async def create(
         self,
-        owner: str,
+        caller: Caller,
         body: NodePoolCreate,
         path_cluster_id: str | None,
         dry_run: bool,
         idempotency: IdempotentCreate | None = None,
     ) -> NodePoolRecord | Replay:
+        """Create a nodepool in a cluster of a project where the caller is an editor."""
         cluster_id = self._target_cluster(body.cluster_id, path_cluster_id)
         snapshot = self._clusters.get(cluster_id)
-        if snapshot is not None and snapshot.owner == owner:
+        if snapshot is not None and await self.access.allows(
+            caller, snapshot.project_id, Role.EDITOR
+        ):
             try:
-                return await self._create(owner, body, snapshot, dry_run, idempotency)
+                return await self._create(caller, body, snapshot, dry_run, idempotency)
             except ValidationFailed:
                 pass  # perhaps only by an outdated snapshot: the fresh read below decides
             except TxnFailed as failed:
                 if failed.code != CLUSTER_CHANGED:
                     raise
             self._clusters.forget(cluster_id)
-        cluster = await self.owned_cluster(owner, cluster_id)
+        cluster = await self.cluster_for(caller, cluster_id, Role.EDITOR)
         self._clusters.keep(cluster)
-        return await self._create(owner, body, cluster, dry_run, idempotency, snapshot=False)
+        return await self._create(caller, body, cluster, dry_run, idempotency, snapshot=False)
 
     async def _create(
         self,
-        owner: str,
+        caller: Caller,
         body: NodePoolCreate,
         cluster: ClusterRecord,
         dry_run: bool,
@@ -145,12 +161,14 @@ class NodePoolService(ResourceService[NodePoolRecord]):
     ) -> NodePoolRecord | Replay:
         """One attempt at a create, validated against ``cluster``. A ``snapshot`` (a cluster
         read by an earlier request) must still be current when the create commits; a cluster
-        just read only has to still exist and be the owner's, as any write checks."""
+        just read only has to still exist in the same project, as any write checks."""
         validate_nodepool_against_cluster(body.spec, cluster)
         now = utcnow()
         nodepool_id = new_id()
         required = self._required(body.spec.platform.type)
-        fields = first_version(nodepool_id, body, owner, now, idempotency, required)
+        fields = first_version(
+            nodepool_id, body, caller.email, cluster.project_id, now, idempotency, required
+        )
         fields["doc"]["cluster_id"] = cluster.id
         record = NodePoolRecord(**fields, cluster_id=cluster.id)
         txn = Txn()
@@ -160,27 +178,27 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         if snapshot:
             txn.expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
         else:
-            txn.expect_field(cluster_key, "owner", owner, CLUSTER_GONE)
+            txn.expect_field(cluster_key, "project", cluster.project_id, CLUSTER_GONE)
         self._add_create(txn, record, now)
         return await self._commit_create(txn, record, dry_run, idempotency)
 
     async def replace(
         self,
-        owner: str,
+        caller: Caller,
         nodepool_id: str,
         body: NodePoolUpdate,
         preconditions: Preconditions,
         dry_run: bool,
     ) -> NodePoolRecord:
         async def attempt() -> NodePoolRecord:
-            record, reports, cluster = await self._owned_for_write(owner, nodepool_id)
+            record, reports, cluster = await self._owned_for_write(caller, nodepool_id)
             return await self._replace(record, reports, cluster, body, preconditions, dry_run)
 
         return await self._write(nodepool_id, attempt)
 
     async def patch(
         self,
-        owner: str,
+        caller: Caller,
         nodepool_id: str,
         patch: Any,
         preconditions: Preconditions,
@@ -190,7 +208,7 @@ class NodePoolService(ResourceService[NodePoolRecord]):
             raise ValidationFailed.of("body", "a merge patch must be a JSON object")
 
         async def attempt() -> NodePoolRecord:
-            record, reports, cluster = await self._owned_for_write(owner, nodepool_id)
+            record, reports, cluster = await self._owned_for_write(caller, nodepool_id)
             current = {"name": record.name, "spec": record.doc["spec"]}
             merged = merge_patch(current, patch)
             if merged.get("name") is None:  # PUT may omit the name; a patch cannot remove it
@@ -205,12 +223,12 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         return await self._write(nodepool_id, attempt)
 
     async def delete(
-        self, owner: str, nodepool_id: str, preconditions: Preconditions, dry_run: bool
+        self, caller: Caller, nodepool_id: str, preconditions: Preconditions, dry_run: bool
     ) -> None:
         """Delete a nodepool; a dry run judges everything a real one would and writes nothing."""
 
         async def attempt() -> None:
-            record = await self.get(owner, nodepool_id)
+            record = await self.get(caller, nodepool_id, Role.EDITOR)
             preconditions.check(record.rv, record.generation, self.label)
             txn = Txn()
             self.add_delete(txn, record, utcnow())
@@ -220,14 +238,15 @@ class NodePoolService(ResourceService[NodePoolRecord]):
 
     # ---- internals -------------------------------------------------------------------------
     async def _owned_for_write(
-        self, owner: str, nodepool_id: str
+        self, caller: Caller, nodepool_id: str
     ) -> tuple[NodePoolRecord, dict[str, str], ClusterRecord]:
         """The nodepool and its controllers' reports (for a new aggregate), in one round trip,
         and its cluster (for the rules that depend on it): the snapshot an earlier request took,
         read only when there is none. The write commits only if it is still current."""
         record, reports = await self.store.get_nodepool_with_reports(nodepool_id)
-        if record is None or record.owner != owner:
+        if record is None:
             raise self.not_found()
+        await self.access.require(caller, record.project_id, Role.EDITOR, self.not_found)
         cluster = self._clusters.get(record.cluster_id)
         if cluster is None:
             cluster = await self.store.get_cluster(record.cluster_id)

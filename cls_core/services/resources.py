@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar
 
 from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded
+from cls_core.services.access import Access, Caller
 from cls_core.services.common import (
     RV_CHANGED,
     KeyedLocks,
@@ -35,10 +36,12 @@ from cls_core.services.idempotency import (
 )
 from cls_core.services.reconcile_schedule import ReconcileSchedule, member
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, StoredDoc, Txn, TxnFailed
+from cls_core.store.redis_store import CallerProjects
 from cls_runtime.settings import Settings
 from shared_models.aggregation import StoredStatus, aggregate_stored
 from shared_models.events import EventType
-from shared_models.names import Kind
+from shared_models.names import Kind, Names
+from shared_models.projects import Role
 from shared_models.resources import ClusterCreate, NodePoolCreate
 
 R = TypeVar("R", ClusterRecord, NodePoolRecord)
@@ -65,7 +68,7 @@ class FirstVersion(TypedDict):
     rv: str
     generation: int
     status: StoredStatus
-    owner: str
+    project_id: str
     name: str
     platform: str
     seq: float
@@ -75,7 +78,8 @@ class FirstVersion(TypedDict):
 def first_version(
     resource_id: str,
     body: ClusterCreate | NodePoolCreate,
-    owner: str,
+    creator: str,
+    project_id: str,
     now: datetime,
     idempotency: IdempotentCreate | None,
     required: Collection[str],
@@ -90,7 +94,7 @@ def first_version(
         "spec": body.spec.model_dump(mode="json", exclude_none=True),
         "created_at": stamp,
         "updated_at": stamp,
-        "created_by": owner,
+        "created_by": creator,
     }
     return {
         "id": resource_id,
@@ -98,7 +102,7 @@ def first_version(
         "rv": new_resource_version(),
         "generation": 1,
         "status": aggregate_stored(1, {}, None, now, required=required),
-        "owner": owner,
+        "project_id": project_id,
         "name": body.name,
         "platform": body.spec.platform.type,
         "seq": creation_score(),
@@ -113,10 +117,11 @@ class ResourceService(Generic[R]):
 
     def __init__(self, store: RedisStore, settings: Settings) -> None:
         self.store = store
-        self.names = store.names
+        self.names: Names = store.names
         self.settings = settings
         self._writing = KeyedLocks()
         self._schedule = ReconcileSchedule(store.names, settings)
+        self.access = Access(store.projects)
 
     def _required(self, platform: str) -> tuple[str, ...]:
         """The controllers a resource of this kind on ``platform`` is not Ready without."""
@@ -172,29 +177,47 @@ class ResourceService(Generic[R]):
     def not_found(self) -> NotFound:
         return NotFound(f"{self.label} not found")
 
-    async def get(self, owner: str, resource_id: str) -> R:
+    def _projects_of(
+        self, caller: Caller, index_of: Callable[[str], str], project_filter: str | None
+    ) -> CallerProjects:
+        """What a list of the caller's resources reads: their memberships (their own and their
+        groups'), and the index of a project for the list's filters."""
+        names: Names = self.names
+        memberships = [names.user_projects(caller.email)]
+        memberships += [names.group_projects(group) for group in caller.groups]
+        return CallerProjects(
+            membership_keys=memberships,
+            personal=caller.personal_project,
+            index_of=index_of,
+            project_filter=project_filter,
+        )
+
+    async def get(self, caller: Caller, resource_id: str, needed: Role = Role.VIEWER) -> R:
+        """The resource, if the caller's role in its project allows ``needed``."""
         record = await self._read(resource_id)
-        if record is None or record.owner != owner:
+        if record is None:
             raise self.not_found()
+        await self.access.require(caller, record.project_id, needed, self.not_found)
         return record
 
-    async def get_view(self, owner: str, resource_id: str) -> tuple[str, str]:
+    async def get_view(self, caller: Caller, resource_id: str) -> tuple[str, str]:
         """(resource_version, the resource as JSON) for a GET: no parsing, no re-serialising."""
         found = await self.store.get_view(self.kind, resource_id)
-        if found is None or found[0] != owner:
+        if found is None:
             raise self.not_found()
+        await self.access.require(caller, found[0], Role.VIEWER, self.not_found)
         return found[1], found[2]
 
-    async def status_view(self, owner: str, resource_id: str) -> dict[str, Any]:
-        record = await self.get(owner, resource_id)
+    async def status_view(self, caller: Caller, resource_id: str) -> dict[str, Any]:
+        record = await self.get(caller, resource_id)
         reports = await self.store.controller_reports(self.kind, resource_id)
         return status_document(
             f"{self.kind}_id", resource_id, record.generation, record.status, reports
         )
 
     async def controller_view(self, resource_id: str) -> tuple[str, str]:
-        """``get_view`` for a controller, whatever the owner: controllers work on every owner's
-        resources, and re-read one to check the generation an event claims."""
+        """``get_view`` for a controller, whatever the project: controllers work on every
+        project's resources, and re-read one to check the generation an event claims."""
         found = await self.store.get_view(self.kind, resource_id)
         if found is None:
             raise self.not_found()
@@ -293,7 +316,7 @@ class ResourceService(Generic[R]):
         txn.move_in_indexes(record.index_keys(names), set(), record.seq, record.id)
         txn.hdel(self._names_key(record), record.name)
         self._schedule.forget(txn, member(self.kind, record.id))
-        delete_key_with(txn, names, record.owner, record.idem_key, record.id)
+        delete_key_with(txn, names, record.doc["created_by"], record.idem_key, record.id)
         self._add_deleted(txn, record, now)
         # Deletion is a change of desired state: it gets the next generation, so consumers that
         # ignore generations they have already handled still act on it.

@@ -13,7 +13,9 @@
 --   {"c": "absent", "k": i, "fail": code}                               string key must not exist
 --   {"c": "get",   "k": i, "v": value, "fail": code}                    string key must hold v
 --   {"c": "zcard_lt", "k": i, "v": n, "fail": code}                     ZCARD must be below n
--- Ops: hset {kv}, hdel {f}, del, zadd {s, m}, zrem {m}, xadd {kv}, set {v, px?},
+--   {"c": "hexists", "k": i, "f": field, "fail": code}                  the hash has the field
+--   {"c": "hlen_lt", "k": i, "v": n, "fail": code}                      HLEN must be below n
+-- Ops: hset {kv}, hdel {f}, del, zadd {s, m}, zrem {m}, xadd {kv, max?}, set {v, px?},
 --      del_json_eq {f, v}: delete the string key if it holds a JSON object whose field f is v
 -- Every key a check or an op touches is in KEYS (what Redis Cluster needs), among its plan's own.
 -- Returns one reply per plan, in order: {"ok"}, {"fail", code, actual value of the failed check}
@@ -61,6 +63,12 @@ local function run(plan, base, count)
     elseif chk.c == "zcard_lt" then
       actual = redis.call("ZCARD", k)
       ok = (actual < tonumber(chk.v))
+    elseif chk.c == "hexists" then
+      actual = redis.call("HEXISTS", k, chk.f)
+      ok = (actual == 1)
+    elseif chk.c == "hlen_lt" then
+      actual = redis.call("HLEN", k)
+      ok = (actual < tonumber(chk.v))
     else
       error("unknown check " .. tostring(chk.c), 0)
     end
@@ -86,7 +94,11 @@ local function run(plan, base, count)
     elseif op.o == "zrem" then
       redis.call("ZREM", k, op.m)
     elseif op.o == "xadd" then
-      redis.call("XADD", k, "*", unpack(op.kv))
+      if op.max then
+        redis.call("XADD", k, "MAXLEN", "~", op.max, "*", unpack(op.kv))
+      else
+        redis.call("XADD", k, "*", unpack(op.kv))
+      end
     elseif op.o == "set" then
       if op.px then redis.call("SET", k, op.v, "PX", op.px) else redis.call("SET", k, op.v) end
     elseif op.o == "del_json_eq" then

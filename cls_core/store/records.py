@@ -5,7 +5,8 @@ A resource is one hash and one string. The hash (``Names.record``):
   rv       resource_version: changes on every write, spec or status (the ETag)
   gen      generation: changes only when the spec changes
   status   JSON of the aggregated status
-  owner, name, platform, phase, health (and cluster_id for nodepools): the index dimensions
+  project  the id of the project it belongs to (a nodepool's is its cluster's)
+  name, platform, phase, health (and cluster_id for nodepools): the index dimensions
   seq      the creation-ordered score used by every index it is in
   idem_key the Idempotency-Key (as the client sent it) that created it, if any: deleting the
            resource deletes that key in the same transaction
@@ -34,7 +35,7 @@ RECORD_FIELDS = (
     "rv",
     "gen",
     "status",
-    "owner",
+    "project",
     "name",
     "platform",
     "phase",
@@ -51,6 +52,7 @@ class StoredDoc(TypedDict):
     id: str
     name: str
     cluster_id: NotRequired[str]  # nodepools only
+    project_id: NotRequired[str]  # clusters only (a nodepool's project is its cluster's)
     generation: int
     spec: dict[str, Any]  # as the API shows it: validated on the way in, JSON as stored
     created_at: str
@@ -66,7 +68,7 @@ class _Record:
     rv: str
     generation: int
     status: StoredStatus
-    owner: str
+    project_id: str
     name: str
     platform: str
     seq: float
@@ -86,7 +88,7 @@ class _Record:
             "rv": self.rv,
             "gen": str(self.generation),
             "status": orjson.dumps(self.status).decode(),
-            "owner": self.owner,
+            "project": self.project_id,
             "name": self.name,
             "platform": self.platform,
             "phase": self.phase,
@@ -139,7 +141,7 @@ class NodePoolRecord(_Record):
         """Every (cluster, phase, health) filter combination this nodepool must be listed under,
         and the global index of its phase (counted by /metrics)."""
         keys = {
-            names.nodepool_index(self.owner, cluster, phase, health)
+            names.nodepool_index(self.project_id, cluster, phase, health)
             for cluster, phase, health in product(
                 (self.cluster_id, ANY), (self.phase, ANY), (self.health, ANY)
             )
@@ -165,7 +167,7 @@ class ClusterRecord(_Record):
     def index_keys(self, names: Names) -> set[str]:
         """Every (platform, phase) filter combination this cluster must be listed under."""
         return {
-            names.cluster_index(self.owner, platform, phase)
+            names.cluster_index(self.project_id, platform, phase)
             for platform, phase in product((self.platform, ANY), (self.phase, ANY))
         }
 
@@ -184,7 +186,7 @@ def _common_from_hash(resource_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         "rv": raw["rv"],
         "generation": int(raw["gen"]),
         "status": orjson.loads(raw["status"]),
-        "owner": raw["owner"],
+        "project_id": raw["project"],
         "name": raw["name"],
         "platform": raw["platform"],
         "seq": float(raw["seq"]),
@@ -193,7 +195,7 @@ def _common_from_hash(resource_id: str, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 # The order of fields in responses, as the user guide shows them.
-_VIEW_HEAD = ("id", "name", "cluster_id", "generation")
+_VIEW_HEAD = ("id", "name", "cluster_id", "project_id", "generation")
 _VIEW_TAIL = ("created_at", "updated_at", "created_by")
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -16,8 +17,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
+from cls_core.errors import Unavailable
 from cls_core.store.leader_lock import LeaderLock
 from cls_core.store.outbox import Outbox
+from cls_core.store.project_store import ProjectStore
 from cls_core.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord
 from cls_core.store.scripts import LuaScript
 from cls_core.store.txn import Txn
@@ -78,6 +81,8 @@ class RedisStore:
         self._page_script = LuaScript.of_file(redis, "index_page.lua")
         self._view_script = LuaScript.of_file(redis, "record_view.lua")
         self._records_with_reports_script = LuaScript.of_file(redis, "records_with_reports.lua")
+        self._caller_page_script = LuaScript.of_file(redis, "caller_page.lua")
+        self.projects = ProjectStore(redis, names)
 
     async def run(self, txn: Txn, dry_run: bool = False) -> None:
         """Apply a guarded transaction atomically, or raise TxnFailed without writing anything.
@@ -145,18 +150,19 @@ class RedisStore:
         return None if raw is None else ClusterRecord.from_hash(cluster_id, raw)
 
     async def get_view(self, kind: Kind, resource_id: str) -> tuple[str, str, str] | None:
-        """(owner, resource_version, the resource as JSON as stored), read in one round trip."""
+        """(project id, resource_version, the resource as JSON as stored), read in one round
+        trip."""
         keys = [self.names.record(kind, resource_id), self.names.view(kind, resource_id)]
-        owner, rv, view = await self._view_script(keys, [])
-        if owner is None:
+        project, rv, view = await self._view_script(keys, [])
+        if project is None:
             return None
         if view is not None:
-            return str(owner), str(rv), str(view)
+            return str(project), str(rv), str(view)
         # Stored before views had keys of their own: assembled from the record's fields.
         record = (await self.get_records(kind, [resource_id])).get(resource_id)
         if record is None:
             return None
-        return record.owner, record.rv, record.view_json
+        return record.project_id, record.rv, record.view_json
 
     async def get_many_with_reports(
         self, wanted: list[tuple[Kind, str]]
@@ -249,14 +255,37 @@ class RedisStore:
         order: the page's ids in one round trip, their views in one MGET, passed through as
         stored, never parsed. An id whose resource was deleted in between is left out."""
         total, *ids = await self._page_script([index_key], [offset, limit])
+        return int(total), await self._page_views(kind, ids)
+
+    async def caller_page(
+        self, kind: Kind, caller: CallerProjects, offset: int, limit: int
+    ) -> tuple[int, str]:
+        """``list_page`` over every project the caller belongs to (or the one of
+        ``caller.project_filter``), merged in creation order. One script call when the caller
+        belongs to their personal project only (or filters on one); otherwise a first call
+        answers which projects those are, and a second reads their indexes."""
+        projects = [caller.personal]
+        args: list[Any] = [len(caller.membership_keys), offset, limit, caller.project_filter or ""]
+        for _ in range(_MEMBERSHIP_RACES):
+            keys = caller.membership_keys + [caller.index_of(p) for p in projects]
+            reply = await self._caller_page_script(keys, [*args, caller.personal, *projects])
+            if reply[0] == "page":
+                return int(reply[1]), await self._page_views(kind, reply[2:])
+            projects = [str(p) for p in reply[1:]]
+        raise Unavailable(
+            "The caller's projects are changing too fast to list; retry shortly", retry_after=1
+        )
+
+    async def _page_views(self, kind: Kind, ids: list[str]) -> str:
+        """The views of a page's ids joined with ",", as stored."""
         if not ids:
-            return int(total), ""
+            return ""
         prefix = self.names.view(kind, "")  # one prefix, not a Names call per item
         keys = [prefix + i for i in ids]
         views = cast(list[str | None], await self._redis.mget(keys))  # decode_responses: str
         if None in views:
-            return int(total), ",".join(await self._views_or_records(kind, ids, views))
-        return int(total), ",".join(cast(list[str], views))
+            return ",".join(await self._views_or_records(kind, ids, views))
+        return ",".join(cast(list[str], views))
 
     async def _views_or_records(
         self, kind: Kind, ids: list[str], views: list[str | None]
@@ -314,6 +343,21 @@ class RedisStore:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+@dataclass(frozen=True)
+class CallerProjects:
+    """What a list needs to know of its caller: where their memberships are kept, their
+    personal project, and how a project's index for the list's filters is named."""
+
+    membership_keys: list[str]  # sorted sets of project ids: the caller's, then their groups'
+    personal: str
+    index_of: Callable[[str], str]  # project id -> the index to page
+    project_filter: str | None = None
+
+
+# How many times a list asks again when the caller's projects changed between its two calls.
+_MEMBERSHIP_RACES = 5
 
 
 class SystemCounts(NamedTuple):

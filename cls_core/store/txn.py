@@ -32,6 +32,17 @@ class Txn:
         self.checks.append({"c": "hget", "k": self._k(key), "f": field_, "v": value, "fail": fail})
         return self
 
+    def expect_present(self, key: str, field_: str, fail: str) -> Txn:
+        """The hash ``key`` must have ``field_`` (whatever its value)."""
+        self.checks.append({"c": "hexists", "k": self._k(key), "f": field_, "fail": fail})
+        return self
+
+    def expect_hash_size_below(self, key: str, limit: int, fail: str) -> Txn:
+        """The hash ``key`` must have fewer than ``limit`` fields (the failure's ``actual`` is
+        the count)."""
+        self.checks.append({"c": "hlen_lt", "k": self._k(key), "v": limit, "fail": fail})
+        return self
+
     def expect_count(self, key: str, count: int, fail: str) -> Txn:
         self.checks.append({"c": "zcard", "k": self._k(key), "v": count, "fail": fail})
         return self
@@ -83,11 +94,15 @@ class Txn:
         self.ops.append({"o": "zrem", "k": self._k(key), "m": member})
         return self
 
-    def xadd(self, key: str, fields: dict[str, str]) -> Txn:
+    def xadd(self, key: str, fields: dict[str, str], maxlen: int | None = None) -> Txn:
+        """Append to a stream; with ``maxlen``, trim it to about that many entries."""
         kv: list[str] = []
         for name, value in fields.items():
             kv += (name, value)
-        self.ops.append({"o": "xadd", "k": self._k(key), "kv": kv})
+        op: dict[str, Any] = {"o": "xadd", "k": self._k(key), "kv": kv}
+        if maxlen is not None:
+            op["max"] = maxlen
+        self.ops.append(op)
         return self
 
     def set_value(self, key: str, value: str, px: int | None = None) -> Txn:
