@@ -115,9 +115,15 @@ async def delete(
 
 @router.post("/clusters/{id}/transfer", response_model=Cluster, responses=WITH_ETAG)
 async def transfer(
-    user: User, cluster_id: ClusterId, body: ClusterTransfer, preconditions: Precondition
+    user: User,
+    cluster_id: ClusterId,
+    body: ClusterTransfer,
+    preconditions: Precondition,
+    dry_run: DryRun = False,
 ) -> Response:
     """Move the cluster and all its nodepools to another project, in one transaction. The
     caller must be an admin of both projects; the cluster's name must be free in the target."""
-    record = await user.clusters.transfer(user.caller, cluster_id, body.project_id, preconditions)
+    record = await user.clusters.transfer(
+        user.caller, cluster_id, body.project_id, preconditions, dry_run
+    )
     return resource_response(record)

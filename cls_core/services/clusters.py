@@ -107,7 +107,7 @@ class ClusterService(ResourceService[ClusterRecord]):
         *,
         platform: str | None,
         phase: str | None,
-        project_id: str | None,
+        project_id: str | None = None,
         limit: int,
         offset: int,
     ) -> tuple[int, str]:
@@ -133,7 +133,7 @@ class ClusterService(ResourceService[ClusterRecord]):
         project (created on first use) when it is not given."""
         project_id = body.project_id or caller.personal_project
         personal = project_id == caller.personal_project
-        if personal:
+        if personal and not dry_run:  # a dry run writes nothing, not even the project
             await self.projects.ensure_personal(caller)
         else:
             await self.access.require(caller, project_id, Role.EDITOR, project_not_found)
@@ -233,10 +233,16 @@ class ClusterService(ResourceService[ClusterRecord]):
                 )
 
     async def transfer(
-        self, caller: Caller, cluster_id: str, target: str, preconditions: Preconditions
+        self,
+        caller: Caller,
+        cluster_id: str,
+        target: str,
+        preconditions: Preconditions,
+        dry_run: bool = False,
     ) -> ClusterRecord:
         """Move a cluster and all its nodepools to project ``target`` (the caller must be an
-        admin of both), in one guarded transaction: every nodepool moves, or none does."""
+        admin of both), in one guarded transaction: every nodepool moves, or none does. A dry
+        run judges it all and moves nothing."""
 
         async def attempt() -> ClusterRecord:
             record = await self.get(caller, cluster_id, Role.ADMIN)
@@ -270,7 +276,7 @@ class ClusterService(ResourceService[ClusterRecord]):
                 target=cluster_id,
                 detail=f"from project {record.project_id}",
             )
-            await self._run(txn, moved, dry_run=False)
+            await self._run(txn, moved, dry_run)
             return moved
 
         return await self._write(cluster_id, attempt)

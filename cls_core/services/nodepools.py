@@ -108,7 +108,7 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         cluster_id: str | None,
         phase: str | None,
         health: str | None,
-        project_id: str | None,
+        project_id: str | None = None,
         limit: int,
         offset: int,
     ) -> tuple[int, str]:

@@ -78,7 +78,6 @@ class RedisStore:
         self._redis = redis
         self.names = names
         self._txn_script = LuaScript.of_file(redis, "guarded_txn.lua")
-        self._page_script = LuaScript.of_file(redis, "index_page.lua")
         self._view_script = LuaScript.of_file(redis, "record_view.lua")
         self._records_with_reports_script = LuaScript.of_file(redis, "records_with_reports.lua")
         self._caller_page_script = LuaScript.of_file(redis, "caller_page.lua")
@@ -248,22 +247,16 @@ class RedisStore:
         return [str(i) for i in ids]
 
     # ---- lists -----------------------------------------------------------------------------
-    async def list_page(
-        self, kind: Kind, index_key: str, offset: int, limit: int
-    ) -> tuple[int, str]:
-        """(total in the index, the resources of one page as JSON joined with ","), in creation
-        order: the page's ids in one round trip, their views in one MGET, passed through as
-        stored, never parsed. An id whose resource was deleted in between is left out."""
-        total, *ids = await self._page_script([index_key], [offset, limit])
-        return int(total), await self._page_views(kind, ids)
-
     async def caller_page(
         self, kind: Kind, caller: CallerProjects, offset: int, limit: int
     ) -> tuple[int, str]:
-        """``list_page`` over every project the caller belongs to (or the one of
-        ``caller.project_filter``), merged in creation order. One script call when the caller
-        belongs to their personal project only (or filters on one); otherwise a first call
-        answers which projects those are, and a second reads their indexes."""
+        """(total, the resources of one page as JSON joined with ","), over every project the
+        caller belongs to (or the one of ``caller.project_filter``), merged in creation order.
+
+        The page's ids come from one script call when the caller belongs to their personal
+        project only; otherwise a first call answers which projects those are, and a second
+        reads their indexes. Then their views, in one MGET, passed through as stored, never
+        parsed. An id whose resource was deleted in between is left out."""
         projects = [caller.personal]
         args: list[Any] = [len(caller.membership_keys), offset, limit, caller.project_filter or ""]
         for _ in range(_MEMBERSHIP_RACES):

@@ -287,7 +287,7 @@ QUOTA = 3
 @pytest.fixture
 def quota_settings(settings: Settings) -> Settings:
     return settings.model_copy(
-        update={"max_nodepools_per_cluster": QUOTA, "max_clusters_per_owner": QUOTA}
+        update={"max_nodepools_per_cluster": QUOTA, "max_clusters_per_project": QUOTA}
     )
 
 

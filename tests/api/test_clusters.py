@@ -10,6 +10,7 @@ import httpx
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
+from shared_models.projects import personal_project_id
 from tests.api.conftest import API, SEED_CLUSTER_ID, assert_error, create_nodepool
 from tests.conftest import USER, gcp_cluster_body
 from tests.support.resources import create_cluster
@@ -27,6 +28,7 @@ async def test_create_with_the_guides_id(api: httpx.AsyncClient) -> None:
     assert set(created) == {
         "id",
         "name",
+        "project_id",
         "generation",
         "resource_version",
         "spec",
@@ -35,6 +37,7 @@ async def test_create_with_the_guides_id(api: httpx.AsyncClient) -> None:
         "updated_at",
         "created_by",
     }
+    assert created["project_id"] == personal_project_id(USER["X-User-Email"])
     fetched = await api.get(f"{API}/clusters/{SEED_CLUSTER_ID}", headers=USER)
     assert fetched.json() == created
     assert fetched.headers["ETag"] == f'"{created["resource_version"]}"'

@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from api_service.routes.idempotency import fingerprint_of
+from cls_core.services.access import Caller
 from cls_core.services.idempotency import IdempotentCreate, Replay, claim_key
 from cls_core.services.nodepools import NodePoolService
 from cls_core.store import NodePoolRecord, RedisStore
@@ -31,6 +32,8 @@ from tests.conftest import OTHER_USER, USER, gcp_cluster_body, matching_keys, se
 from tests.support.resources import create_cluster
 
 Create = Callable[[httpx.AsyncClient, dict[str, Any], dict[str, str]], Awaitable[httpx.Response]]
+
+CALLER = Caller(USER["X-User-Email"])
 
 
 def created_kind(path: str) -> str:
@@ -356,11 +359,11 @@ async def test_a_race_lost_on_the_key_inside_the_transaction_is_a_replay(
     # Both retries looked the key up before either committed: the transaction decides.
     service = NodePoolService(store, settings)
     body = NodePoolCreate.model_validate(seed_nodepool_body(cluster["id"], "pool"))
-    first = await claim_key(store, "user@example.com", "k", "same", 60)
-    second = await claim_key(store, "user@example.com", "k", "same", 60)
+    first = await claim_key(store, service.access, CALLER, "k", "same", 60)
+    second = await claim_key(store, service.access, CALLER, "k", "same", 60)
     assert isinstance(first, IdempotentCreate) and isinstance(second, IdempotentCreate)
-    created = await service.create("user@example.com", body, None, False, first)
-    replay = await service.create("user@example.com", body, None, False, second)
+    created = await service.create(CALLER, body, None, False, first)
+    replay = await service.create(CALLER, body, None, False, second)
     assert isinstance(created, NodePoolRecord) and isinstance(replay, Replay)
     assert orjson.loads(replay.body) == created.view()
     assert replay.resource_version == created.rv
@@ -379,12 +382,10 @@ async def test_a_race_lost_on_a_key_whose_resource_is_gone_creates(
     gone = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
     assert (await api.delete(f"{API}/nodepools/{gone['id']}", headers=USER)).status_code == 204
     service = NodePoolService(store, settings)
-    claim = await claim_key(store, "user@example.com", "k", "same", 60)
+    claim = await claim_key(store, service.access, CALLER, "k", "same", 60)
     assert isinstance(claim, IdempotentCreate)
     await store_old_format_key(redis, settings, "k", gone, f"{API}/nodepools", body)
-    created = await service.create(
-        "user@example.com", NodePoolCreate.model_validate(body), None, False, claim
-    )
+    created = await service.create(CALLER, NodePoolCreate.model_validate(body), None, False, claim)
     assert isinstance(created, NodePoolRecord)
     assert created.id != gone["id"]
     assert await listed(api, "nodepool") == 1

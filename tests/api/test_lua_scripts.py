@@ -131,23 +131,42 @@ async def test_a_dry_run_checks_everything_and_writes_nothing(
         await store.run(Txn().expect_field(key("h"), "rv", "r2", "F"), dry_run=True)
 
 
-async def test_index_page_returns_the_total_and_the_ids_of_one_page_in_index_order(
+async def test_caller_page_pages_the_personal_index_when_the_caller_is_in_no_other_project(
     redis: Redis, key: Callable[[str], str]
 ) -> None:
-    script = LuaScript.of_file(redis, "index_page.lua")
-    await redis.zadd(key("index"), {"a": 0.0, "b": 1.0, "c": 2.0})
-    assert await script([key("index")], [1, 5]) == [3, "b", "c"]
-    assert await script([key("index")], [0, 2]) == [3, "a", "b"]
-    assert await script([key("index")], [3, 5]) == [3]
-    assert await script([key("index")], [0, 0]) == [3]
-    assert await script([key("none")], [0, 5]) == [0]
+    script = LuaScript.of_file(redis, "caller_page.lua")
+    await redis.zadd(key("index-me"), {"a": 0.0, "b": 1.0, "c": 2.0})
+    call = ([key("memberships"), key("index-me")], [1])
+    assert await script(call[0], [*call[1], 1, 5, "", "me", "me"]) == ["page", 3, "b", "c"]
+    assert await script(call[0], [*call[1], 0, 2, "", "me", "me"]) == ["page", 3, "a", "b"]
+    assert await script(call[0], [*call[1], 3, 5, "", "me", "me"]) == ["page", 3]
+    assert await script(call[0], [*call[1], 0, 0, "", "me", "me"]) == ["page", 3]
 
 
-async def test_record_view_reads_the_owner_the_version_and_the_view(
+async def test_caller_page_names_the_projects_it_was_not_given_then_merges_them(
+    redis: Redis, key: Callable[[str], str]
+) -> None:
+    script = LuaScript.of_file(redis, "caller_page.lua")
+    await redis.zadd(key("memberships"), {"me": 0.0, "team": 1.0})
+    await redis.zadd(key("index-me"), {"a": 1.0, "c": 3.0})
+    await redis.zadd(key("index-team"), {"b": 2.0, "d": 4.0})
+    assert await script([key("memberships"), key("index-me")], [1, 0, 10, "", "me", "me"]) == [
+        "projects",
+        "me",
+        "team",
+    ]
+    both = [key("memberships"), key("index-me"), key("index-team")]
+    assert await script(both, [1, 1, 2, "", "me", "me", "team"]) == ["page", 4, "b", "c"]
+    only_team = [key("memberships"), key("index-team")]
+    assert await script(only_team, [1, 0, 10, "team", "me", "team"]) == ["page", 2, "b", "d"]
+    assert await script(only_team, [1, 0, 10, "elsewhere", "me", "team"]) == ["page", 0]
+
+
+async def test_record_view_reads_the_project_the_version_and_the_view(
     redis: Redis, key: Callable[[str], str]
 ) -> None:
     script = LuaScript.of_file(redis, "record_view.lua")
-    await redis.hset(key("record"), mapping={"owner": "o", "rv": "r", "doc": "{}"})
+    await redis.hset(key("record"), mapping={"project": "o", "rv": "r", "doc": "{}"})
     await redis.set(key("view"), '{"id":"x"}')
     assert await script([key("record"), key("view")], []) == ["o", "r", '{"id":"x"}']
     assert await script([key("record"), key("no-view")], []) == ["o", "r", None]
@@ -182,7 +201,7 @@ async def test_records_with_reports_answers_an_unreadable_resource_in_its_place(
     assert second == [["r"], []]
 
 
-READ_SCRIPTS = ("index_page.lua", "record_view.lua", "records_with_reports.lua")
+READ_SCRIPTS = ("caller_page.lua", "record_view.lua", "records_with_reports.lua")
 
 
 async def test_every_key_a_read_script_touches_is_passed_in_keys(

@@ -1,4 +1,4 @@
-"""Quotas: nodepools per cluster and clusters per owner. A create beyond one answers 403
+"""Quotas: nodepools per cluster and clusters per project. A create beyond one answers 403
 QUOTA_EXCEEDED naming the limit, writes nothing, and is counted in the create's own transaction,
 so concurrent creates never pass a quota together. Most tests run with quotas of ``QUOTA``."""
 
@@ -24,7 +24,7 @@ async def fill_cluster(api: httpx.AsyncClient, cluster_id: str, count: int = QUO
         await create_nodepool(api, cluster_id, f"pool-{i}")
 
 
-async def fill_owner(api: httpx.AsyncClient, count: int = QUOTA) -> None:
+async def fill_project(api: httpx.AsyncClient, count: int = QUOTA) -> None:
     for i in range(count):
         await create_cluster(api, gcp_cluster_body(f"cluster-{i}"))
 
@@ -38,20 +38,28 @@ async def outbox_length(redis: Redis, settings: Settings) -> int:
     return int(await redis.xlen(settings.names.outbox))
 
 
-def test_the_default_quotas_are_100_nodepools_per_cluster_and_100_clusters_per_owner(
+def test_the_default_quotas_are_100_nodepools_per_cluster_and_100_clusters_per_project(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("CLS_MAX_NODEPOOLS_PER_CLUSTER", raising=False)
-    monkeypatch.delenv("CLS_MAX_CLUSTERS_PER_OWNER", raising=False)
+    for name in ("NODEPOOLS_PER_CLUSTER", "CLUSTERS_PER_PROJECT", "CLUSTERS_PER_OWNER"):
+        monkeypatch.delenv(f"CLS_MAX_{name}", raising=False)
     defaults = Settings()
-    assert (defaults.max_nodepools_per_cluster, defaults.max_clusters_per_owner) == (100, 100)
+    assert (defaults.max_nodepools_per_cluster, defaults.max_clusters_per_project) == (100, 100)
 
 
 def test_the_quotas_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLS_MAX_NODEPOOLS_PER_CLUSTER", "7")
-    monkeypatch.setenv("CLS_MAX_CLUSTERS_PER_OWNER", "9")
+    monkeypatch.setenv("CLS_MAX_CLUSTERS_PER_PROJECT", "9")
     configured = Settings()
-    assert (configured.max_nodepools_per_cluster, configured.max_clusters_per_owner) == (7, 9)
+    assert (configured.max_nodepools_per_cluster, configured.max_clusters_per_project) == (7, 9)
+
+
+def test_the_cluster_quota_is_still_read_under_its_name_before_projects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CLS_MAX_CLUSTERS_PER_PROJECT", raising=False)
+    monkeypatch.setenv("CLS_MAX_CLUSTERS_PER_OWNER", "9")
+    assert Settings().max_clusters_per_project == 9
 
 
 @pytest.mark.parametrize("route", NODEPOOL_ROUTES)
@@ -73,13 +81,13 @@ async def test_a_nodepool_beyond_the_quota_is_403_naming_the_limit(
 async def test_a_cluster_beyond_the_quota_is_403_naming_the_limit(
     quota_api: httpx.AsyncClient, redis: Redis, quota_settings: Settings
 ) -> None:
-    await fill_owner(quota_api)
+    await fill_project(quota_api)
     events = await outbox_length(redis, quota_settings)
     response = await quota_api.post(
         f"{API}/clusters", json=gcp_cluster_body("one-too-many"), headers=USER
     )
     error = assert_error(response, 403, "QUOTA_EXCEEDED")
-    assert error["message"] == f"Quota exceeded: at most {QUOTA} clusters per owner"
+    assert error["message"] == f"Quota exceeded: at most {QUOTA} clusters per project"
     assert str(QUOTA) in error["details"]
     assert await total(quota_api, "clusters") == QUOTA
     assert await outbox_length(redis, quota_settings) == events
@@ -102,8 +110,8 @@ async def test_the_nodepool_quota_is_per_cluster(quota_api: httpx.AsyncClient) -
     await create_nodepool(quota_api, other["id"])
 
 
-async def test_the_cluster_quota_is_per_owner(quota_api: httpx.AsyncClient) -> None:
-    await fill_owner(quota_api)
+async def test_the_cluster_quota_is_per_project(quota_api: httpx.AsyncClient) -> None:
+    await fill_project(quota_api)
     await create_cluster(quota_api, gcp_cluster_body("theirs"), user=OTHER_USER)
 
 
@@ -117,7 +125,7 @@ async def test_deleting_a_nodepool_makes_room_for_another(quota_api: httpx.Async
 
 
 async def test_deleting_a_cluster_makes_room_for_another(quota_api: httpx.AsyncClient) -> None:
-    await fill_owner(quota_api, QUOTA - 1)
+    await fill_project(quota_api, QUOTA - 1)
     last = await create_cluster(quota_api, gcp_cluster_body("last"))
     deleted = await quota_api.delete(f"{API}/clusters/{last['id']}", headers=USER)
     assert deleted.status_code == 202
@@ -137,7 +145,7 @@ async def test_a_dry_run_nodepool_create_beyond_the_quota_is_403(
 async def test_a_dry_run_cluster_create_beyond_the_quota_is_403(
     quota_api: httpx.AsyncClient,
 ) -> None:
-    await fill_owner(quota_api)
+    await fill_project(quota_api)
     response = await quota_api.post(
         f"{API}/clusters?dryRun=true", json=gcp_cluster_body("dry"), headers=USER
     )
@@ -167,7 +175,7 @@ async def test_concurrent_nodepool_creates_at_the_limit_create_exactly_the_remai
 async def test_concurrent_cluster_creates_at_the_limit_create_exactly_the_remaining_number(
     quota_api: httpx.AsyncClient,
 ) -> None:
-    await fill_owner(quota_api, QUOTA - 2)
+    await fill_project(quota_api, QUOTA - 2)
     responses = await asyncio.gather(
         *(
             quota_api.post(f"{API}/clusters", json=gcp_cluster_body(f"racer-{i}"), headers=USER)
@@ -182,7 +190,7 @@ async def test_concurrent_cluster_creates_at_the_limit_create_exactly_the_remain
 async def test_a_create_refused_by_the_quota_stores_no_idempotency_key(
     quota_api: httpx.AsyncClient, redis: Redis, quota_settings: Settings
 ) -> None:
-    await fill_owner(quota_api)
+    await fill_project(quota_api)
     keyed = {**USER, "Idempotency-Key": "k"}
     response = await quota_api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=keyed)
     assert_error(response, 403, "QUOTA_EXCEEDED")
@@ -192,7 +200,7 @@ async def test_a_create_refused_by_the_quota_stores_no_idempotency_key(
 async def test_a_retried_create_that_filled_the_quota_is_still_a_replay(
     quota_api: httpx.AsyncClient,
 ) -> None:
-    await fill_owner(quota_api, QUOTA - 1)
+    await fill_project(quota_api, QUOTA - 1)
     keyed = {**USER, "Idempotency-Key": "k"}
     body = gcp_cluster_body("last")
     first = await quota_api.post(f"{API}/clusters", json=body, headers=keyed)

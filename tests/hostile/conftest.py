@@ -180,7 +180,7 @@ def fuzz_target() -> Iterator[FuzzTarget]:
         # Every example may create in the one namespace: quotas would turn late creates into
         # 403s and hide what the fuzzer generated (tests/api/test_quotas.py tests quotas).
         max_nodepools_per_cluster=FUZZ_QUOTA,
-        max_clusters_per_owner=FUZZ_QUOTA,
+        max_clusters_per_project=FUZZ_QUOTA,
     )
     app = create_app(settings, relay_events=False)
     try:

@@ -35,7 +35,7 @@ def id_parameters(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             for parameter in operation.get("parameters", []):
-                if parameter["name"] in ("id", "clusterId", "cluster_id"):
+                if parameter["name"] in ("id", "clusterId", "cluster_id", "project_id"):
                     found.append((f"{method.upper()} {path}", parameter["name"], parameter))
     return found
 
@@ -44,7 +44,8 @@ def test_every_id_parameter_is_documented_as_the_uuid_the_api_requires(
     spec: dict[str, Any],
 ) -> None:
     parameters = id_parameters(spec)
-    assert len(parameters) == 14  # 13 path ids and the cluster_id filter
+    # 24 path ids, the cluster_id filter and the two project_id filters
+    assert len(parameters) == 27
     for operation, name, parameter in parameters:
         schema = parameter["schema"]
         assert schema.get("format") == "uuid", (operation, name)

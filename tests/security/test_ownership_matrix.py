@@ -1,10 +1,11 @@
-"""Object-level authorization, over every endpoint of the OpenAPI document: user B against user
-A's clusters, nodepools and their status gets exactly what a resource that does not exist gets
-(404, or 403 for status writes, which users never may make), lists and their totals never count
-A's resources, and nothing of A's changes.
+"""Object-level authorization, over every endpoint of the OpenAPI document: user B, who has no
+role in user A's personal project, against A's clusters, nodepools, their status and A's project
+gets exactly what a resource that does not exist gets (404, or 403 for status writes, which
+users never may make), lists and their totals never count A's resources, and nothing of A's
+changes. (What each role may do within a project: test_role_matrix.py.)
 
 The matrix must name every /api/v1 operation: a new endpoint fails the completeness test until
-someone decides what another owner gets from it.
+someone decides what a caller without a role gets from it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import pytest
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
+from shared_models.projects import personal_project_id
 from tests.api.conftest import MERGE_PATCH, assert_error, update_body
 from tests.conftest import OTHER_USER, USER, api_client, gcp_cluster_body, seed_nodepool_body
 
 API = "/api/v1"
 NO_SUCH_ID = "0f0f0f0f-0000-4000-8000-000000000000"
 B = OTHER_USER
+A_EMAIL = USER["X-User-Email"]
+B_PROJECT = personal_project_id(B["X-User-Email"])
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Probe:
 
     @property
     def operation(self) -> tuple[str, str]:
-        template = self.path.split("?")[0].replace("{np}", "{id}")
+        template = self.path.split("?")[0].replace("{np}", "{id}").replace("{pj}", "{id}")
         template = template.replace("/clusters/{cl}/nodepools", "/clusters/{clusterId}/nodepools")
         return self.method, API + template.replace("{cl}", "{id}")
 
@@ -47,7 +51,7 @@ class Probe:
             headers.update(MERGE_PATCH)
         return {
             "method": self.method,
-            "url": API + self.path.format(**ids),
+            "url": API + self.path.format(**ids, email=A_EMAIL, group="sre"),
             "json": body,
             "headers": headers,
         }
@@ -82,6 +86,18 @@ ITEM_PROBES = [
     Probe("POST", "/nodepools", nodepool_in),
     Probe("POST", "/nodepools?dryRun=true", nodepool_in),
     Probe("POST", "/nodepools", nodepool_in, (("Idempotency-Key", "k"),)),
+    Probe("POST", "/clusters/{cl}/transfer", {"project_id": B_PROJECT}),
+    Probe("POST", "/clusters/{cl}/transfer?dryRun=true", {"project_id": B_PROJECT}),
+    Probe("GET", "/projects/{pj}"),
+    Probe("PATCH", "/projects/{pj}", {"description": "taken over"}),
+    Probe("DELETE", "/projects/{pj}"),
+    Probe("GET", "/projects/{pj}/members"),
+    Probe("PUT", "/projects/{pj}/members/{email}", {"role": "viewer"}),
+    Probe("DELETE", "/projects/{pj}/members/{email}"),
+    Probe("GET", "/projects/{pj}/groups"),
+    Probe("PUT", "/projects/{pj}/groups/{group}", {"role": "admin"}),
+    Probe("DELETE", "/projects/{pj}/groups/{group}"),
+    Probe("GET", "/projects/{pj}/operations"),
     # Status writes are for controllers: a user gets 403 whoever owns the resource.
     Probe("PUT", "/nodepools/{np}/status", {"controller_name": "x", "observed_generation": 1}),
     Probe("PUT", "/clusters/{cl}/status", {"controller_name": "x", "observed_generation": 1}),
@@ -99,8 +115,9 @@ LIST_PROBES = [
     "/clusters?status=Pending",
     "/clusters?platform=gcp&status=Pending",
 ]
-# POST /clusters targets nothing of A's: B creates B's own (names are per owner).
-OWN_CREATES = {("POST", f"{API}/clusters")}
+# These target nothing of A's: B creates B's own (names are per project or per creator), and
+# lists B's own projects (test_b_never_lists_a_s_project).
+OWN_CREATES = {("POST", f"{API}/clusters"), ("POST", f"{API}/projects"), ("GET", f"{API}/projects")}
 
 
 @pytest.fixture
@@ -114,7 +131,7 @@ async def owned_by_a(api: httpx.AsyncClient) -> dict[str, str]:
     cluster = (await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER)).json()
     body = seed_nodepool_body(cluster["id"])
     nodepool = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
-    return {"np": nodepool["id"], "cl": cluster["id"]}
+    return {"np": nodepool["id"], "cl": cluster["id"], "pj": cluster["project_id"]}
 
 
 async def a_view(api: httpx.AsyncClient, ids: dict[str, str]) -> list[Any]:
@@ -125,6 +142,10 @@ async def a_view(api: httpx.AsyncClient, ids: dict[str, str]) -> list[Any]:
         f"/clusters/{ids['cl']}/status",
         "/nodepools",
         "/clusters",
+        f"/projects/{ids['pj']}",
+        f"/projects/{ids['pj']}/members",
+        f"/projects/{ids['pj']}/groups",
+        f"/projects/{ids['pj']}/operations",
     ]
     return [(await api.get(API + p, headers=USER)).json() for p in paths]
 
@@ -156,7 +177,9 @@ async def test_another_owners_resource_answers_as_if_it_did_not_exist(
     before = await a_view(api, owned_by_a)
     outbox = await redis.xlen(settings.names.outbox)
     foreign = await api.request(**probe.request(owned_by_a))
-    missing = await api.request(**probe.request({"np": NO_SUCH_ID, "cl": NO_SUCH_ID}))
+    missing = await api.request(
+        **probe.request({"np": NO_SUCH_ID, "cl": NO_SUCH_ID, "pj": NO_SUCH_ID})
+    )
     expected = 403 if probe.path.endswith("/status") and probe.method == "PUT" else 404
     error = assert_error(foreign, expected, "FORBIDDEN" if expected == 403 else "NOT_FOUND")
     # Nothing tells A's resource from no resource at all.
@@ -188,3 +211,11 @@ async def test_b_creating_with_a_s_names_makes_b_s_own(
     assert created.json()["id"] != owned_by_a["cl"]
     a_cluster = (await api.get(f"{API}/clusters/{owned_by_a['cl']}", headers=USER)).json()
     assert a_cluster["name"] == created.json()["name"]
+
+
+async def test_b_never_lists_a_s_project(
+    api: httpx.AsyncClient, owned_by_a: dict[str, str]
+) -> None:
+    listing = (await api.get(f"{API}/projects", headers=B)).json()
+    assert [p["id"] for p in listing["projects"]] == [B_PROJECT]
+    assert owned_by_a["pj"] != B_PROJECT

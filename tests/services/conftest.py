@@ -9,8 +9,10 @@ from typing import Any, TypeVar
 import pytest
 from redis.asyncio import Redis
 
+from cls_core.services.access import Caller
 from cls_core.services.clusters import ClusterService
 from cls_core.services.nodepools import NodePoolService
+from cls_core.services.projects import ProjectService
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn
 from cls_runtime.settings import Settings
 from shared_models.resources import ClusterCreate, NodePoolCreate
@@ -18,8 +20,9 @@ from tests.conftest import gcp_cluster_body, seed_nodepool_body
 
 T = TypeVar("T")
 
-OWNER = "owner@example.com"
-OTHER = "other@example.com"
+# Two users, each alone in their personal project.
+OWNER = Caller("owner@example.com")
+OTHER = Caller("other@example.com")
 
 
 @pytest.fixture
@@ -28,8 +31,15 @@ def nodepools(store: RedisStore, settings: Settings) -> NodePoolService:
 
 
 @pytest.fixture
-def clusters(store: RedisStore, settings: Settings, nodepools: NodePoolService) -> ClusterService:
-    return ClusterService(store, settings, nodepools)
+def projects(store: RedisStore, settings: Settings) -> ProjectService:
+    return ProjectService(store, settings)
+
+
+@pytest.fixture
+def clusters(
+    store: RedisStore, settings: Settings, nodepools: NodePoolService, projects: ProjectService
+) -> ClusterService:
+    return ClusterService(store, settings, nodepools, projects)
 
 
 async def new_cluster(clusters: ClusterService, name: str = "demo", **extra: Any) -> ClusterRecord:

@@ -28,7 +28,7 @@ NO_PRECONDITIONS = Preconditions()
 CHOSEN_ID = "6f1c1f5e-3b5a-4c47-9d59-0c1f0e8f7a11"
 
 
-async def test_another_owners_cluster_is_not_found(clusters: ClusterService) -> None:
+async def test_a_cluster_of_another_project_is_not_found(clusters: ClusterService) -> None:
     cluster = await new_cluster(clusters)
     with pytest.raises(NotFound, match="Cluster not found"):
         await clusters.get(OTHER, cluster.id)
@@ -36,7 +36,7 @@ async def test_another_owners_cluster_is_not_found(clusters: ClusterService) -> 
         await clusters.get_view(OTHER, cluster.id)
 
 
-async def test_another_owners_nodepool_is_not_found_on_reads_and_writes(
+async def test_a_nodepool_of_another_project_is_not_found_on_reads_and_writes(
     clusters: ClusterService, nodepools: NodePoolService
 ) -> None:
     pool = await new_nodepool(nodepools, (await new_cluster(clusters)).id)
@@ -85,7 +85,7 @@ async def test_a_rename_keeps_the_generation_and_publishes_nothing(
     assert await outbox_types(redis, settings) == ["cluster.created"]
 
 
-async def test_a_cluster_name_is_unique_per_owner(clusters: ClusterService) -> None:
+async def test_a_cluster_name_is_unique_per_project(clusters: ClusterService) -> None:
     first = await new_cluster(clusters, "taken")
     with pytest.raises(Conflict, match="Cluster with name 'taken' already exists") as refused:
         await new_cluster(clusters, "taken")
@@ -186,7 +186,7 @@ async def test_a_nodepool_create_overtaken_at_the_last_free_place_is_refused(
     assert await store.cluster_nodepool_ids(cluster.id) == [(await overtake).id]
 
 
-@pytest.mark.settings_update(max_clusters_per_owner=1)
+@pytest.mark.settings_update(max_clusters_per_project=1)
 async def test_a_cluster_create_overtaken_at_the_last_free_place_is_refused(
     clusters: ClusterService, store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

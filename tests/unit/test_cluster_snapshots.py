@@ -26,7 +26,7 @@ def cluster(cluster_id: str, rv: str = "1") -> ClusterRecord:
         rv=rv,
         generation=1,
         status=aggregate_stored(1, {}, None, NOW, required=()),
-        owner="user@example.com",
+        project_id="a1b2c3d4-0000-4000-8000-000000000000",
         name=cluster_id,
         platform="gcp",
         seq=0.0,
