@@ -58,6 +58,11 @@ async def cluster_with_pools(http: httpx.AsyncClient, project_id: str) -> tuple[
     return str(cluster["id"]), {p["id"] for p in pools}
 
 
+async def record(redis: Redis, key: str) -> dict[str, str]:
+    """A record's hash (the client decodes responses: every field and value is a str)."""
+    return {str(field): str(value) for field, value in (await redis.hgetall(key)).items()}
+
+
 async def keys_holding(redis: Redis, keys: list[str], member: str) -> set[str]:
     return {key for key in keys if await redis.zscore(key, member) is not None}
 
@@ -67,7 +72,7 @@ async def wholly_in_one_project(
 ) -> str:
     """The project the cluster is in, asserting that it and every nodepool are there and only
     there: records, views, indexes and the name hash."""
-    cluster = await redis.hgetall(names.record("cluster", cluster_id))
+    cluster = await record(redis, names.record("cluster", cluster_id))
     project = cluster["project"]
     assert project in projects
     view = await redis.get(names.view("cluster", cluster_id))
@@ -94,7 +99,7 @@ async def wholly_in_one_project(
         for key in await matching_keys(redis, names.nodepool_index(p, ANY, ANY, ANY))
     ]
     for pool_id in pool_ids:
-        pool = await redis.hgetall(names.record("nodepool", pool_id))
+        pool = await record(redis, names.record("nodepool", pool_id))
         assert pool["project"] == project, f"nodepool {pool_id} in {pool['project']}"
         expected = {
             names.nodepool_index(project, c, phase, health)
