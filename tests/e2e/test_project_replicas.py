@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import gcp_cluster_body
 from tests.e2e.conftest import GROUPS_HEADER, ApiReplica
 from tests.support.resources import create_cluster
+from tests.support.stack import create_body
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -115,3 +116,28 @@ async def test_group_grant_revoked_on_one_replica_ends_access_on_the_other_at_on
     await revoke(a.http, project_id, GROUP)
     assert await get_status(b.http, cluster_id, GROUPED) == 404
     assert cluster_id not in await listed(b.http, GROUPED)
+
+
+async def test_cluster_transferred_on_one_replica_takes_no_nodepool_on_the_other_at_once(
+    replicas: tuple[ApiReplica, ApiReplica],
+) -> None:
+    """B keeps a snapshot of a cluster its creates used; a transfer through A to a project the
+    member has no role in must still refuse the member's next create on B."""
+    a, b = replicas
+    project_id, cluster_id = await shared_cluster(a.http)
+    response = await a.http.post("/api/v1/projects", json={"name": "elsewhere"}, headers=OWNER)
+    assert response.status_code == 201, response.text
+    elsewhere = response.json()["id"]
+    await grant(a.http, project_id, MEMBER_EMAIL, "editor")
+    first = await b.http.post(
+        "/api/v1/nodepools", json=create_body(cluster_id, name="first"), headers=MEMBER
+    )
+    assert first.status_code == 201, first.text
+    moved = await a.http.post(
+        f"/api/v1/clusters/{cluster_id}/transfer", json={"project_id": elsewhere}, headers=OWNER
+    )
+    assert moved.status_code == 200, moved.text
+    second = await b.http.post(
+        "/api/v1/nodepools", json=create_body(cluster_id, name="second"), headers=MEMBER
+    )
+    assert second.status_code == 404, second.text
