@@ -51,7 +51,7 @@ def _selected() -> list[tuple[str, Callable[[RunContext], None]]]:
 # quotas (read from the environment by every process and Settings they start) are lifted.
 QUOTAS_LIFTED = {
     "CLS_MAX_NODEPOOLS_PER_CLUSTER": "100000000",
-    "CLS_MAX_CLUSTERS_PER_OWNER": "100000000",
+    "CLS_MAX_CLUSTERS_PER_PROJECT": "100000000",
 }
 
 

@@ -10,6 +10,11 @@ from shared_models.specs import MAX_ACCELERATORS, MAX_LABELS, MAX_TAINTS, MAX_ZO
 OWNER = "bench@example.com"
 USER_HEADERS = {"X-User-Email": OWNER}
 JSON_HEADERS = {**USER_HEADERS, "Content-Type": "application/json"}
+# A caller in many projects (their personal one, and shared ones LEAD administers).
+MANY = "many-projects@example.com"
+MANY_HEADERS = {"X-User-Email": MANY}
+LEAD = "lead@example.com"
+LEAD_HEADERS = {"X-User-Email": LEAD}
 
 
 def cluster_body(name: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from api_service.app import build_state
 from api_service.deps import AppState
 from bench import bodies
+from cls_core.services.access import Caller
 from cls_core.services.idempotency import Replay
 from cls_runtime.settings import Settings
 from shared_models.resources import ClusterCreate, NodePoolCreate
@@ -23,8 +24,15 @@ from shared_models.resources import ClusterCreate, NodePoolCreate
 
 @dataclass(frozen=True)
 class Seeded:
+    """A cluster the seeding made: who created it, and the project it belongs to."""
+
     owner: str
     cluster_id: str
+    project_id: str
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.owner)
 
 
 @asynccontextmanager
@@ -37,10 +45,11 @@ async def services(settings: Settings) -> AsyncIterator[AppState]:
 
 
 async def new_cluster(state: AppState, owner: str, name: str) -> Seeded:
+    """A cluster of ``owner``'s personal project."""
     body = ClusterCreate.model_validate_json(json.dumps(bodies.cluster_body(name)))
-    record = await state.clusters.create(owner, body, dry_run=False)
+    record = await state.clusters.create(Caller(owner), body, dry_run=False)
     assert not isinstance(record, Replay)  # no Idempotency-Key, no replay
-    return Seeded(owner, record.id)
+    return Seeded(owner, record.id, record.project_id)
 
 
 async def add_nodepools(
@@ -55,7 +64,7 @@ async def add_nodepools(
     async def worker() -> None:
         for index in next_index:
             body = template.model_copy(update={"name": f"seed-{index}"})
-            await state.nodepools.create(where.owner, body, None, dry_run=False)
+            await state.nodepools.create(where.caller, body, None, dry_run=False)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from redis import Redis
@@ -26,6 +27,13 @@ from bench.stats import interleaved, median, paired_ratio
 # loop would re-announce the tens of thousands the rounds create, inside the measured process.
 QUIET = {"reconcile_interval": "86400", "reconcile_ready_interval": "86400"}
 SECTION = "HTTP, one API worker (throughput ratio to the bare FastAPI + one Redis call app)"
+# The core issue's targets for reads, whatever number of projects the caller is in.
+GET_TARGET = 0.85
+LIST_TARGET = 0.6
+# The caller of the "in N projects" figures: their personal project and N - 1 shared ones (every
+# list merges them: two Lua calls instead of one; a GET in a shared project reads the role).
+MANY_PROJECTS = 20
+POOLS_PER_PROJECT = 3  # 60 nodepools: the page of 50 is full and draws from every project
 STATUS_HEADERS = {
     "Authorization": f"Bearer {CONTROLLER_TOKENS['gcp-nodepool-controller']}",
     "Content-Type": "application/json",
@@ -41,6 +49,7 @@ class Fixture:
     scale_ids: tuple[str, ...]
     scale_names: tuple[str, ...]
     status_ids: tuple[str, ...]
+    many_get_id: str  # a nodepool of a shared project of bodies.MANY's
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,39 @@ def _create_nodepools(client: httpx.Client, cluster_id: str, prefix: str, count:
     return ids
 
 
+def _post(client: httpx.Client, path: str, body: dict[str, Any], user: dict[str, str]) -> str:
+    """POST as ``user``; the id created."""
+    response = client.post(path, json=body, headers=user)
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def _seed_many_projects(client: httpx.Client) -> str:
+    """bodies.MANY in MANY_PROJECTS projects: their personal one and shared ones that
+    bodies.LEAD made them an editor of, each with a cluster and POOLS_PER_PROJECT nodepools
+    (created round-robin over the projects, so a page of the merged list draws from every
+    project's index). Returns the id of a nodepool of a shared project: reading it reads the
+    caller's role there (in their personal project the role is known without a read)."""
+    lead, many = bodies.LEAD_HEADERS, bodies.MANY_HEADERS
+    clusters = [_post(client, "/api/v1/clusters", bodies.cluster_body("personal"), many)]
+    for i in range(1, MANY_PROJECTS):
+        project_id = _post(client, "/api/v1/projects", {"name": f"team-{i}"}, lead)
+        role = client.put(
+            f"/api/v1/projects/{project_id}/members/{bodies.MANY}",
+            json={"role": "editor"},
+            headers=lead,
+        )
+        role.raise_for_status()
+        body = {**bodies.cluster_body(f"team-{i}"), "project_id": project_id}
+        clusters.append(_post(client, "/api/v1/clusters", body, lead))
+    ids = [
+        _post(client, "/api/v1/nodepools", bodies.nodepool_body(cluster_id, f"many-{n}"), many)
+        for n in range(POOLS_PER_PROJECT)
+        for cluster_id in clusters
+    ]
+    return ids[-1]  # the last project's: a shared one
+
+
 def prepare(api: Server, baseline_namespace: str, redis_url: str, pool: int) -> Fixture:
     with httpx.Client(base_url=api.url, timeout=30) as client:
         response = client.post(
@@ -71,15 +113,25 @@ def prepare(api: Server, baseline_namespace: str, redis_url: str, pool: int) -> 
         get_id = _create_nodepools(client, cluster_id, "get", 1)[0]
         scale_ids = _create_nodepools(client, cluster_id, "scale", pool)
         status_ids = _create_nodepools(client, cluster_id, "status", pool)
+        many_get_id = _seed_many_projects(client)
         one = client.get(f"/api/v1/nodepools/{get_id}", headers=bodies.USER_HEADERS)
         page = client.get("/api/v1/nodepools?limit=50", headers=bodies.USER_HEADERS)
+        many_one = client.get(f"/api/v1/nodepools/{many_get_id}", headers=bodies.MANY_HEADERS)
+        many_page = client.get("/api/v1/nodepools?limit=50", headers=bodies.MANY_HEADERS)
+        projects = client.get("/api/v1/projects?limit=100", headers=bodies.MANY_HEADERS)
+    for got in (one, page, many_one, many_page, projects):
+        got.raise_for_status()
     assert len(page.json()["nodepools"]) == 50, "the list page must be full"
+    assert len(many_page.json()["nodepools"]) == 50, "the list page must be full"
+    assert projects.json()["total"] == MANY_PROJECTS, projects.text
     # The baseline serves the very bytes the API answers, from one Redis GET each.
     with Redis.from_url(redis_url) as redis:
         redis.set(doc_key(baseline_namespace, "one"), one.content)
         redis.set(doc_key(baseline_namespace, "page"), page.content)
+        redis.set(doc_key(baseline_namespace, "many-one"), many_one.content)
+        redis.set(doc_key(baseline_namespace, "many-page"), many_page.content)
     names = tuple(f"scale-{i}" for i in range(pool))
-    return Fixture(cluster_id, get_id, tuple(scale_ids), names, tuple(status_ids))
+    return Fixture(cluster_id, get_id, tuple(scale_ids), names, tuple(status_ids), many_get_id)
 
 
 def endpoints(fx: Fixture) -> list[Endpoint]:
@@ -87,18 +139,33 @@ def endpoints(fx: Fixture) -> list[Endpoint]:
     create_body, scale_body = bodies.create_template(fx.cluster_id), bodies.scale_template()
     status_body = bodies.status_template()
     json_only = {"Content-Type": "application/json"}
+    many = bodies.MANY_HEADERS
     return [
         Endpoint(
             "GET /nodepools/{id}",
-            0.85,
+            GET_TARGET,
             lambda s: LoadPlan("GET", "/api/v1/nodepools/{id}", user, ids=(fx.get_id,), start=s),
             lambda s: LoadPlan("GET", "/doc/one", start=s),
         ),
         Endpoint(
             "GET /nodepools?limit=50",
-            0.6,
+            LIST_TARGET,
             lambda s: LoadPlan("GET", "/api/v1/nodepools?limit=50", user, start=s),
             lambda s: LoadPlan("GET", "/doc/page", start=s),
+        ),
+        Endpoint(
+            f"GET /nodepools/{{id}}, caller in {MANY_PROJECTS} projects",
+            GET_TARGET,
+            lambda s: LoadPlan(
+                "GET", "/api/v1/nodepools/{id}", many, ids=(fx.many_get_id,), start=s
+            ),
+            lambda s: LoadPlan("GET", "/doc/many-one", start=s),
+        ),
+        Endpoint(
+            f"GET /nodepools?limit=50, caller in {MANY_PROJECTS} projects",
+            LIST_TARGET,
+            lambda s: LoadPlan("GET", "/api/v1/nodepools?limit=50", many, start=s),
+            lambda s: LoadPlan("GET", "/doc/many-page", start=s),
         ),
         Endpoint(
             "POST /nodepools",
@@ -204,7 +271,12 @@ NOTE = (
     "log). The API also writes its own JSON access line per request and runs with its "
     "collector tuning (cls_runtime/gc_tuning.py); the bare baseline does neither. Rounds "
     "alternate API and baseline; a ratio is the median of the per-round throughput ratios; "
-    "CPU/req is the server process's user+system time per request."
+    "CPU/req is the server process's user+system time per request. The plain GET and list "
+    "figures are a caller in their personal project only (one Lua call per list, no role read); "
+    f"the 'caller in {MANY_PROJECTS} projects' ones a caller who is also an editor of "
+    f"{MANY_PROJECTS - 1} shared projects, each with a cluster and {POOLS_PER_PROJECT} "
+    "nodepools: the list merges 20 indexes (two Lua calls), the GET reads a nodepool of a "
+    "shared project (so the caller's role there is read from Redis)."
 )
 
 

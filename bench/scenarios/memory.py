@@ -25,7 +25,7 @@ async def _memory_usage(redis: Redis, key: str) -> int:
 async def _bytes_per_nodepool(
     settings: Settings, where: Seeded, count: int
 ) -> tuple[float, float, float]:
-    """(record hash bytes, view bytes, index bytes) per nodepool of one owner's cluster."""
+    """(record hash bytes, view bytes, index bytes) per nodepool of one project's cluster."""
     names = settings.names
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
@@ -35,11 +35,11 @@ async def _bytes_per_nodepool(
         ids = [str((await redis.zrange(members, i, i))[0]) for i in picks]
         records = [await _memory_usage(redis, names.record("nodepool", i)) for i in ids]
         views = [await _memory_usage(redis, names.view("nodepool", i)) for i in ids]
-        # Everything else a nodepool of this owner adds to: its 8 filter indexes, the cluster's
+        # Everything else a nodepool of this project adds to: its 8 filter indexes, the cluster's
         # name hash and member set, and its share of the namespace-wide reconcile schedule.
         phases, healths = ("Pending", "*"), ("Unknown", "*")
         index_keys = [
-            names.nodepool_index(where.owner, c, p, h)
+            names.nodepool_index(where.project_id, c, p, h)
             for c in (where.cluster_id, "*")
             for p in phases
             for h in healths
@@ -63,7 +63,7 @@ def redis_bytes_per_nodepool(
             "Redis bytes per nodepool (MEMORY USAGE)",
             f"{record + view + index:,.0f} B",
             note=f"record hash {record:,.0f} B + view {view:,.0f} B + indexes {index:,.0f} B, "
-            f"averaged over {count:,} nodepools of one owner",
+            f"averaged over {count:,} nodepools of one project",
         )
     )
 

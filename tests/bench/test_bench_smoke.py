@@ -75,3 +75,5 @@ def test_python_load_generator_drives_the_http_scenario(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "load generator: bench.load.pyload" in done.stdout
     assert "POST /nodepools, 16 conn" in done.stdout
+    for read in ("GET /nodepools/{id}", "GET /nodepools?limit=50"):  # the caller in 20 projects
+        assert f"{read}, caller in 20 projects, 16 conn" in done.stdout, done.stdout[-3000:]
