@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from cls_core.errors import Forbidden, NotFound
-from cls_core.store.project_store import ProjectStore
+from cls_core.store.project_store import Grant, ProjectStore
 from shared_models.projects import Role, personal_project_id, strongest
 
 
@@ -39,7 +39,7 @@ class Access:
         if project_id == caller.personal_project:
             return Role.ADMIN
         grants = await self._projects.grants(project_id, caller.email, caller.groups)
-        return strongest([Role(grant.role) for grant in grants])
+        return role_of(grants)
 
     async def allows(self, caller: Caller, project_id: str, needed: Role) -> bool:
         role = await self.role_in(caller, project_id)
@@ -50,12 +50,21 @@ class Access:
     ) -> Role:
         """The caller's role, if it allows ``needed``: otherwise ``not_found()`` when the caller
         has no role (as if nothing were there), a 403 when it is too weak."""
-        role = await self.role_in(caller, project_id)
-        if role is None:
-            raise not_found()
-        if not role.allows(needed):
-            raise too_weak(role, needed)
-        return role
+        return judge(await self.role_in(caller, project_id), needed, not_found)
+
+
+def role_of(grants: list[Grant]) -> Role | None:
+    """The strongest role of a caller's grants in a project (None: they have none)."""
+    return strongest([Role(grant.role) for grant in grants])
+
+
+def judge(role: Role | None, needed: Role, not_found: Callable[[], NotFound]) -> Role:
+    """``role`` if it allows ``needed``; ``not_found()`` without a role, a 403 when too weak."""
+    if role is None:
+        raise not_found()
+    if not role.allows(needed):
+        raise too_weak(role, needed)
+    return role
 
 
 def too_weak(role: Role, needed: Role) -> Forbidden:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar
 
 from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded
-from cls_core.services.access import Access, Caller
+from cls_core.services.access import Access, Caller, judge, role_of
 from cls_core.services.common import (
     RV_CHANGED,
     KeyedLocks,
@@ -36,6 +36,7 @@ from cls_core.services.idempotency import (
 )
 from cls_core.services.reconcile_schedule import ReconcileSchedule, member
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, StoredDoc, Txn, TxnFailed
+from cls_core.store.hints import Hints
 from cls_core.store.redis_store import CallerProjects
 from cls_runtime.settings import Settings
 from shared_models.aggregation import StoredStatus, aggregate_stored
@@ -46,6 +47,9 @@ from shared_models.resources import ClusterCreate, NodePoolCreate
 
 R = TypeVar("R", ClusterRecord, NodePoolRecord)
 T = TypeVar("T")
+
+# Resources whose project a process remembers for its reads (an id each: a few MB at most).
+_PROJECTS_REMEMBERED = 50_000
 
 # Codes of the checks every create or rename makes (TxnFailed.code).
 NAME_TAKEN = "name_taken"
@@ -122,6 +126,8 @@ class ResourceService(Generic[R]):
         self._writing = KeyedLocks()
         self._schedule = ReconcileSchedule(store.names, settings)
         self.access = Access(store.projects)
+        # resource id -> the project it was last read in (a hint get_view checks)
+        self._project_of: Hints[str, str] = Hints(_PROJECTS_REMEMBERED)
 
     def _required(self, platform: str) -> tuple[str, ...]:
         """The controllers a resource of this kind on ``platform`` is not Ready without."""
@@ -201,12 +207,28 @@ class ResourceService(Generic[R]):
         return record
 
     async def get_view(self, caller: Caller, resource_id: str) -> tuple[str, str]:
-        """(resource_version, the resource as JSON) for a GET: no parsing, no re-serialising."""
-        found = await self.store.get_view(self.kind, resource_id)
+        """(resource_version, the resource as JSON) for a GET: no parsing, no re-serialising.
+
+        In the caller's personal project one round trip. In another project, the caller's
+        grants there are read in the same round trip when this process has seen the resource
+        in that project before (a hint the read checks), else in a second one."""
+        guess = self._project_of.get(resource_id)
+        grants = None
+        if guess is None or guess == caller.personal_project:
+            found = await self.store.get_view(self.kind, resource_id)
+        else:
+            found, grants = await self.store.get_view_with_grants(
+                self.kind, resource_id, guess, caller.email, caller.groups
+            )
         if found is None:
             raise self.not_found()
-        await self.access.require(caller, found[0], Role.VIEWER, self.not_found)
-        return found[1], found[2]
+        project_id, rv, view = found
+        self._project_of.keep(resource_id, project_id)
+        if grants is None:
+            await self.access.require(caller, project_id, Role.VIEWER, self.not_found)
+        else:
+            judge(role_of(grants), Role.VIEWER, self.not_found)
+        return rv, view
 
     async def status_view(self, caller: Caller, resource_id: str) -> dict[str, Any]:
         record = await self.get(caller, resource_id)

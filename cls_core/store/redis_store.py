@@ -18,9 +18,10 @@ from redis.exceptions import ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 from cls_core.errors import Unavailable
+from cls_core.store.hints import Hints
 from cls_core.store.leader_lock import LeaderLock
 from cls_core.store.outbox import Outbox
-from cls_core.store.project_store import ProjectStore
+from cls_core.store.project_store import Grant, ProjectStore
 from cls_core.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord
 from cls_core.store.scripts import LuaScript
 from cls_core.store.txn import Txn
@@ -82,6 +83,8 @@ class RedisStore:
         self._records_with_reports_script = LuaScript.of_file(redis, "records_with_reports.lua")
         self._caller_page_script = LuaScript.of_file(redis, "caller_page.lua")
         self.projects = ProjectStore(redis, names)
+        # membership keys -> the projects they held at the caller's last list (a hint)
+        self._caller_projects: Hints[tuple[str, ...], list[str]] = Hints(_CALLERS_REMEMBERED)
 
     async def run(self, txn: Txn, dry_run: bool = False) -> None:
         """Apply a guarded transaction atomically, or raise TxnFailed without writing anything.
@@ -153,6 +156,30 @@ class RedisStore:
         trip."""
         keys = [self.names.record(kind, resource_id), self.names.view(kind, resource_id)]
         project, rv, view = await self._view_script(keys, [])
+        return await self._found_view(kind, resource_id, project, rv, view)
+
+    async def get_view_with_grants(
+        self, kind: Kind, resource_id: str, project_id: str, email: str, groups: Sequence[str]
+    ) -> tuple[tuple[str, str, str] | None, list[Grant] | None]:
+        """``get_view``, and in the same round trip the grants of ``email`` and ``groups`` in
+        ``project_id``, the project the resource is expected in: None when it is not there."""
+        names = self.names
+        keys = [
+            names.record(kind, resource_id),
+            names.view(kind, resource_id),
+            names.project_members(project_id),
+            names.project_groups(project_id),
+        ]
+        project, rv, view, member, group_grants = await self._view_script(keys, [email, *groups])
+        found = await self._found_view(kind, resource_id, project, rv, view)
+        if found is None or found[0] != project_id:
+            return found, None
+        stored = [member, *group_grants]
+        return found, [Grant.decode(s) for s in stored if s]
+
+    async def _found_view(
+        self, kind: Kind, resource_id: str, project: Any, rv: Any, view: Any
+    ) -> tuple[str, str, str] | None:
         if project is None:
             return None
         if view is not None:
@@ -253,11 +280,17 @@ class RedisStore:
         """(total, the resources of one page as JSON joined with ","), over every project the
         caller belongs to (or the one of ``caller.project_filter``), merged in creation order.
 
-        The page's ids come from one script call when the caller belongs to their personal
-        project only; otherwise a first call answers which projects those are, and a second
-        reads their indexes. Then their views, in one MGET, passed through as stored, never
+        The page's ids come from one script call, which reads the caller's memberships and the
+        indexes of the projects it is given: their personal project, or the projects the
+        caller's last list found (a hint, checked by the script). When those are not the
+        caller's projects any more, the script answers which are, and a second call reads
+        their indexes. Then their views, in one MGET, passed through as stored, never
         parsed. An id whose resource was deleted in between is left out."""
-        projects = [caller.personal]
+        member_of = tuple(caller.membership_keys)
+        if caller.project_filter:
+            projects = [caller.project_filter]
+        else:
+            projects = self._caller_projects.get(member_of) or [caller.personal]
         args: list[Any] = [len(caller.membership_keys), offset, limit, caller.project_filter or ""]
         for _ in range(_MEMBERSHIP_RACES):
             keys = caller.membership_keys + [caller.index_of(p) for p in projects]
@@ -265,6 +298,8 @@ class RedisStore:
             if reply[0] == "page":
                 return int(reply[1]), await self._page_views(kind, reply[2:])
             projects = [str(p) for p in reply[1:]]
+            if not caller.project_filter:
+                self._caller_projects.keep(member_of, projects)
         raise Unavailable(
             "The caller's projects are changing too fast to list; retry shortly", retry_after=1
         )
@@ -351,6 +386,8 @@ class CallerProjects:
 
 # How many times a list asks again when the caller's projects changed between its two calls.
 _MEMBERSHIP_RACES = 5
+# Callers whose projects a process remembers (a list of ids each: a few MB at most).
+_CALLERS_REMEMBERED = 10_000
 
 
 class SystemCounts(NamedTuple):

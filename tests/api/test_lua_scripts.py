@@ -20,7 +20,7 @@ from cls_core.store import RedisStore, Txn, TxnFailed
 from cls_core.store.scripts import LuaScript
 from cls_runtime.settings import Settings
 from tests.api.conftest import API, MERGE_PATCH, create_nodepool, recorded_commands, script_runs
-from tests.conftest import USER, controller_headers
+from tests.conftest import USER, controller_headers, gcp_cluster_body
 from tests.support.resources import create_cluster
 
 Setup = Callable[[Redis, Callable[[str], str]], Awaitable[Any]]
@@ -173,6 +173,19 @@ async def test_record_view_reads_the_project_the_version_and_the_view(
     assert await script([key("none"), key("no-view")], []) == [None, None, None]
 
 
+async def test_record_view_reads_the_grants_of_the_expected_project_with_the_view(
+    redis: Redis, key: Callable[[str], str]
+) -> None:
+    script = LuaScript.of_file(redis, "record_view.lua")
+    await redis.hset(key("record"), mapping={"project": "p", "rv": "r"})
+    await redis.set(key("view"), "{}")
+    await redis.hset(key("members"), mapping={"me@x.io": "m"})
+    await redis.hset(key("groups"), mapping={"sre": "g"})
+    keys = [key("record"), key("view"), key("members"), key("groups")]
+    assert await script(keys, ["me@x.io", "sre", "dev"]) == ["p", "r", "{}", "m", ["g", None]]
+    assert await script(keys, ["you@x.io"]) == ["p", "r", "{}", None, []]
+
+
 async def test_records_with_reports_reads_each_resource_s_fields_and_reports_in_order(
     redis: Redis, key: Callable[[str], str]
 ) -> None:
@@ -211,8 +224,12 @@ async def test_every_key_a_read_script_touches_is_passed_in_keys(
     cluster = await create_cluster(api)
     nodepool = await create_nodepool(api, cluster["id"])
     path = f"{API}/nodepools/{nodepool['id']}"
+    project = (await api.post(f"{API}/projects", json={"name": "team"}, headers=USER)).json()
+    shared = await create_cluster(api, gcp_cluster_body("shared", project_id=project["id"]))
+    reads = [path, f"{API}/nodepools?limit=5", f"{API}/clusters/{cluster['id']}"]
+    reads += [f"{API}/clusters/{shared['id']}"] * 2  # the second with the grants in the same call
     async with recorded_commands(private_client) as seen:
-        for read in (path, f"{API}/nodepools?limit=5", f"{API}/clusters/{cluster['id']}"):
+        for read in reads:
             assert (await api.get(read, headers=USER)).status_code == 200
         patch = {"spec": {"nodeCount": 4}}
         patched = await api.patch(path, json=patch, headers={**USER, **MERGE_PATCH})
