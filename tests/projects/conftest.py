@@ -5,12 +5,17 @@ do what, not about publishing)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
+from cls_core.services.clusters import ClusterService
+from cls_core.services.nodepools import NodePoolService
+from cls_core.services.projects import ProjectService
+from cls_core.store import RedisStore
 from cls_runtime.settings import Settings
 from tests.conftest import api_client, gcp_cluster_body, seed_nodepool_body
 
@@ -121,3 +126,19 @@ async def operations(api: httpx.AsyncClient, project_id: str, by: str = ALICE) -
     assert response.status_code == 200, response.text
     found: list[Json] = response.json()["operations"]
     return found
+
+
+@dataclass(frozen=True)
+class Services:
+    """The services the API calls, over the test's store (for races a test sets up between a
+    service's steps)."""
+
+    projects: ProjectService
+    clusters: ClusterService
+
+
+@pytest.fixture
+def services(store: RedisStore, settings: Settings) -> Services:
+    projects = ProjectService(store, settings)
+    nodepools = NodePoolService(store, settings)
+    return Services(projects, ClusterService(store, settings, nodepools, projects))

@@ -4,19 +4,26 @@ operations; the rules that keep an admin in every project; and the quotas on mem
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
-from shared_models.projects import personal_project_id
+from cls_core.errors import NotFound
+from cls_core.services.access import Caller
+from cls_runtime.settings import Settings
+from shared_models.projects import ProjectCreate, personal_project_id
+from shared_models.resources import ClusterCreate
 from tests.api.conftest import assert_error, error_fields
-from tests.conftest import gcp_cluster_body
+from tests.conftest import gcp_cluster_body, matching_keys
 from tests.projects.conftest import (
     ALICE,
     API,
     BOB,
     CAROL,
     DAVE,
+    Services,
     as_user,
     cluster_in,
     create_project,
@@ -593,3 +600,43 @@ async def test_a_project_id_that_is_not_a_uuid_is_400(api: httpx.AsyncClient) ->
 
 async def test_projects_need_an_identity(api: httpx.AsyncClient) -> None:
     assert_error(await api.get(f"{API}/projects"), 401, "UNAUTHORIZED")
+
+
+async def test_a_deleted_project_leaves_no_key_behind(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    project = await create_project(api)
+    await grant(api, project["id"], BOB, "viewer")
+    assert (await put_group(api, project["id"], "sre", "viewer")).status_code == 200
+    response = await api.delete(f"{API}/projects/{project['id']}", headers=as_user(ALICE))
+    assert response.status_code == 204, response.text
+    keys = await matching_keys(redis, f"{settings.namespace}:*")
+    assert [key for key in keys if project["id"] in key] == []
+    for key in (
+        settings.names.user_projects(ALICE),
+        settings.names.user_projects(BOB),
+        settings.names.group_projects("sre"),
+    ):
+        assert await redis.zscore(key, project["id"]) is None
+
+
+async def test_a_cluster_create_racing_the_project_s_deletion_is_404(
+    services: Services, redis: Redis, settings: Settings
+) -> None:
+    # The create checks the caller's role, then the project is deleted, then the create
+    # commits: its transaction must find the project gone.
+    alice = Caller(ALICE)
+    project = await services.projects.create(alice, ProjectCreate(name="doomed"))
+    access = services.clusters.access
+    check = access.require
+
+    async def then_delete(*args: Any, **kwargs: Any) -> Any:
+        role = await check(*args, **kwargs)
+        await services.projects.delete(alice, project["id"])
+        return role
+
+    access.require = then_delete  # type: ignore[method-assign]
+    body = ClusterCreate.model_validate(gcp_cluster_body("late", project_id=project["id"]))
+    with pytest.raises(NotFound):
+        await services.clusters.create(alice, body, dry_run=False)
+    assert await redis.zcard(settings.names.project_clusters(project["id"])) == 0
