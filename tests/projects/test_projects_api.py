@@ -621,7 +621,7 @@ async def test_a_deleted_project_leaves_no_key_behind(
 
 
 async def test_a_cluster_create_racing_the_project_s_deletion_is_404(
-    services: Services, redis: Redis, settings: Settings
+    services: Services, redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The create checks the caller's role, then the project is deleted, then the create
     # commits: its transaction must find the project gone.
@@ -635,8 +635,28 @@ async def test_a_cluster_create_racing_the_project_s_deletion_is_404(
         await services.projects.delete(alice, project["id"])
         return role
 
-    access.require = then_delete  # type: ignore[method-assign]
+    monkeypatch.setattr(access, "require", then_delete)
     body = ClusterCreate.model_validate(gcp_cluster_body("late", project_id=project["id"]))
     with pytest.raises(NotFound):
         await services.clusters.create(alice, body, dry_run=False)
     assert await redis.zcard(settings.names.project_clusters(project["id"])) == 0
+
+
+async def test_concurrent_creates_of_one_name_make_one_project(api: httpx.AsyncClient) -> None:
+    answers = await asyncio.gather(
+        *(
+            api.post(f"{API}/projects", json={"name": "same"}, headers=as_user(ALICE))
+            for _ in "abcd"
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    assert len(await project_ids(api, ALICE)) == 2
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "x"])
+async def test_an_operations_limit_out_of_range_is_400(api: httpx.AsyncClient, limit: str) -> None:
+    project = await create_project(api)
+    response = await api.get(
+        f"{API}/projects/{project['id']}/operations?limit={limit}", headers=as_user(ALICE)
+    )
+    assert error_fields(response) == {"limit"}

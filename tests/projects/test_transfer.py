@@ -12,15 +12,21 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from cls_core.errors import NotFound
+from cls_core.services.access import Caller
+from cls_core.services.common import Preconditions
+from cls_core.store import ClusterRecord, NodePoolRecord
 from cls_runtime.settings import Settings
 from shared_models.names import Names
-from shared_models.projects import personal_project_id
+from shared_models.projects import ProjectCreate, Role, personal_project_id
+from shared_models.resources import ClusterCreate, NodePoolCreate
 from tests.api.conftest import assert_error
-from tests.conftest import controller_headers, matching_keys, seed_nodepool_body
+from tests.conftest import controller_headers, gcp_cluster_body, matching_keys, seed_nodepool_body
 from tests.projects.conftest import (
     ALICE,
     API,
     BOB,
+    Services,
     as_user,
     cluster_in,
     create_project,
@@ -319,3 +325,76 @@ async def test_nothing_racing_transfers_is_left_in_the_old_project(
         assert set((await record_projects(redis, names, kinds)).values()) == {target}
         listed = await listed_ids(api, "nodepools", ALICE, f"project_id={target}")
         assert set(listed) == pools
+
+
+async def test_a_transfer_racing_the_target_s_deletion_is_404(
+    services: Services, redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The transfer checks the caller's role in the target, then the target is deleted, then
+    # the transfer commits: its transaction must find the target gone, and move nothing.
+    alice = Caller(ALICE)
+    source = await services.projects.create(alice, ProjectCreate(name="source"))
+    target = await services.projects.create(alice, ProjectCreate(name="target"))
+    body = ClusterCreate.model_validate(gcp_cluster_body("demo", project_id=source["id"]))
+    cluster = await services.clusters.create(alice, body, dry_run=False)
+    assert isinstance(cluster, ClusterRecord)
+    access = services.clusters.access
+    check = access.require
+
+    async def then_delete_the_target(caller: Caller, project_id: str, *args: Any) -> Any:
+        role = await check(caller, project_id, *args)
+        if project_id == target["id"]:
+            await services.projects.delete(alice, target["id"])
+        return role
+
+    monkeypatch.setattr(access, "require", then_delete_the_target)
+    with pytest.raises(NotFound):
+        await services.clusters.transfer(alice, cluster.id, target["id"], Preconditions())
+    assert await indexed_in(redis, settings.names, source["id"]) == {cluster.id}
+    assert await indexed_in(redis, settings.names, target["id"]) == set()
+
+
+@pytest.mark.parametrize("bob_in_target", [True, False])
+async def test_a_nodepool_create_whose_cluster_moves_meanwhile_follows_it(
+    services: Services,
+    redis: Redis,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    bob_in_target: bool,
+) -> None:
+    # Bob's create reads the cluster, then Alice transfers it, then the create commits: it is
+    # decided again where the cluster now is (created there, or 404 without a role there).
+    alice, bob = Caller(ALICE), Caller(BOB)
+    projects = services.projects
+    source = (await projects.create(alice, ProjectCreate(name="source")))["id"]
+    target = (await projects.create(alice, ProjectCreate(name="target")))["id"]
+    await projects.set_member(alice, source, BOB, Role.EDITOR)
+    if bob_in_target:
+        await projects.set_member(alice, target, BOB, Role.EDITOR)
+    body = ClusterCreate.model_validate(gcp_cluster_body("demo", project_id=source))
+    cluster = await services.clusters.create(alice, body, dry_run=False)
+    assert isinstance(cluster, ClusterRecord)
+    nodepools = services.clusters.nodepools
+    read = nodepools.cluster_for
+    moved: list[str] = []
+
+    async def then_transfer(*args: Any, **kwargs: Any) -> ClusterRecord:
+        found = await read(*args, **kwargs)
+        if not moved:
+            await services.clusters.transfer(alice, cluster.id, target, Preconditions())
+            moved.append(target)
+        return found
+
+    monkeypatch.setattr(nodepools, "cluster_for", then_transfer)
+    pool = NodePoolCreate.model_validate(seed_nodepool_body(cluster.id, "late"))
+    if bob_in_target:
+        created = await nodepools.create(bob, pool, None, dry_run=False)
+        assert isinstance(created, NodePoolRecord)
+        assert created.project_id == target
+        assert await indexed_in(redis, settings.names, target) == {cluster.id, created.id}
+    else:
+        with pytest.raises(NotFound):
+            await nodepools.create(bob, pool, None, dry_run=False)
+        assert await indexed_in(redis, settings.names, target) == {cluster.id}
+    assert moved == [target]
+    assert await indexed_in(redis, settings.names, source) == set()
