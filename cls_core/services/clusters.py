@@ -250,6 +250,8 @@ class ClusterService(ResourceService[ClusterRecord]):
             if target == record.project_id:
                 return record
             await self.access.require(caller, target, Role.ADMIN, project_not_found)
+            if target == caller.personal_project:
+                await self.projects.ensure_personal(caller)  # first use, as a create's
             nodepools = await self.store.get_nodepools(
                 await self.store.cluster_nodepool_ids(cluster_id)
             )

@@ -13,6 +13,7 @@ from cls_core.services.common import (
     RV_CHANGED,
     Preconditions,
     new_id,
+    retry_on_race,
     utcnow,
 )
 from cls_core.services.idempotency import IdempotentCreate, Replay
@@ -73,7 +74,9 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         return record.cluster_id, record.id
 
     def _refusal(self, failed: TxnFailed, record: NodePoolRecord) -> ApiError | None:
-        return cluster_not_found() if failed.code == CLUSTER_GONE else None
+        # CLUSTER_GONE with a project: the cluster moved (a transfer), not gone; see create.
+        gone = failed.code == CLUSTER_GONE and failed.actual == ""
+        return cluster_not_found() if gone else None
 
     def _add_created(self, txn: Txn, record: NodePoolRecord) -> None:
         txn.zadd(self.names.cluster_nodepools(record.cluster_id), record.seq, record.id)
@@ -145,9 +148,23 @@ class NodePoolService(ResourceService[NodePoolRecord]):
                 if failed.code != CLUSTER_CHANGED:
                     raise
             self._clusters.forget(cluster_id)
-        cluster = await self.cluster_for(caller, cluster_id, Role.EDITOR)
-        self._clusters.keep(cluster)
-        return await self._create(caller, body, cluster, dry_run, idempotency, snapshot=False)
+
+        async def fresh() -> NodePoolRecord | Replay:
+            cluster = await self.cluster_for(caller, cluster_id, Role.EDITOR)
+            self._clusters.keep(cluster)
+            try:
+                return await self._create(
+                    caller, body, cluster, dry_run, idempotency, snapshot=False
+                )
+            except TxnFailed as failed:
+                if failed.code != CLUSTER_GONE:
+                    raise
+                # The cluster moved to another project since it was read: read it again (the
+                # caller's role there decides).
+                self._clusters.forget(cluster_id)
+                raise TxnFailed(RV_CHANGED, failed.actual) from failed
+
+        return await retry_on_race(fresh, self.label)
 
     async def _create(
         self,

@@ -417,8 +417,10 @@ class ProjectService:
             now = utcnow()
             key = self.names.project(project_id)
             txn = Txn().expect_field(key, "rv", state.project.rv, RV_CHANGED)
-            result = decide(txn, state, now)
+            # Before ``decide``'s writes: a delete's removal of the project must come after it
+            # (written after, it left the hash with its "rv", which writes check a project by).
             txn.hset(key, {"rv": state.next_rv})
+            result = decide(txn, state, now)
             await self._run(txn, name)
             return result
 

@@ -92,9 +92,26 @@ else
     if mid <= low or mid >= high then break end  -- adjacent doubles: nothing between them
     if count_to(mid) > offset then high = mid else low = mid end
   end
-  -- ``high``: the lowest score with more than ``offset`` entries at or below it (``low`` may be
-  -- it when the bisection did not move).
-  local boundary = count_to(low) > offset and low or high
+  -- The boundary: the lowest score with more than ``offset`` entries at or below it. ``low``
+  -- when the bisection did not move; otherwise a score in (low, high], which is ``high`` only
+  -- once they are adjacent doubles. The bisection may stop short of that (doubles are far
+  -- denser near 0 than 200 halvings reach): step up through the scores present from ``low``.
+  local boundary = low
+  if count_to(low) <= offset then
+    while true do
+      local next_score = high
+      for _, index in ipairs(indexes) do
+        local first = redis.call(
+          "ZRANGEBYSCORE", index, "(" .. num(low), num(high), "WITHSCORES", "LIMIT", 0, 1)
+        if first[2] then next_score = math.min(next_score, tonumber(first[2])) end
+      end
+      if next_score >= high or count_to(next_score) > offset then
+        boundary = next_score
+        break
+      end
+      low = next_score
+    end
+  end
   local below = 0
   for _, index in ipairs(indexes) do
     below = below + redis.call("ZCOUNT", index, "-inf", "(" .. num(boundary))
