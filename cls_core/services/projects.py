@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from cls_core.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
-from cls_core.services.access import Caller, too_weak
+from cls_core.services.access import Caller, judge
 from cls_core.services.common import (
     RV_CHANGED,
     creation_score,
@@ -156,11 +156,7 @@ class ProjectService:
             project, members, groups = await self.store.projects.with_grants(project_id)
         if project is None:
             raise project_not_found()
-        role = _role_from(caller, project, members, groups)
-        if role is None:
-            raise project_not_found()
-        if not role.allows(needed):
-            raise too_weak(role, needed)
+        role = judge(_role_from(caller, project, members, groups), needed, project_not_found)
         return ProjectState(project, members, groups, role)
 
     async def get(self, caller: Caller, project_id: str) -> dict[str, Any]:
@@ -170,9 +166,11 @@ class ProjectService:
     async def list_for(self, caller: Caller, limit: int, offset: int) -> tuple[int, list[Any]]:
         """(total, a page of) the projects the caller has a role in, the personal one first,
         then in the order they were created."""
-        await self.ensure_personal(caller, cached=False)
         projects_store = self.store.projects
         ids = await projects_store.member_of(caller.email, caller.groups)
+        if caller.personal_project not in ids:  # first use (or a Redis that lost it)
+            await self.ensure_personal(caller, cached=False)
+            ids = await projects_store.member_of(caller.email, caller.groups)
         projects = sorted(await projects_store.get_many(ids), key=lambda p: (p.seq, p.id))
         page = projects[offset : offset + limit]
         grants = await projects_store.grants_many([p.id for p in page], caller.email, caller.groups)
