@@ -190,6 +190,8 @@ async def test_a_nodepool_create_overtaken_at_the_last_free_place_is_refused(
 async def test_a_cluster_create_overtaken_at_the_last_free_place_is_refused(
     clusters: ClusterService, store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The owner's personal project exists already, so the next transaction is the create's.
+    await clusters.projects.ensure_personal(OWNER)
     overtake = overtaking(store, monkeypatch, lambda: new_cluster(clusters, "first"))
     with pytest.raises(QuotaExceeded):
         await new_cluster(clusters, "second")
