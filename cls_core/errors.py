@@ -72,6 +72,14 @@ class Conflict(ApiError):
     code = ErrorCode.CONFLICT
 
 
+class DeletionProtected(ApiError):
+    """A DELETE of a protected resource (spec.deletion_protection): 409 until a write turns
+    the protection off; ``?force=true`` does not override it."""
+
+    status_code = 409
+    code = ErrorCode.DELETION_PROTECTED
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = ErrorCode.PAYLOAD_TOO_LARGE

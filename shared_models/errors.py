@@ -19,6 +19,8 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     CONFLICT = "CONFLICT"
+    # A DELETE of a resource (or a cascade over one) whose spec.deletion_protection is true.
+    DELETION_PROTECTED = "DELETION_PROTECTED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     UNAVAILABLE = "UNAVAILABLE"

@@ -2,6 +2,10 @@
 
 Optional fields default to None and are left out of stored documents, so a spec reads back as
 it was written. Unknown fields are rejected everywhere (``extra="forbid"``).
+
+``deletion_protection`` is the one spec field that is not for the controllers: it guards the
+resource against DELETE, and changing it alone is not a spec change (see
+``cls_core.services.resources``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,18 @@ MAX_NODES = 1000
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# The member of both specs that guards a resource against deletion (absent: false).
+DELETION_PROTECTION = "deletion_protection"
+DeletionProtection = Annotated[
+    bool | None,
+    Field(
+        description="true: DELETE answers 409 DELETION_PROTECTED (even with force) until a "
+        "write turns it off; changing it needs the project's admin role. Absent or false: "
+        "not protected"
+    ),
+]
 
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -257,6 +273,7 @@ class NodePoolSpec(StrictModel):
     platform: NodePoolPlatform
     autoscaling: Autoscaling | None = None
     nodeCount: Annotated[int, Field(ge=0, le=MAX_NODES)]  # noqa: N815
+    deletion_protection: DeletionProtection = None
 
     @model_validator(mode="after")
     def _node_count_within_autoscaling(self) -> Self:
@@ -374,6 +391,7 @@ class ClusterSpec(StrictModel):
     release: Release | None = None
     networking: Networking | None = None
     dns: DNS | None = None
+    deletion_protection: DeletionProtection = None
 
 
 # What each pattern means, in words: a 400 says this rather than quoting the regex.

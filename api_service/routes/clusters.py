@@ -18,6 +18,7 @@ from api_service.routes.queries import ClusterListQuery
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
+    DELETE_REFUSED,
     ERRORS,
     WITH_ETAG,
     page_response,
@@ -95,7 +96,7 @@ async def replace(
     "/clusters/{id}",
     status_code=202,
     response_model=Cluster,
-    responses={202: {"description": "Deletion accepted: the cluster as it was"}},
+    responses={202: {"description": "Deletion accepted: the cluster as it was"}, **DELETE_REFUSED},
 )
 async def delete(
     user: User,

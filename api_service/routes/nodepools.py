@@ -25,6 +25,7 @@ from api_service.routes.queries import NodePoolListQuery, NodePoolPageQuery
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
+    DELETE_REFUSED,
     ERRORS,
     WITH_ETAG,
     page_response,
@@ -191,7 +192,9 @@ async def patch(
     return resource_response(record)
 
 
-@router.delete("/nodepools/{id}", status_code=204, response_class=Response)
+@router.delete(
+    "/nodepools/{id}", status_code=204, response_class=Response, responses=DELETE_REFUSED
+)
 async def delete(
     user: User,
     nodepool_id: NodePoolId,

@@ -42,6 +42,16 @@ _ETAG = {
 }
 _LOCATION = {"Location": {"description": "URL of the new resource", "schema": {"type": "string"}}}
 
+# The deletes: their 409 may also be a deletion protection.
+DELETE_REFUSED: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorEnvelope,
+        "description": f"{_ERROR_CODES[409]}; or the resource, or with force one of a "
+        "cluster's nodepools, has spec.deletion_protection true, which force does not "
+        "override (DELETION_PROTECTED)",
+    },
+}
+
 # Headers of the responses that carry one resource.
 WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG}}
 ETAG_AND_LOCATION: dict[str, Any] = {**_ETAG, **_LOCATION}

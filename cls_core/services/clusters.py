@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from cls_core.errors import ApiError, Conflict, QuotaExceeded, Unavailable, ValidationFailed
+from cls_core.errors import (
+    ApiError,
+    Conflict,
+    DeletionProtected,
+    QuotaExceeded,
+    Unavailable,
+    ValidationFailed,
+)
 from cls_core.services.access import Caller
 from cls_core.services.common import (
     RV_CHANGED,
@@ -27,12 +34,14 @@ from cls_core.services.resources import (
     Lifecycle,
     ResourceService,
     first_version,
+    protected,
 )
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, StoredDoc, Txn, TxnFailed
 from cls_runtime.settings import Settings
 from shared_models.names import ANY
 from shared_models.projects import Role
 from shared_models.resources import ClusterCreate, ClusterUpdate
+from shared_models.specs import DELETION_PROTECTION
 
 ID_TAKEN = "id_taken"
 ID_RETIRED = "id_retired"
@@ -40,6 +49,8 @@ NODEPOOLS_LEFT = "nodepools_left"
 PROJECT_GONE = "project_gone"
 # How many nodepools a forced delete removes per round trip.
 CASCADE_BATCH = 100
+# How many protected nodepools a refused forced delete names.
+PROTECTED_NAMED = 10
 
 
 class ClusterService(ResourceService[ClusterRecord]):
@@ -170,8 +181,8 @@ class ClusterService(ResourceService[ClusterRecord]):
         dry_run: bool,
     ) -> ClusterRecord:
         async def attempt() -> ClusterRecord:
-            record = await self.get(caller, cluster_id, Role.EDITOR)
-            return await self._replace(record, body, preconditions, dry_run)
+            record, role = await self.get_with_role(caller, cluster_id, Role.EDITOR)
+            return await self._replace(record, role, body, preconditions, dry_run)
 
         return await self._write(cluster_id, attempt)
 
@@ -186,17 +197,22 @@ class ClusterService(ResourceService[ClusterRecord]):
         """Delete a cluster (with ``force``, its nodepools first); the cluster as it was.
 
         Everything is judged before anything is written: the caller's role (an editor's; an
-        admin's to force the deletion of nodepools), the preconditions, and nodepools left
-        without ``force``. A dry run stops there. Once the nodepools are being deleted, the
-        cascade finishes whatever the controllers keep reporting meanwhile.
+        admin's to force the deletion of nodepools), the preconditions, the cluster's deletion
+        protection, nodepools left without ``force``, and with ``force`` the nodepools'
+        deletion protection (``force`` overrides none). A dry run stops there. Once the
+        nodepools are being deleted, the cascade finishes whatever the controllers keep
+        reporting meanwhile.
         """
         record = await self.get(caller, cluster_id, Role.EDITOR)
         preconditions.check(record.rv, record.generation, self.label)
+        if protected(record.doc["spec"]):
+            raise self.deletion_protected(record)
         nodepool_ids = await self.store.cluster_nodepool_ids(cluster_id)
         if nodepool_ids and not force:
             raise self._has_nodepools(len(nodepool_ids))
         if nodepool_ids:
             await self.access.require(caller, record.project_id, Role.ADMIN, self.not_found)
+            self._refuse_protected_nodepools(await self.store.get_nodepools(nodepool_ids))
         if dry_run:
             return record
         async with self._writing.hold(cluster_id):
@@ -319,6 +335,9 @@ class ClusterService(ResourceService[ClusterRecord]):
     async def _delete_nodepools(self, nodepool_ids: Sequence[str]) -> None:
         now = utcnow()
         nodepools = await self.store.get_nodepools([*nodepool_ids])
+        # One protected since the delete was judged stops the cascade before this batch (each
+        # transaction also expects the resource_version its nodepool was read at).
+        self._refuse_protected_nodepools(nodepools)
         txns = [Txn() for _ in nodepools]
         for txn, nodepool in zip(txns, nodepools, strict=True):
             self.nodepools.add_delete(txn, nodepool, now)
@@ -327,6 +346,7 @@ class ClusterService(ResourceService[ClusterRecord]):
     async def _replace(
         self,
         record: ClusterRecord,
+        role: Role,
         body: ClusterUpdate,
         preconditions: Preconditions,
         dry_run: bool,
@@ -341,7 +361,23 @@ class ClusterService(ResourceService[ClusterRecord]):
                 f"spec.platform.{old_platform['type']}: the region (location) is immutable",
             )
         spec = body.spec.model_dump(mode="json", exclude_none=True)
-        return await self._replaced(record, spec, body.name, dry_run)
+        return await self._replaced(record, spec, body.name, dry_run, role=role)
+
+    @staticmethod
+    def _refuse_protected_nodepools(nodepools: Sequence[NodePoolRecord]) -> None:
+        """A forced delete deletes no nodepool while any of the cluster's is protected."""
+        guarded = [n for n in nodepools if protected(n.doc["spec"])]
+        if not guarded:
+            return
+        shown = ", ".join(f"'{n.name}' ({n.id})" for n in guarded[:PROTECTED_NAMED])
+        more = len(guarded) - PROTECTED_NAMED
+        if more > 0:
+            shown += f" and {more} more"
+        raise DeletionProtected(
+            f"Cluster has {len(guarded)} nodepool(s) protected against deletion",
+            f"nodepool(s) {shown}: spec.{DELETION_PROTECTION} is true (force does not override "
+            "it); nothing was deleted",
+        )
 
     @staticmethod
     def _has_nodepools(count: int) -> Conflict:

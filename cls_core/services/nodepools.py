@@ -208,8 +208,8 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         dry_run: bool,
     ) -> NodePoolRecord:
         async def attempt() -> NodePoolRecord:
-            record, reports, cluster = await self._owned_for_write(caller, nodepool_id)
-            return await self._replace(record, reports, cluster, body, preconditions, dry_run)
+            record, role, reports, cluster = await self._owned_for_write(caller, nodepool_id)
+            return await self._replace(record, role, reports, cluster, body, preconditions, dry_run)
 
         return await self._write(nodepool_id, attempt)
 
@@ -225,7 +225,7 @@ class NodePoolService(ResourceService[NodePoolRecord]):
             raise ValidationFailed.of("body", "a merge patch must be a JSON object")
 
         async def attempt() -> NodePoolRecord:
-            record, reports, cluster = await self._owned_for_write(caller, nodepool_id)
+            record, role, reports, cluster = await self._owned_for_write(caller, nodepool_id)
             current = {"name": record.name, "spec": record.doc["spec"]}
             merged = merge_patch(current, patch)
             if merged.get("name") is None:  # PUT may omit the name; a patch cannot remove it
@@ -235,14 +235,15 @@ class NodePoolService(ResourceService[NodePoolRecord]):
             except ValidationError as exc:
                 fields = field_errors(exc, prefix="")
                 raise ValidationFailed(fields, total=exc.error_count()) from exc
-            return await self._replace(record, reports, cluster, body, preconditions, dry_run)
+            return await self._replace(record, role, reports, cluster, body, preconditions, dry_run)
 
         return await self._write(nodepool_id, attempt)
 
     async def delete(
         self, caller: Caller, nodepool_id: str, preconditions: Preconditions, dry_run: bool
     ) -> None:
-        """Delete a nodepool; a dry run judges everything a real one would and writes nothing."""
+        """Delete a nodepool; a dry run judges everything a real one would and writes nothing
+        (its deletion protection included: ``add_delete`` refuses a protected one)."""
 
         async def attempt() -> None:
             record = await self.get(caller, nodepool_id, Role.EDITOR)
@@ -256,25 +257,27 @@ class NodePoolService(ResourceService[NodePoolRecord]):
     # ---- internals -------------------------------------------------------------------------
     async def _owned_for_write(
         self, caller: Caller, nodepool_id: str
-    ) -> tuple[NodePoolRecord, dict[str, str], ClusterRecord]:
-        """The nodepool and its controllers' reports (for a new aggregate), in one round trip,
-        and its cluster (for the rules that depend on it): the snapshot an earlier request took,
-        read only when there is none. The write commits only if it is still current."""
+    ) -> tuple[NodePoolRecord, Role, dict[str, str], ClusterRecord]:
+        """The nodepool, the caller's role, and its controllers' reports (for a new aggregate),
+        in one round trip, and its cluster (for the rules that depend on it): the snapshot an
+        earlier request took, read only when there is none. The write commits only if it is
+        still current."""
         record, reports = await self.store.get_nodepool_with_reports(nodepool_id)
         if record is None:
             raise self.not_found()
-        await self.access.require(caller, record.project_id, Role.EDITOR, self.not_found)
+        role = await self.access.require(caller, record.project_id, Role.EDITOR, self.not_found)
         cluster = self._clusters.get(record.cluster_id)
         if cluster is None:
             cluster = await self.store.get_cluster(record.cluster_id)
             if cluster is None:
                 raise self.not_found()
             self._clusters.keep(cluster)
-        return record, reports, cluster
+        return record, role, reports, cluster
 
     async def _replace(
         self,
         record: NodePoolRecord,
+        role: Role,
         reports: dict[str, str],
         cluster: ClusterRecord,
         body: NodePoolUpdate,
@@ -289,7 +292,7 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         cluster_key = self.names.record("cluster", cluster.id)
         txn = Txn().expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
         try:
-            return await self._replaced(record, spec, body.name, dry_run, reports, txn)
+            return await self._replaced(record, spec, body.name, dry_run, reports, txn, role=role)
         except TxnFailed as failed:
             if failed.code != CLUSTER_CHANGED:
                 raise

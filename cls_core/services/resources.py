@@ -10,11 +10,18 @@ id) around the shared steps.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar
 
-from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded
+from cls_core.errors import (
+    ApiError,
+    Conflict,
+    DeletionProtected,
+    Forbidden,
+    NotFound,
+    QuotaExceeded,
+)
 from cls_core.services.access import Access, Caller, judge, role_of
 from cls_core.services.common import (
     RV_CHANGED,
@@ -44,6 +51,7 @@ from shared_models.events import EventType
 from shared_models.names import Kind, Names
 from shared_models.projects import Role
 from shared_models.resources import ClusterCreate, NodePoolCreate
+from shared_models.specs import DELETION_PROTECTION
 
 R = TypeVar("R", ClusterRecord, NodePoolRecord)
 T = TypeVar("T")
@@ -54,6 +62,25 @@ _PROJECTS_REMEMBERED = 50_000
 # Codes of the checks every create or rename makes (TxnFailed.code).
 NAME_TAKEN = "name_taken"
 QUOTA = "quota"
+
+
+def protected(spec: Mapping[str, Any]) -> bool:
+    """Whether a stored spec guards its resource against deletion (absent or false: no)."""
+    return spec.get(DELETION_PROTECTION) is True
+
+
+def for_controllers(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored spec as the controllers see a change of it: deletion_protection is not theirs,
+    so changing it alone is no new generation and no event."""
+    return {key: value for key, value in spec.items() if key != DELETION_PROTECTION}
+
+
+def protection_too_weak(role: Role) -> Forbidden:
+    return Forbidden(
+        f"Your role in this project ({role}) does not allow changing spec.deletion_protection",
+        f"it needs the {Role.ADMIN} role; a project admin can grant it. To leave it unchanged, "
+        "send it back as stored (a PUT without it turns the protection off)",
+    )
 
 
 class Lifecycle(NamedTuple):
@@ -200,11 +227,17 @@ class ResourceService(Generic[R]):
 
     async def get(self, caller: Caller, resource_id: str, needed: Role = Role.VIEWER) -> R:
         """The resource, if the caller's role in its project allows ``needed``."""
+        return (await self.get_with_role(caller, resource_id, needed))[0]
+
+    async def get_with_role(
+        self, caller: Caller, resource_id: str, needed: Role = Role.VIEWER
+    ) -> tuple[R, Role]:
+        """``get``, and the caller's role (what a write's own rules may ask more of)."""
         record = await self._read(resource_id)
         if record is None:
             raise self.not_found()
-        await self.access.require(caller, record.project_id, needed, self.not_found)
-        return record
+        role = await self.access.require(caller, record.project_id, needed, self.not_found)
+        return record, role
 
     async def get_view(self, caller: Caller, resource_id: str) -> tuple[str, str]:
         """(resource_version, the resource as JSON) for a GET: no parsing, no re-serialising.
@@ -281,17 +314,27 @@ class ResourceService(Generic[R]):
         dry_run: bool,
         reports: dict[str, str] | None = None,
         txn: Txn | None = None,
+        *,
+        role: Role,
     ) -> R:
         """Store ``record`` with a new spec and name (None: unchanged), once the kind has judged
         them and the caller's preconditions. A new spec is a new generation, with a status
         aggregated afresh from the controllers' ``reports`` (read here when not given); an
         identical replace changes nothing, not even the resource_version. ``txn`` may hold the
-        kind's own checks, which the write then also needs to hold."""
-        spec_changed = spec != record.doc["spec"]
+        kind's own checks, which the write then also needs to hold.
+
+        deletion_protection is not the controllers': a write that changes only it is stored as
+        a rename is (a new resource_version and updated_at; the same generation and status, no
+        event). Turning it on or off needs the caller's ``role`` to be admin."""
+        stored = record.doc["spec"]
+        doc_changed = spec != stored
+        spec_changed = for_controllers(spec) != for_controllers(stored)
         name = record.name if name is None else name
         renamed = name != record.name
-        if not spec_changed and not renamed:
+        if not doc_changed and not renamed:
             return record
+        if protected(spec) != protected(stored) and not role.allows(Role.ADMIN):
+            raise protection_too_weak(role)
         now = utcnow()
         generation = record.generation + 1 if spec_changed else record.generation
         status = record.status
@@ -327,9 +370,22 @@ class ResourceService(Generic[R]):
         await self._run(txn, updated, dry_run)
         return updated
 
+    def deletion_protected(self, record: R) -> DeletionProtected:
+        return DeletionProtected(
+            f"{self.label} '{record.name}' is protected against deletion",
+            "its spec.deletion_protection is true (force does not override it); a project "
+            "admin's write that sets it to false allows the deletion",
+        )
+
     def add_delete(self, txn: Txn, record: R, now: datetime) -> None:
         """Everything that removing one resource writes (a cluster's cascade adds its
-        nodepools' to its own transactions)."""
+        nodepools' to its own transactions).
+
+        A protected ``record`` is refused here. The transaction expects the resource_version
+        it was read at, so a write that turned the protection on since then fails it too: the
+        delete is decided again on a fresh read."""
+        if protected(record.doc["spec"]):
+            raise self.deletion_protected(record)
         names = self.names
         record_key = names.record(self.kind, record.id)
         txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
