@@ -71,6 +71,18 @@ def record_operation(
 
 
 @dataclass(frozen=True)
+class _Grantee:
+    """A member (an email) or a group in one project: where its grant is kept, and where the
+    projects it has a role in are listed."""
+
+    kind: str  # "member" or "group": the operation types are "<kind>.set", "<kind>.removed"
+    project_id: str
+    name: str
+    grants_key: str
+    memberships_key: str
+
+
+@dataclass(frozen=True)
 class ProjectState:
     """A project as a write reads it: the record, its grants, and the caller's role in it."""
 
@@ -287,34 +299,11 @@ class ProjectService:
         self, caller: Caller, project_id: str, email: str, role: Role
     ) -> dict[str, str]:
         def grant(txn: Txn, state: ProjectState, now: datetime) -> dict[str, str]:
-            names = self.names
             held = state.members.get(email)
-            if held is not None and held.role == role.value:
-                return {"email": email, **_grant_view(held)}
-            if held is None:
-                self._expect_room_for(txn, names.user_projects(email))
-                txn.expect_hash_size_below(
-                    names.project_members(project_id),
-                    self.settings.max_members_per_project,
-                    MEMBER_QUOTA,
-                )
-            else:
+            if held is not None and held.role != role.value:
                 _keep_an_admin(state, email, role)
-            new = Grant(role.value, caller.email, held.added_at if held else iso(now))
-            txn.hset(names.project_members(project_id), {email: new.encode()})
-            txn.zadd(names.user_projects(email), creation_score(), project_id)
-            record_operation(
-                txn,
-                names,
-                project_id,
-                "member.set",
-                caller.email,
-                now,
-                target=email,
-                role=role.value,
-                previous_role=held.role if held else None,
-            )
-            return {"email": email, **_grant_view(new)}
+            kept = self._grant(txn, self._member(project_id, email), held, role, caller, now)
+            return {"email": email, **_grant_view(kept)}
 
         return await self._change(caller, project_id, grant)
 
@@ -327,18 +316,7 @@ class ProjectService:
             if held is None:
                 raise NotFound("Member not found", f"{email} is not a member of this project")
             _keep_an_admin(state, email, None)
-            txn.hdel(self.names.project_members(project_id), email)
-            txn.zrem(self.names.user_projects(email), project_id)
-            record_operation(
-                txn,
-                self.names,
-                project_id,
-                "member.removed",
-                caller.email,
-                now,
-                target=email,
-                previous_role=held.role,
-            )
+            self._revoke(txn, self._member(project_id, email), held, caller, now)
 
         await self._change(caller, project_id, remove, needed=needed)
 
@@ -346,32 +324,9 @@ class ProjectService:
         self, caller: Caller, project_id: str, group: str, role: Role
     ) -> dict[str, str]:
         def grant(txn: Txn, state: ProjectState, now: datetime) -> dict[str, str]:
-            names = self.names
             held = state.groups.get(group)
-            if held is not None and held.role == role.value:
-                return {"group": group, **_grant_view(held)}
-            if held is None:
-                self._expect_room_for(txn, names.group_projects(group))
-                txn.expect_hash_size_below(
-                    names.project_groups(project_id),
-                    self.settings.max_members_per_project,
-                    MEMBER_QUOTA,
-                )
-            new = Grant(role.value, caller.email, held.added_at if held else iso(now))
-            txn.hset(names.project_groups(project_id), {group: new.encode()})
-            txn.zadd(names.group_projects(group), creation_score(), project_id)
-            record_operation(
-                txn,
-                names,
-                project_id,
-                "group.set",
-                caller.email,
-                now,
-                target=group,
-                role=role.value,
-                previous_role=held.role if held else None,
-            )
-            return {"group": group, **_grant_view(new)}
+            kept = self._grant(txn, self._group(project_id, group), held, role, caller, now)
+            return {"group": group, **_grant_view(kept)}
 
         return await self._change(caller, project_id, grant)
 
@@ -380,20 +335,76 @@ class ProjectService:
             held = state.groups.get(group)
             if held is None:
                 raise NotFound("Group not found", f"{group} has no role in this project")
-            txn.hdel(self.names.project_groups(project_id), group)
-            txn.zrem(self.names.group_projects(group), project_id)
-            record_operation(
-                txn,
-                self.names,
-                project_id,
-                "group.removed",
-                caller.email,
-                now,
-                target=group,
-                previous_role=held.role,
-            )
+            self._revoke(txn, self._group(project_id, group), held, caller, now)
 
         await self._change(caller, project_id, remove)
+
+    # ---- grants: a member's or a group's role, written the same way --------------------------
+    def _member(self, project_id: str, email: str) -> _Grantee:
+        names = self.names
+        return _Grantee(
+            "member",
+            project_id,
+            email,
+            names.project_members(project_id),
+            names.user_projects(email),
+        )
+
+    def _group(self, project_id: str, group: str) -> _Grantee:
+        names = self.names
+        return _Grantee(
+            "group",
+            project_id,
+            group,
+            names.project_groups(project_id),
+            names.group_projects(group),
+        )
+
+    def _grant(
+        self,
+        txn: Txn,
+        who: _Grantee,
+        held: Grant | None,
+        role: Role,
+        caller: Caller,
+        now: datetime,
+    ) -> Grant:
+        """Give ``who`` ``role`` (within the quotas when it is new); the grant as kept."""
+        if held is not None and held.role == role.value:
+            return held
+        if held is None:
+            self._expect_room_for(txn, who.memberships_key)
+            limit = self.settings.max_members_per_project
+            txn.expect_hash_size_below(who.grants_key, limit, MEMBER_QUOTA)
+        new = Grant(role.value, caller.email, held.added_at if held else iso(now))
+        txn.hset(who.grants_key, {who.name: new.encode()})
+        txn.zadd(who.memberships_key, creation_score(), who.project_id)
+        record_operation(
+            txn,
+            self.names,
+            who.project_id,
+            f"{who.kind}.set",
+            caller.email,
+            now,
+            target=who.name,
+            role=role.value,
+            previous_role=held.role if held else None,
+        )
+        return new
+
+    def _revoke(self, txn: Txn, who: _Grantee, held: Grant, caller: Caller, now: datetime) -> None:
+        txn.hdel(who.grants_key, who.name)
+        txn.zrem(who.memberships_key, who.project_id)
+        record_operation(
+            txn,
+            self.names,
+            who.project_id,
+            f"{who.kind}.removed",
+            caller.email,
+            now,
+            target=who.name,
+            previous_role=held.role,
+        )
 
     # ---- internals -------------------------------------------------------------------------
     async def _change(
