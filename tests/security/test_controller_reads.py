@@ -7,39 +7,20 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
-from cls_runtime.settings import Settings
 from tests.conftest import (
     USER,
-    api_client,
     controller_headers,
-    gcp_cluster_body,
-    seed_nodepool_body,
 )
 
 API = "/api/v1"
-
-
-@pytest.fixture
-async def api(settings: Settings, redis: Redis) -> Any:
-    async with api_client(settings, relay_events=False) as client:
-        yield client
-
-
-@pytest.fixture
-async def owned(api: httpx.AsyncClient) -> dict[str, Any]:
-    cluster = (await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER)).json()
-    body = seed_nodepool_body(cluster["id"])
-    nodepool = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
-    return {"nodepools": nodepool, "clusters": cluster}
 
 
 @pytest.mark.parametrize("kind", ["nodepools", "clusters"])
 async def test_a_controller_token_reads_one_resource_of_any_owner(
     api: httpx.AsyncClient, owned: dict[str, Any], kind: str
 ) -> None:
-    resource = owned[kind]
+    resource = owned[{"nodepools": "np", "clusters": "cl"}[kind]]
     response = await api.get(f"{API}/{kind}/{resource['id']}", headers=controller_headers())
     assert response.status_code == 200, response.text
     assert response.json()["generation"] == resource["generation"] == 1
@@ -55,7 +36,7 @@ async def test_a_controller_reading_an_unknown_resource_gets_404(api: httpx.Asyn
 async def test_a_controller_token_reads_nothing_else(
     api: httpx.AsyncClient, owned: dict[str, Any], path: str
 ) -> None:
-    url = API + path.format(id=owned["nodepools"]["id"])
+    url = API + path.format(id=owned["np"]["id"])
     response = await api.get(url, headers=controller_headers())
     assert response.status_code == 403, response.text
 
@@ -63,6 +44,6 @@ async def test_a_controller_token_reads_nothing_else(
 async def test_a_controller_token_with_an_email_reads_nothing(
     api: httpx.AsyncClient, owned: dict[str, Any]
 ) -> None:
-    url = f"{API}/nodepools/{owned['nodepools']['id']}"
+    url = f"{API}/nodepools/{owned['np']['id']}"
     response = await api.get(url, headers={**controller_headers(), **USER})
     assert response.status_code == 403, response.text

@@ -16,7 +16,6 @@ from tests.api.conftest import MERGE_PATCH, assert_error, update_body
 from tests.conftest import (
     CONTROLLER_TOKENS,
     USER,
-    api_client,
     controller_headers,
     gcp_cluster_body,
     seed_nodepool_body,
@@ -34,20 +33,6 @@ SPEC_WRITES: list[tuple[str, str, Any]] = [
     ("PATCH", "/nodepools/{np}", {"spec": {"nodeCount": 0}}),
     ("DELETE", "/nodepools/{np}", None),
 ]
-
-
-@pytest.fixture
-async def api(settings: Settings, redis: Redis) -> Any:
-    async with api_client(settings, relay_events=False) as client:
-        yield client
-
-
-@pytest.fixture
-async def owned(api: httpx.AsyncClient) -> dict[str, Any]:
-    cluster = (await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER)).json()
-    body = seed_nodepool_body(cluster["id"])
-    nodepool = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
-    return {"np": nodepool, "cl": cluster}
 
 
 @pytest.mark.parametrize(

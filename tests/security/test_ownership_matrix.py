@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from cls_runtime.settings import Settings
 from shared_models.projects import personal_project_id
 from tests.api.conftest import MERGE_PATCH, assert_error, update_body
-from tests.conftest import OTHER_USER, USER, api_client, gcp_cluster_body, seed_nodepool_body
+from tests.conftest import OTHER_USER, USER, gcp_cluster_body, seed_nodepool_body
 
 API = "/api/v1"
 NO_SUCH_ID = "0f0f0f0f-0000-4000-8000-000000000000"
@@ -118,12 +118,6 @@ LIST_PROBES = [
 # These target nothing of A's: B creates B's own (names are per project or per creator), and
 # lists B's own projects (test_b_never_lists_a_s_project).
 OWN_CREATES = {("POST", f"{API}/clusters"), ("POST", f"{API}/projects"), ("GET", f"{API}/projects")}
-
-
-@pytest.fixture
-async def api(settings: Settings, redis: Redis) -> Any:
-    async with api_client(settings, relay_events=False) as client:
-        yield client
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ change or delete the project. The matrix must name every /api/v1 operation a use
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from cls_runtime.settings import Settings
 from shared_models.projects import personal_project_id
 from tests.api.conftest import MERGE_PATCH, assert_error, update_body
-from tests.conftest import api_client, gcp_cluster_body, seed_nodepool_body
+from tests.conftest import gcp_cluster_body, seed_nodepool_body
 
 API = "/api/v1"
 NO_SUCH_ID = "0f0f0f0f-0000-4000-8000-000000000000"
@@ -141,12 +141,6 @@ NOT_IN_THE_MATRIX = {
     ("PUT", f"{API}/clusters/{{id}}/status"),
     ("POST", f"{API}/projects"),
 }
-
-
-@pytest.fixture
-async def api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings, relay_events=False) as client:
-        yield client
 
 
 def user(email: str) -> dict[str, str]:
