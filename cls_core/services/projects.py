@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from cls_core.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
-from cls_core.services.access import Caller, judge
+from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded, ValidationFailed
+from cls_core.services.access import Caller, judge, role_of
 from cls_core.services.common import (
     RV_CHANGED,
     creation_score,
@@ -34,7 +34,6 @@ from shared_models.projects import (
     ProjectPatch,
     Role,
     personal_project_id,
-    strongest,
 )
 from shared_models.validators import normalise_email
 
@@ -188,9 +187,8 @@ class ProjectService:
         grants = await projects_store.grants_many([p.id for p in page], caller.email, caller.groups)
         views = []
         for project, held in zip(page, grants, strict=True):
-            role = Role.ADMIN if project.id == caller.personal_project else None
-            role = strongest([Role(g.role) for g in held] + ([role] if role else []))
-            views.append(project_view(project, role))
+            personal = project.id == caller.personal_project
+            views.append(project_view(project, Role.ADMIN if personal else role_of(held)))
         return len(projects), views
 
     async def members(self, caller: Caller, project_id: str) -> list[dict[str, str]]:
@@ -441,32 +439,37 @@ class ProjectService:
         )
 
     async def _run(self, txn: Txn, name: str | None) -> None:
+        """Commit a project write; a failed check becomes the error it means."""
         try:
             await self.store.run(txn)
         except TxnFailed as failed:
-            if failed.code == NAME_TAKEN:
-                raise Conflict(
-                    f"Project with name '{name}' already exists",
-                    f"existing project id: {failed.actual}",
-                ) from failed
-            if failed.code == PROJECT_QUOTA:
-                limit = self.settings.max_projects_per_member
-                raise QuotaExceeded(
-                    f"Quota exceeded: at most {limit} projects per member",
-                    f"the member or group already belongs to {failed.actual} projects",
-                ) from failed
-            if failed.code == MEMBER_QUOTA:
-                limit = self.settings.max_members_per_project
-                raise QuotaExceeded(
-                    f"Quota exceeded: at most {limit} members (and {limit} groups) per project",
-                    f"the project has {failed.actual}",
-                ) from failed
-            if failed.code == CLUSTERS_LEFT:
-                raise Conflict(
-                    "Project still has clusters",
-                    f"{failed.actual} cluster(s); delete them or transfer them to another project",
-                ) from failed
-            raise
+            refusal = self._refusals(name).get(failed.code)
+            if refusal is None:
+                raise
+            raise refusal(failed.actual) from failed
+
+    def _refusals(self, name: str | None) -> dict[str, Callable[[str], ApiError]]:
+        """What each check of a project write means when it fails (given what it found)."""
+        projects_max = self.settings.max_projects_per_member
+        members_max = self.settings.max_members_per_project
+        return {
+            NAME_TAKEN: lambda found: Conflict(
+                f"Project with name '{name}' already exists", f"existing project id: {found}"
+            ),
+            PROJECT_QUOTA: lambda found: QuotaExceeded(
+                f"Quota exceeded: at most {projects_max} projects per member",
+                f"the member or group already belongs to {found} projects",
+            ),
+            MEMBER_QUOTA: lambda found: QuotaExceeded(
+                f"Quota exceeded: at most {members_max} members (and {members_max} groups) "
+                "per project",
+                f"the project has {found}",
+            ),
+            CLUSTERS_LEFT: lambda found: Conflict(
+                "Project still has clusters",
+                f"{found} cluster(s); delete them or transfer them to another project",
+            ),
+        }
 
 
 def _role_from(
@@ -476,7 +479,7 @@ def _role_from(
         return Role.ADMIN
     held = [members[caller.email]] if caller.email in members else []
     held += [groups[g] for g in caller.groups if g in groups]
-    return strongest([Role(grant.role) for grant in held])
+    return role_of(held)
 
 
 def _keep_an_admin(state: ProjectState, email: str, new_role: Role | None) -> None:

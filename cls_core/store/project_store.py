@@ -71,13 +71,8 @@ class ProjectStore:
     async def grants(self, project_id: str, email: str, groups: Sequence[str]) -> list[Grant]:
         """The grants that give ``email`` (a member of ``groups``) a role in the project, in
         one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hget(self.names.project_members(project_id), email)
-            if groups:
-                pipe.hmget(self.names.project_groups(project_id), list(groups))
-            replies = await pipe.execute()
-        stored = [replies[0], *(replies[1] if groups else [])]
-        return [Grant.decode(s) for s in stored if s is not None]
+        (found,) = await self.grants_many([project_id], email, groups)
+        return found
 
     async def grants_many(
         self, project_ids: Sequence[str], email: str, groups: Sequence[str]
@@ -86,11 +81,12 @@ class ProjectStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for project_id in project_ids:
                 pipe.hget(self.names.project_members(project_id), email)
-                pipe.hmget(self.names.project_groups(project_id), [*groups] or [""])
-            replies = await pipe.execute()
+                if groups:
+                    pipe.hmget(self.names.project_groups(project_id), list(groups))
+            replies = iter(await pipe.execute())
         found = []
-        for i in range(0, len(replies), 2):
-            stored = [replies[i], *(replies[i + 1] if groups else [])]
+        for _ in project_ids:
+            stored = [next(replies), *(next(replies) if groups else [])]
             found.append([Grant.decode(s) for s in stored if s is not None])
         return found
 
