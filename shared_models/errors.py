@@ -21,6 +21,10 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     # A DELETE of a resource (or a cascade over one) whose spec.deletion_protection is true.
     DELETION_PROTECTED = "DELETION_PROTECTED"
+    # A write to a resource that is being deleted (phase Deleting): its spec is frozen.
+    RESOURCE_DELETING = "RESOURCE_DELETING"
+    # A nodepool created in (or changed within) a cluster that is being deleted.
+    CLUSTER_DELETING = "CLUSTER_DELETING"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     UNAVAILABLE = "UNAVAILABLE"

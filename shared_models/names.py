@@ -92,6 +92,22 @@ class Names:
         report or event meant for a deleted cluster can reach a new one."""
         return self._key("retired", "cluster")
 
+    def tombstone(self, kind: Kind, resource_id: str) -> str:
+        """Hash left by a purged resource (deleted_at, generation, forced_by/reason/forced_at
+        when forced), expiring after ``tombstone_retention``: its id is never used again."""
+        return self._key("tombstone", kind, resource_id)
+
+    @property
+    def deletion_due(self) -> str:
+        """Sorted set '<kind>:<id>' -> unix time its deletion times out if not confirmed."""
+        return self._key("deletion", "due")
+
+    @property
+    def deleting_clusters(self) -> str:
+        """Hash cluster id -> JSON of its deletion (forced_by, reason; {} unforced): the
+        clusters whose deletion the cascade job still has to finish (survives a restart)."""
+        return self._key("deletion", "clusters")
+
     def idempotency(self, caller: str, key: str) -> str:
         """A caller's ``Idempotency-Key`` (keys belong to the email that sent them)."""
         return self._key("idem", caller, key)

@@ -47,6 +47,30 @@ from shared_models.resources import (
 router = APIRouter(prefix=API_PREFIX, tags=["nodepools"], responses=ERRORS, route_class=ApiRoute)
 
 DryRun = Annotated[bool, Query(alias="dryRun", description="Validate everything, write nothing")]
+MAX_REASON_LENGTH = 512
+Reason = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_REASON_LENGTH,
+        description="Why the deletion is forced (required with force=true); kept with the "
+        "resource's tombstone and logged",
+    ),
+]
+
+
+def forced_reason(force: bool, reason: str | None, *, required: bool = True) -> str | None:
+    """The reason of a forced delete (None: not forced); a force without one is refused."""
+    if not force:
+        return None
+    if reason is None:
+        if not required:
+            return None
+        raise ValidationFailed.of(
+            "reason", "reason is required with force=true (why the deletion is forced)"
+        )
+    return reason
+
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -199,7 +223,18 @@ async def delete(
     user: User,
     nodepool_id: NodePoolId,
     preconditions: Precondition,
+    force: Annotated[
+        bool,
+        Query(
+            description="Purge the nodepool now, without its controllers' confirmation "
+            "(reason required)"
+        ),
+    ] = False,
+    reason: Reason = None,
     dry_run: DryRun = False,
 ) -> Response:
-    await user.nodepools.delete(user.caller, nodepool_id, preconditions, dry_run)
+    """204: the nodepool is being deleted (phase Deleting until its controllers confirm), or
+    purged when forced or when no controller has to confirm."""
+    why = forced_reason(force, reason)
+    await user.nodepools.delete(user.caller, nodepool_id, preconditions, dry_run, why)
     return Response(status_code=204)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, TypeVar
 
@@ -25,8 +26,9 @@ import orjson
 from pydantic import ValidationError
 
 from cls_core.errors import Conflict
+from cls_core.services import deletion
 from cls_core.services.common import RV_CHANGED, new_resource_version, utcnow
-from cls_core.services.reconcile_schedule import ReconcileSchedule, is_ready
+from cls_core.services.reconcile_schedule import ReconcileSchedule, is_ready, member
 from cls_core.services.validation import field_errors
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
 from cls_runtime.logs import bind
@@ -38,6 +40,7 @@ from shared_models.aggregation import (
     aggregate_json,
     controller_of,
     controller_of_json,
+    deletion_confirmed,
     timestamp,
 )
 from shared_models.controllers import ControllerRegistry
@@ -225,6 +228,41 @@ class StatusService:
                 results[index] = conflict
         return [result for result in results if result is not None]
 
+    async def mark_overdue(self, kind: Kind, resource_id: str) -> bool:
+        """A deletion not confirmed within ``deletion_timeout``: its status turns Unhealthy,
+        naming the controllers that did not confirm (written to the record, so that the
+        health index and filters agree); it leaves the timeout schedule. False: a write got
+        there first (the next tick tries again)."""
+        due = member(kind, resource_id)
+        (read,) = await self.store.get_many_with_reports([(kind, resource_id)])
+        if isinstance(read, Exception):
+            raise read
+        record, raw = read
+        txn = Txn()
+        if record is None or record.deletion_timestamp is None:
+            (failed,) = await self.store.run_each([txn.zrem(self.names.deletion_due, due)])
+            return failed is None
+        status = deletion.deleting_status(record, raw, self.registry, utcnow(), is_overdue=True)
+        updated = record.with_changes(rv=new_resource_version(), status=status)
+        record_key = self.names.record(kind, resource_id)
+        txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
+        txn.hset(
+            record_key,
+            {
+                "rv": updated.rv,
+                "status": orjson.dumps(status).decode(),
+                "phase": updated.phase,
+                "health": updated.health,
+            },
+        )
+        updated.put_view(txn, self.names)
+        txn.move_in_indexes(
+            record.index_keys(self.names), updated.index_keys(self.names), record.seq, record.id
+        )
+        txn.zrem(self.names.deletion_due, due)
+        (failed,) = await self.store.run_each([txn])
+        return failed is None
+
     def _plan(
         self,
         resource: Resource,
@@ -239,7 +277,8 @@ class StatusService:
         if record is None:
             return [ApplyResult(Outcome.NOT_FOUND) for _ in reports], None
         try:
-            state = _State(kind, record, raw_reports, self.registry)
+            late = deletion.overdue(record, self.settings, datetime.fromtimestamp(now.seconds, UTC))
+            state = _State(kind, record, raw_reports, self.registry, overdue=late)
         except Exception as exc:  # what is stored cannot be read back: a bug, not the reports'
             return [exc for _ in reports], None
         outcomes: list[ApplyResult | Exception] = []
@@ -289,6 +328,11 @@ class StatusService:
         if kind == "nodepool" and state.phase_changed:
             ready = is_ready(updated.status, updated.generation)
             self._schedule.schedule(txn, "nodepool", resource_id, ready, now)
+        if kind == "nodepool" and state.confirmed():
+            # The last confirmation of a deletion: the purge, in the transaction that would
+            # have stored it (a cluster's is the cascade job's: its nodepools go first).
+            moment = datetime.fromtimestamp(now, UTC)
+            deletion.add_purge(txn, self.names, updated, moment, self.settings)
         return txn
 
 
@@ -300,9 +344,18 @@ class _State:
     """
 
     def __init__(
-        self, kind: Kind, record: Record, raw: dict[str, str], registry: ControllerRegistry
+        self,
+        kind: Kind,
+        record: Record,
+        raw: dict[str, str],
+        registry: ControllerRegistry,
+        *,
+        overdue: bool = False,
     ) -> None:
         self.kind = kind
+        # Being deleted: phase Deleting, and the reports at its generation confirm or fail it.
+        self.deleting = record.deletion_timestamp is not None
+        self.overdue = overdue
         self.record = record
         self.registry = registry
         # What Ready waits for on this resource (its kind and platform never change).
@@ -345,7 +398,13 @@ class _State:
         controllers = {**self._every_controller(), name: controller_of(report)}
         generation = self.record.generation
         status = aggregate_json(
-            generation, list(controllers.values()), self.status, now, required=self.required
+            generation,
+            list(controllers.values()),
+            self.status,
+            now,
+            required=self.required,
+            deleting=self.deleting,
+            overdue=self.overdue,
         )
         record = self.record.with_changes(rv=new_resource_version(), status=status)
         stored_json = orjson.dumps(stored).decode()
@@ -362,6 +421,13 @@ class _State:
         return ApplyResult(
             Outcome.APPLIED, generation, report.observed_generation, record, self.raw
         )
+
+    def confirmed(self) -> bool:
+        """Being deleted, and every required controller confirmed it."""
+        if not self.deleting:
+            return False
+        controllers = self._every_controller().values()
+        return deletion_confirmed(self.record.generation, controllers, self.required)
 
 
 def _judge(

@@ -29,6 +29,12 @@ import orjson
 from cls_core.store.txn import Txn
 from shared_models.aggregation import StoredStatus
 from shared_models.names import ANY, Kind, Names
+from shared_models.specs import DELETION_PROTECTION
+
+# The record's field set while it is being deleted (its deletion_timestamp).
+DELETING = "deleting"
+# "1" while its spec.deletion_protection is true ("0", or absent in older records: not).
+PROTECTED = "protected"
 
 RECORD_FIELDS = (
     "doc",
@@ -58,6 +64,8 @@ class StoredDoc(TypedDict):
     created_at: str
     updated_at: str
     created_by: str
+    # Set when a DELETE is accepted (phase Deleting, until the purge).
+    deletion_timestamp: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,11 @@ class _Record:
     def health(self) -> str:
         return str(self.status["health"])
 
+    @property
+    def deletion_timestamp(self) -> str | None:
+        """When its DELETE was accepted: a resource being deleted (phase Deleting) has one."""
+        return self.doc.get("deletion_timestamp")
+
     def _common_fields(self) -> dict[str, str]:
         return {
             "doc": orjson.dumps(self.doc).decode(),
@@ -95,6 +108,11 @@ class _Record:
             "health": self.health,
             "seq": repr(self.seq),
             **({} if self.idem_key is None else {"idem_key": self.idem_key}),
+            # A field of its own, so that a guarded write can check a resource is not being
+            # deleted (a nodepool's create checks its cluster's).
+            **({} if self.deletion_timestamp is None else {DELETING: self.deletion_timestamp}),
+            # Its deletion protection, for a cascade's guard (the spec itself is JSON in doc).
+            PROTECTED: "1" if self.doc["spec"].get(DELETION_PROTECTION) is True else "0",
         }
 
     def view(self) -> dict[str, Any]:
@@ -196,7 +214,7 @@ def _common_from_hash(resource_id: str, raw: dict[str, Any]) -> dict[str, Any]:
 
 # The order of fields in responses, as the user guide shows them.
 _VIEW_HEAD = ("id", "name", "cluster_id", "project_id", "generation")
-_VIEW_TAIL = ("created_at", "updated_at", "created_by")
+_VIEW_TAIL = ("created_at", "updated_at", "deletion_timestamp", "created_by")
 
 
 def assemble_view(doc: Mapping[str, object], rv: str, status: Any) -> dict[str, Any]:
@@ -205,5 +223,6 @@ def assemble_view(doc: Mapping[str, object], rv: str, status: Any) -> dict[str, 
     view["spec"] = doc["spec"]
     view["status"] = status
     for key in _VIEW_TAIL:
-        view[key] = doc[key]
+        if key in doc:  # deletion_timestamp only while deleting
+            view[key] = doc[key]
     return view

@@ -32,6 +32,13 @@ class Txn:
         self.checks.append({"c": "hget", "k": self._k(key), "f": field_, "v": value, "fail": fail})
         return self
 
+    def expect_field_not(self, key: str, field_: str, value: str, fail: str) -> Txn:
+        """The hash field must not hold ``value`` (absent is fine)."""
+        self.checks.append(
+            {"c": "hget_ne", "k": self._k(key), "f": field_, "v": value, "fail": fail}
+        )
+        return self
+
     def expect_present(self, key: str, field_: str, fail: str) -> Txn:
         """The hash ``key`` must have ``field_`` (whatever its value)."""
         self.checks.append({"c": "hexists", "k": self._k(key), "f": field_, "fail": fail})
@@ -84,6 +91,11 @@ class Txn:
 
     def delete(self, key: str) -> Txn:
         self.ops.append({"o": "del", "k": self._k(key)})
+        return self
+
+    def expire(self, key: str, seconds: float) -> Txn:
+        """Let ``key`` (written earlier in the transaction) expire after ``seconds``."""
+        self.ops.append({"o": "pexpire", "k": self._k(key), "ms": max(1, int(seconds * 1000))})
         return self
 
     def zadd(self, key: str, score: float, member: str) -> Txn:
