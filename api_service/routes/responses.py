@@ -23,7 +23,8 @@ _ERROR_CODES: dict[int | str, str] = {
     403: "Controller credentials on a user endpoint, or a user on a controller one (FORBIDDEN)",
     404: "Not found, or owned by someone else (NOT_FOUND)",
     409: "Name or id taken, a stale If-Match or If-Generation-Match, nodepools left, or a "
-    "stale report (CONFLICT)",
+    "stale report (CONFLICT); a write to a resource being deleted (RESOURCE_DELETING), a "
+    "nodepool created or changed in a cluster being deleted (CLUSTER_DELETING)",
     413: "Body over the size limit (PAYLOAD_TOO_LARGE)",
     503: "Storage unavailable, or too many concurrent writers; retry after Retry-After "
     "(UNAVAILABLE)",

@@ -144,8 +144,12 @@ def error_envelope(ctx: CheckContext, response: Response, case: Case[Any]) -> bo
         else:
             envelope = ErrorEnvelope.model_validate(body)
             codes = {expected.get(response.status_code)}
-            if response.status_code == 409:  # a DELETE of a protected resource
-                codes.add(ErrorCode.DELETION_PROTECTED)
+            if response.status_code == 409:  # a protected resource; one being deleted
+                codes |= {
+                    ErrorCode.DELETION_PROTECTED,
+                    ErrorCode.RESOURCE_DELETING,
+                    ErrorCode.CLUSTER_DELETING,
+                }
             if envelope.error.code not in codes:
                 problem = f"code {envelope.error.code} with status {response.status_code}"
             elif not envelope.error.message:

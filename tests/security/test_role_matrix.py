@@ -22,6 +22,7 @@ from cls_runtime.settings import Settings
 from shared_models.projects import personal_project_id
 from tests.api.conftest import MERGE_PATCH, assert_error, update_body
 from tests.conftest import gcp_cluster_body, seed_nodepool_body
+from tests.support.deletion import delete_nodepool, purge_cluster
 
 API = "/api/v1"
 NO_SUCH_ID = "0f0f0f0f-0000-4000-8000-000000000000"
@@ -311,7 +312,7 @@ async def test_a_cluster_view_names_its_project_and_a_nodepool_view_does_not(
 
 
 async def test_the_guide_s_workflow_works_for_a_user_with_no_project(
-    api: httpx.AsyncClient, project: Ids
+    api: httpx.AsyncClient, project: Ids, settings: Settings
 ) -> None:
     frank = user("frank@example.com")
     response = await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=frank)
@@ -334,10 +335,8 @@ async def test_the_guide_s_workflow_works_for_a_user_with_no_project(
     )
     assert scaled.status_code == 200, scaled.text
     assert scaled.json()["spec"]["nodeCount"] == 6
-    gone = await api.delete(f"{API}/nodepools/{nodepool['id']}", headers=frank)
-    assert gone.status_code == 204, gone.text
-    gone = await api.delete(f"{API}/clusters/{cluster['id']}", headers=frank)
-    assert gone.status_code == 202, gone.text
+    await delete_nodepool(api, nodepool["id"], frank)  # 204, then confirmed
+    await purge_cluster(api, settings, cluster["id"], frank)  # 202, then confirmed
     # The same name in another user's project is no conflict.
     again = await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=frank)
     assert again.status_code == 201, again.text
