@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -20,6 +20,8 @@ from cls_core.services.status import StatusService
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore
 from cls_core.store.redis_store import connect_redis
 from cls_runtime.settings import Settings
+from event_jobs.deletion import DeletionLoop
+from event_jobs.leader import Leadership
 from shared_models.controllers import DEFAULT_REGISTRY, ControllerRegistry
 from shared_models.status import ControllerReport
 from tests.conftest import USER, controller_headers
@@ -153,3 +155,17 @@ async def confirm_in_service(status: StatusService, record: NodePoolRecord | Clu
     for name in required:
         report = ControllerReport.model_validate(deletion_report(name, record.generation))
         await status.apply(kind, record.id, report)
+
+
+class _Leader:
+    """A lease that is always held: the loop's tick runs as the leader would."""
+
+    is_leader = True
+
+    async def wait_leader(self) -> None:
+        return None
+
+
+def deletion_loop(settings: Settings, store: RedisStore) -> DeletionLoop:
+    """The event jobs' deletion loop over ``store``, as a leader (``tick`` runs one round)."""
+    return DeletionLoop(store, settings, cast(Leadership, _Leader()))
