@@ -4,6 +4,7 @@ is retired, so no report or event meant for it can ever reach a new cluster."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
@@ -131,3 +133,15 @@ def test_make_run_says_why_the_demo_cluster_cannot_come_back(running_api: str) -
     message = run_stack._post_demo_cluster(running_api)
     assert "ids are never reused" in message
     assert "CLS_NAMESPACE" in message
+
+
+@pytest.mark.settings_update(tombstone_retention=0.05)
+async def test_a_purged_cluster_id_stays_retired_once_its_tombstone_expired(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    assert (await create_with_chosen_id(api, USER)).status_code == 201
+    await purge_cluster(api, settings, CHOSEN_ID)
+    await asyncio.sleep(0.1)
+    assert not await redis.exists(settings.names.tombstone("cluster", CHOSEN_ID))
+    response = await create_with_chosen_id(api, USER)
+    assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
