@@ -240,11 +240,14 @@ class ClusterService(ResourceService[ClusterRecord]):
             count = len(nodepool_ids)
             txn.expect_count(self.names.cluster_nodepools(cluster_id), count, RV_CHANGED)
             if record.deletion_timestamp is not None:
-                # A force on a deletion under way: the cascade job purges without waiting.
+                # A force on a deletion under way: purged now, or by the cascade without waiting.
                 txn.expect_field(
                     self.names.record(self.kind, record.id), "rv", record.rv, RV_CHANGED
                 )
-                txn.hset(self.names.deleting_clusters, {record.id: _deletion_json(forced)})
+                if nodepool_ids:
+                    txn.hset(self.names.deleting_clusters, {record.id: _deletion_json(forced)})
+                else:
+                    self._add_purge(txn, record, now, forced)
                 state = record
             else:
                 reports = await self.store.controller_reports(self.kind, cluster_id)

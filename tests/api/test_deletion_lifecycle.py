@@ -371,3 +371,16 @@ async def test_a_nodepool_of_a_force_deleted_cluster_cannot_be_scaled(
     url = f"{API}/nodepools/{pool['id']}"
     response = await api.patch(url, json={"spec": {"nodeCount": 5}}, headers=USER)
     assert_error(response, 409, "CLUSTER_DELETING")
+
+
+async def test_a_force_on_a_deleting_cluster_without_nodepools_purges_it_and_records_why(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    cluster = await create_cluster(api)
+    await delete(api, f"clusters/{cluster['id']}")
+    response = await delete(api, f"clusters/{cluster['id']}", "?force=true&reason=stuck")
+    assert response.status_code == 202, response.text
+    assert_error(await get(api, f"clusters/{cluster['id']}"), 404, "NOT_FOUND")
+    tombstone = await redis.hgetall(settings.names.tombstone("cluster", cluster["id"]))
+    assert (tombstone["reason"], tombstone["forced_by"]) == ("stuck", USER["X-User-Email"])
+    assert not await redis.hexists(settings.names.deleting_clusters, cluster["id"])
