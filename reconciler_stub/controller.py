@@ -297,15 +297,15 @@ class Controller:
         """Stop any run, delete what the resource has (no state needed: a controller that never
         saw it deletes what its spec asks for), and confirm at ``generation``."""
         tracked = self.resources.get(resource_id)
-        if self.tombstones.confirmed(resource_id, generation, event.timestamp):
-            # Deleted already: the same deletion delivered again. Confirming again is cheap and
-            # harmless (the API has purged the resource or counts each controller once).
+        if tracked is not None and tracked.deletes(generation):
+            await self._again(resource_id, tracked, event)  # under way, or failed
+            return
+        if tracked is None and self.tombstones.confirmed(resource_id, generation):
+            # Deleted already, and asked again: confirming again is cheap and harmless (the API
+            # has purged the resource, or counts each controller's confirmation once).
             target = plans.deletion_target(event, self.spec.kind, None, None)
             done = Tracked(generation=generation, target=target, deletion=event.timestamp)
             await self._report(resource_id, done, plans.deleted(target))
-            return
-        if tracked is not None and tracked.deletes(generation):
-            await self._again(resource_id, tracked, event)  # under way, or failed
             return
         known = tracked.target if tracked is not None else None
         region = self.cluster_regions.get(event.cluster_id)

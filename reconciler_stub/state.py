@@ -76,11 +76,12 @@ class Tombstones:
         deleted = self._deleted.get(resource_id)
         return deleted is not None and generation < deleted[0] and at <= deleted[1]
 
-    def confirmed(self, resource_id: str, generation: int, at: datetime) -> bool:
-        """Whether a deletion event (``generation``, ``at``) is one already carried out: the
-        same deletion delivered again (or an older one), not that of a resource created again."""
+    def confirmed(self, resource_id: str, generation: int) -> bool:
+        """Whether a deletion at ``generation`` is one already carried out: the same deletion
+        delivered again, or sent again by the API (a new event, so a later time) while it waits
+        for other controllers."""
         deleted = self._deleted.get(resource_id)
-        return deleted is not None and generation <= deleted[0] and at <= deleted[1]
+        return deleted is not None and generation <= deleted[0]
 
     def forget(self, resource_id: str) -> None:
         self._deleted.pop(resource_id, None)

@@ -133,19 +133,21 @@ async def test_late_event_does_not_bring_a_deleted_nodepool_back(
     assert len(reports.of(nodepool_id)) == before
 
 
-async def test_a_deletion_delivered_again_is_confirmed_again_at_once(
-    stub: StubService, publish: Publish, reports: Reports
+@pytest.mark.parametrize("again", ["redelivered", "sent again"])
+async def test_a_deletion_asked_again_is_confirmed_again_at_once(
+    stub: StubService, publish: Publish, reports: Reports, again: str
 ) -> None:
     nodepool_id = await create_ready(publish, reports)
     event = deletion(nodepool_id, 2)
     await publish(event)
     await confirmed(reports, nodepool_id, 2)
     before = len(reports.of(nodepool_id))
-    await publish(event)
+    # The same event, or a new one (a later time) for the same deletion.
+    await publish(event if again == "redelivered" else deletion(nodepool_id, 2))
     await reports.wait_for(lambda r: len(reports.of(nodepool_id)) > before)
     await barrier(publish, reports)
-    again = reports.of(nodepool_id)[before:]
-    assert [(r["observed_generation"], deleted_status(r)) for r in again] == [(2, "True")]
+    said = reports.of(nodepool_id)[before:]
+    assert [(r["observed_generation"], deleted_status(r)) for r in said] == [(2, "True")]
 
 
 async def test_a_deletion_delivered_again_during_its_run_starts_no_second_run(
