@@ -10,6 +10,10 @@ A resource is one hash and one string. The hash (``Names.record``):
   seq      the creation-ordered score used by every index it is in
   idem_key the Idempotency-Key (as the client sent it) that created it, if any: deleting the
            resource deletes that key in the same transaction
+  ops      the ids of its operations, oldest first, space-separated (its bounded history: the
+           write that adds one trims it without a read); the last is its current operation
+  op_run   "<type> <generation>" of the current operation while it runs (absent once ended),
+           so that a status report ends it without reading it
 The string (``Names.view``) is the resource as the API returns it (JSON), rendered by every
 write of the record in the same transaction (``put``, ``put_view``): reads send it as stored,
 without parsing and re-serialising it, and a page reads all of its views with one MGET.
@@ -43,6 +47,8 @@ RECORD_FIELDS = (
     "cluster_id",
     "seq",
     "idem_key",
+    "ops",
+    "op_run",
 )
 
 
@@ -73,6 +79,10 @@ class _Record:
     platform: str
     seq: float
     idem_key: str | None = field(default=None, kw_only=True)
+    ops: tuple[str, ...] = field(default=(), kw_only=True)
+    op_run: str | None = field(default=None, kw_only=True)
+    # Not stored: the operation the write that returned this record started (None: none).
+    started_op: str | None = field(default=None, kw_only=True, compare=False)
 
     @property
     def phase(self) -> str:
@@ -95,6 +105,8 @@ class _Record:
             "health": self.health,
             "seq": repr(self.seq),
             **({} if self.idem_key is None else {"idem_key": self.idem_key}),
+            **({"ops": " ".join(self.ops)} if self.ops else {}),
+            **({} if self.op_run is None else {"op_run": self.op_run}),
         }
 
     def view(self) -> dict[str, Any]:
@@ -191,6 +203,8 @@ def _common_from_hash(resource_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         "platform": raw["platform"],
         "seq": float(raw["seq"]),
         "idem_key": raw.get("idem_key"),
+        "ops": tuple(str(raw.get("ops") or "").split()),
+        "op_run": raw.get("op_run"),
     }
 
 
