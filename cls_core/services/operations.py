@@ -66,7 +66,7 @@ def changes_of(
     new_name: str | None = None,
 ) -> list[dict[str, Any]]:
     """The fields a change set, as {field, old, new} (``old_spec`` None: a create)."""
-    old = dict(_flatten(old_spec or {}, "spec"))
+    old = {} if old_spec is None else dict(_flatten(old_spec, "spec"))
     new = dict(_flatten(new_spec, "spec"))
     changes = []
     if old_name != new_name and new_name is not None and old_spec is not None:
