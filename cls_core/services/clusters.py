@@ -238,7 +238,7 @@ class ClusterService(ResourceService[ClusterRecord]):
             operation_id = self.add_delete(txn, record, utcnow(), caller.email)
             try:
                 await self.store.run(txn)
-                return record.with_changes(started_op=operation_id)
+                return record.with_operation(record.ops, record.op_run, operation_id)
             except TxnFailed as failed:
                 if failed.code not in (RV_CHANGED, NODEPOOLS_LEFT):
                     raise

@@ -243,7 +243,7 @@ class OperationLog:
         ops = ops[-self.keep :]
         op_run = Running(op_id, type_, generation).field()
         txn.hset(names.record(kind, record.id), {"ops": " ".join(ops), "op_run": op_run})
-        return op_id, record.with_changes(ops=ops, op_run=op_run, started_op=op_id)
+        return op_id, record.with_operation(ops, op_run, op_id)
 
     def end_by_status(
         self, txn: Txn, record: Record, reports: Mapping[str, str], now: datetime

@@ -311,7 +311,9 @@ class ResourceService(Generic[R]):
         replay = await commit_create(
             self.store, lambda: self._run(txn, record, dry_run), idempotency
         )
-        return replay or (record.with_changes(started_op=None) if dry_run else record)
+        return replay or (
+            record.with_operation(record.ops, record.op_run, None) if dry_run else record
+        )
 
     async def _replaced(
         self,
@@ -379,7 +381,7 @@ class ResourceService(Generic[R]):
                 txn, self.events.updated, updated, generation, now, op_type, actor, record, reports
             )
         await self._run(txn, updated, dry_run)
-        return updated.with_changes(started_op=None) if dry_run else updated
+        return updated.with_operation(updated.ops, updated.op_run, None) if dry_run else updated
 
     def deletion_protected(self, record: R) -> DeletionProtected:
         return DeletionProtected(

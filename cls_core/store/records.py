@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import product
-from typing import Any, ClassVar, NotRequired, TypedDict
+from typing import Any, ClassVar, NotRequired, Self, TypedDict
 
 import orjson
 
@@ -121,6 +121,17 @@ class _Record:
     def view_json(self) -> str:
         """The view rendered once: stored, published and answered as the same text."""
         return orjson.dumps(self._view).decode()
+
+    def with_operation(
+        self, ops: tuple[str, ...], op_run: str | None, started_op: str | None
+    ) -> Self:
+        """The record with its operation fields. The view shows none of them: the one already
+        rendered is kept (a write answers with the very JSON it stored)."""
+        changed = replace(self, ops=ops, op_run=op_run, started_op=started_op)
+        for cached in ("_view", "view_json"):
+            if cached in self.__dict__:
+                changed.__dict__[cached] = self.__dict__[cached]
+        return changed
 
     def put(self, txn: Txn, names: Names) -> None:
         """Write the whole record and its view."""
