@@ -14,7 +14,7 @@ from cls_core.services.nodepools import NodePoolService
 from cls_core.services.status import ApplyResult, Outcome, ReportFor, StatusService
 from cls_core.store import RedisStore, Txn
 from cls_runtime.settings import Settings
-from shared_models.operations import OperationState
+from shared_models.operations import OperationState, OperationType
 from shared_models.status import ControllerReport
 from tests.services.conftest import new_cluster, new_nodepool
 
@@ -96,3 +96,44 @@ async def test_a_report_after_the_end_writes_nothing_more_to_the_operation(
     again = ready().model_copy(update={"metadata": {"active_nodes": 4}})
     await status.apply(pool.kind, pool.id, again)
     assert await stored(redis, settings, pool.ops[0]) == ended
+
+
+async def test_a_force_delete_supersedes_the_running_delete_and_succeeds_at_the_purge(
+    clusters: ClusterService, nodepools: NodePoolService, redis: Redis, settings: Settings
+) -> None:
+    """The deletion lifecycle's calls: ``start`` a delete (the record kept, Deleting), then
+    ``start`` a force_delete with its reason and ``finish_deleted`` in the purge's transaction."""
+    pool = await new_nodepool(nodepools, (await new_cluster(clusters)).id)
+    log, now = nodepools.operations, utcnow()
+    txn = Txn()
+    delete_id, deleting = log.start(
+        txn,
+        record=pool,
+        before=pool,
+        cluster_id=pool.cluster_id,
+        type_=OperationType.DELETE,
+        generation=pool.generation + 1,
+        actor="owner@example.com",
+        now=now,
+    )
+    await nodepools.store.run(txn)
+    txn = Txn()
+    force_id, forced = log.start(
+        txn,
+        record=deleting,
+        before=deleting,
+        cluster_id=pool.cluster_id,
+        type_=OperationType.FORCE_DELETE,
+        generation=pool.generation + 1,
+        actor="admin@example.com",
+        now=utcnow(),
+        reason="the cloud project is gone",
+    )
+    log.finish_deleted(txn, "nodepool", pool.id, forced.ops, utcnow())
+    await nodepools.store.run(txn)
+    assert (await stored(redis, settings, pool.ops[0]))["state"] == OperationState.CANCELLED
+    delete = await stored(redis, settings, delete_id)
+    assert (delete["state"], delete["superseded_by"]) == (OperationState.SUPERSEDED, force_id)
+    force = await stored(redis, settings, force_id)
+    assert force["state"] == OperationState.SUCCEEDED
+    assert '"reason":"the cloud project is gone"' in force["doc"]
