@@ -26,8 +26,11 @@ from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
     DELETE_REFUSED,
+    DELETED_204,
     ERRORS,
     WITH_ETAG,
+    WRITTEN,
+    operation_header,
     page_response,
     resource_response,
     stored_resource_response,
@@ -152,7 +155,7 @@ async def get(reader: Reader, nodepool_id: NodePoolId) -> Response:
     return stored_resource_response(*await service.get_view(reader.caller, nodepool_id))
 
 
-@router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
+@router.put("/nodepools/{id}", response_model=NodePool, responses=WRITTEN)
 async def replace(
     user: User,
     nodepool_id: NodePoolId,
@@ -167,7 +170,7 @@ async def replace(
 @router.patch(
     "/nodepools/{id}",
     response_model=NodePool,
-    responses=WITH_ETAG,
+    responses=WRITTEN,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -193,7 +196,10 @@ async def patch(
 
 
 @router.delete(
-    "/nodepools/{id}", status_code=204, response_class=Response, responses=DELETE_REFUSED
+    "/nodepools/{id}",
+    status_code=204,
+    response_class=Response,
+    responses={**DELETED_204, **DELETE_REFUSED},
 )
 async def delete(
     user: User,
@@ -201,5 +207,5 @@ async def delete(
     preconditions: Precondition,
     dry_run: DryRun = False,
 ) -> Response:
-    await user.nodepools.delete(user.caller, nodepool_id, preconditions, dry_run)
-    return Response(status_code=204)
+    operation_id = await user.nodepools.delete(user.caller, nodepool_id, preconditions, dry_run)
+    return Response(status_code=204, headers=operation_header(operation_id))

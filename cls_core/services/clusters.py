@@ -169,7 +169,7 @@ class ClusterService(ResourceService[ClusterRecord]):
             txn.expect_field(names.retired_cluster_ids, cluster_id, None, ID_RETIRED)
         else:
             txn.expect_field(names.record(self.kind, cluster_id), "rv", None, ID_TAKEN)
-        self._add_create(txn, record, now)
+        record = self._add_create(txn, record, now)
         return await self._commit_create(txn, record, dry_run, idempotency)
 
     async def replace(
@@ -182,7 +182,7 @@ class ClusterService(ResourceService[ClusterRecord]):
     ) -> ClusterRecord:
         async def attempt() -> ClusterRecord:
             record, role = await self.get_with_role(caller, cluster_id, Role.EDITOR)
-            return await self._replace(record, role, body, preconditions, dry_run)
+            return await self._replace(record, role, body, preconditions, dry_run, caller.email)
 
         return await self._write(cluster_id, attempt)
 
@@ -230,14 +230,15 @@ class ClusterService(ResourceService[ClusterRecord]):
             if nodepool_ids and not force:
                 raise self._has_nodepools(len(nodepool_ids))
             for start in range(0, len(nodepool_ids), CASCADE_BATCH):
-                await self._delete_nodepools(nodepool_ids[start : start + CASCADE_BATCH])
+                batch = nodepool_ids[start : start + CASCADE_BATCH]
+                await self._delete_nodepools(batch, caller.email)
             record = await self.get(caller, cluster_id, Role.EDITOR)
             txn = Txn()
             txn.expect_count(self.names.cluster_nodepools(cluster_id), 0, NODEPOOLS_LEFT)
-            self.add_delete(txn, record, utcnow())
+            operation_id = self.add_delete(txn, record, utcnow(), caller.email)
             try:
                 await self.store.run(txn)
-                return record
+                return record.with_operation(record.ops, record.op_run, operation_id)
             except TxnFailed as failed:
                 if failed.code not in (RV_CHANGED, NODEPOOLS_LEFT):
                     raise
@@ -332,7 +333,7 @@ class ClusterService(ResourceService[ClusterRecord]):
             )
         return moved, txn
 
-    async def _delete_nodepools(self, nodepool_ids: Sequence[str]) -> None:
+    async def _delete_nodepools(self, nodepool_ids: Sequence[str], actor: str) -> None:
         now = utcnow()
         nodepools = await self.store.get_nodepools([*nodepool_ids])
         # One protected since the delete was judged stops the cascade before this batch (each
@@ -340,7 +341,7 @@ class ClusterService(ResourceService[ClusterRecord]):
         self._refuse_protected_nodepools(nodepools)
         txns = [Txn() for _ in nodepools]
         for txn, nodepool in zip(txns, nodepools, strict=True):
-            self.nodepools.add_delete(txn, nodepool, now)
+            self.nodepools.add_delete(txn, nodepool, now, actor)
         await self.store.run_each(txns)  # a raced one is still there: the next round gets it
 
     async def _replace(
@@ -350,6 +351,7 @@ class ClusterService(ResourceService[ClusterRecord]):
         body: ClusterUpdate,
         preconditions: Preconditions,
         dry_run: bool,
+        actor: str,
     ) -> ClusterRecord:
         preconditions.check(record.rv, record.generation, self.label)
         old_platform = record.doc["spec"]["platform"]
@@ -361,7 +363,7 @@ class ClusterService(ResourceService[ClusterRecord]):
                 f"spec.platform.{old_platform['type']}: the region (location) is immutable",
             )
         spec = body.spec.model_dump(mode="json", exclude_none=True)
-        return await self._replaced(record, spec, body.name, dry_run, role=role)
+        return await self._replaced(record, spec, body.name, dry_run, role=role, actor=actor)
 
     @staticmethod
     def _refuse_protected_nodepools(nodepools: Sequence[NodePoolRecord]) -> None:

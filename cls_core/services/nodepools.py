@@ -196,7 +196,7 @@ class NodePoolService(ResourceService[NodePoolRecord]):
             txn.expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
         else:
             txn.expect_field(cluster_key, "project", cluster.project_id, CLUSTER_GONE)
-        self._add_create(txn, record, now)
+        record = self._add_create(txn, record, now)
         return await self._commit_create(txn, record, dry_run, idempotency)
 
     async def replace(
@@ -209,7 +209,9 @@ class NodePoolService(ResourceService[NodePoolRecord]):
     ) -> NodePoolRecord:
         async def attempt() -> NodePoolRecord:
             record, role, reports, cluster = await self._owned_for_write(caller, nodepool_id)
-            return await self._replace(record, role, reports, cluster, body, preconditions, dry_run)
+            return await self._replace(
+                record, role, reports, cluster, body, preconditions, dry_run, caller.email
+            )
 
         return await self._write(nodepool_id, attempt)
 
@@ -235,24 +237,28 @@ class NodePoolService(ResourceService[NodePoolRecord]):
             except ValidationError as exc:
                 fields = field_errors(exc, prefix="")
                 raise ValidationFailed(fields, total=exc.error_count()) from exc
-            return await self._replace(record, role, reports, cluster, body, preconditions, dry_run)
+            return await self._replace(
+                record, role, reports, cluster, body, preconditions, dry_run, caller.email
+            )
 
         return await self._write(nodepool_id, attempt)
 
     async def delete(
         self, caller: Caller, nodepool_id: str, preconditions: Preconditions, dry_run: bool
-    ) -> None:
+    ) -> str | None:
         """Delete a nodepool; a dry run judges everything a real one would and writes nothing
-        (its deletion protection included: ``add_delete`` refuses a protected one)."""
+        (its deletion protection included: ``add_delete`` refuses a protected one). The id of
+        the delete's operation (None for a dry run)."""
 
-        async def attempt() -> None:
+        async def attempt() -> str | None:
             record = await self.get(caller, nodepool_id, Role.EDITOR)
             preconditions.check(record.rv, record.generation, self.label)
             txn = Txn()
-            self.add_delete(txn, record, utcnow())
+            operation_id = self.add_delete(txn, record, utcnow(), caller.email)
             await self.store.run(txn, dry_run=dry_run)
+            return None if dry_run else operation_id
 
-        await self._write(nodepool_id, attempt)
+        return await self._write(nodepool_id, attempt)
 
     # ---- internals -------------------------------------------------------------------------
     async def _owned_for_write(
@@ -283,6 +289,7 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         body: NodePoolUpdate,
         preconditions: Preconditions,
         dry_run: bool,
+        actor: str,
     ) -> NodePoolRecord:
         if body.cluster_id is not None and body.cluster_id != record.cluster_id:
             raise ValidationFailed.of("cluster_id", "cluster_id cannot be changed")
@@ -292,7 +299,9 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         cluster_key = self.names.record("cluster", cluster.id)
         txn = Txn().expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
         try:
-            return await self._replaced(record, spec, body.name, dry_run, reports, txn, role=role)
+            return await self._replaced(
+                record, spec, body.name, dry_run, reports, txn, role=role, actor=actor
+            )
         except TxnFailed as failed:
             if failed.code != CLUSTER_CHANGED:
                 raise

@@ -41,6 +41,7 @@ from cls_core.services.idempotency import (
     commit_create,
     delete_key_with,
 )
+from cls_core.services.operations import OperationLog, update_type
 from cls_core.services.reconcile_schedule import ReconcileSchedule, member
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, StoredDoc, Txn, TxnFailed
 from cls_core.store.hints import Hints
@@ -49,6 +50,7 @@ from cls_runtime.settings import Settings
 from shared_models.aggregation import StoredStatus, aggregate_stored
 from shared_models.events import EventType
 from shared_models.names import Kind, Names
+from shared_models.operations import OperationType
 from shared_models.projects import Role
 from shared_models.resources import ClusterCreate, NodePoolCreate
 from shared_models.specs import DELETION_PROTECTION
@@ -153,6 +155,7 @@ class ResourceService(Generic[R]):
         self._writing = KeyedLocks()
         self._schedule = ReconcileSchedule(store.names, settings)
         self.access = Access(store.projects)
+        self.operations = OperationLog(store.names, settings)
         # resource id -> the project it was last read in (a hint get_view checks)
         self._project_of: Hints[str, str] = Hints(_PROJECTS_REMEMBERED)
 
@@ -284,10 +287,11 @@ class ResourceService(Generic[R]):
         async with self._writing.hold(resource_id):
             return await retry_on_race(attempt, self.label)
 
-    def _add_create(self, txn: Txn, record: R, now: datetime) -> None:
+    def _add_create(self, txn: Txn, record: R, now: datetime) -> R:
         """Everything a create writes, after the kind's own checks: its name (unique in its
         scope), its quota (counted in the transaction, so concurrent creates cannot pass it
-        together), the record, its indexes and the created event."""
+        together), the record, its indexes, the created event and its operation; the record
+        with its operation."""
         names_key = self._names_key(record)
         quota_key, quota = self._quota(record)
         txn.expect_field(names_key, record.name, None, NAME_TAKEN)
@@ -296,7 +300,10 @@ class ResourceService(Generic[R]):
         txn.hset(names_key, {record.name: record.id})
         txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, record.id)
         self._add_created(txn, record)
-        self._emit(txn, self.events.created, record, record.generation, now)
+        actor = record.doc["created_by"]
+        return self._emit(
+            txn, self.events.created, record, record.generation, now, OperationType.CREATE, actor
+        )
 
     async def _commit_create(
         self, txn: Txn, record: R, dry_run: bool, idempotency: IdempotentCreate | None
@@ -304,7 +311,9 @@ class ResourceService(Generic[R]):
         replay = await commit_create(
             self.store, lambda: self._run(txn, record, dry_run), idempotency
         )
-        return replay or record
+        return replay or (
+            record.with_operation(record.ops, record.op_run, None) if dry_run else record
+        )
 
     async def _replaced(
         self,
@@ -316,6 +325,7 @@ class ResourceService(Generic[R]):
         txn: Txn | None = None,
         *,
         role: Role,
+        actor: str,
     ) -> R:
         """Store ``record`` with a new spec and name (None: unchanged), once the kind has judged
         them and the caller's preconditions. A new spec is a new generation, with a status
@@ -366,9 +376,12 @@ class ResourceService(Generic[R]):
         )
         if spec_changed:
             self._add_spec_changed(txn, updated)
-            self._emit(txn, self.events.updated, updated, generation, now)
+            op_type = update_type(self.kind, stored, spec)
+            updated = self._emit(
+                txn, self.events.updated, updated, generation, now, op_type, actor, record, reports
+            )
         await self._run(txn, updated, dry_run)
-        return updated
+        return updated.with_operation(updated.ops, updated.op_run, None) if dry_run else updated
 
     def deletion_protected(self, record: R) -> DeletionProtected:
         return DeletionProtected(
@@ -377,9 +390,9 @@ class ResourceService(Generic[R]):
             "admin's write that sets it to false allows the deletion",
         )
 
-    def add_delete(self, txn: Txn, record: R, now: datetime) -> None:
+    def add_delete(self, txn: Txn, record: R, now: datetime, actor: str) -> str:
         """Everything that removing one resource writes (a cluster's cascade adds its
-        nodepools' to its own transactions).
+        nodepools' to its own transactions); the id of the delete's operation.
 
         A protected ``record`` is refused here. The transaction expects the resource_version
         it was read at, so a write that turned the protection on since then fails it too: the
@@ -398,12 +411,46 @@ class ResourceService(Generic[R]):
         self._add_deleted(txn, record, now)
         # Deletion is a change of desired state: it gets the next generation, so consumers that
         # ignore generations they have already handled still act on it.
-        self._emit(txn, self.events.deleted, record, record.generation + 1, now)
+        deleted = self._emit(
+            txn,
+            self.events.deleted,
+            record,
+            record.generation + 1,
+            now,
+            OperationType.DELETE,
+            actor,
+            record,
+        )
+        # Purged at once: the delete's operation ends with the record.
+        self.operations.finish_deleted(txn, self.kind, record.id, deleted.ops, now)
+        return deleted.started_op or ""
 
     def _emit(
-        self, txn: Txn, event_type: EventType, record: R, generation: int, now: datetime
-    ) -> None:
+        self,
+        txn: Txn,
+        event_type: EventType,
+        record: R,
+        generation: int,
+        now: datetime,
+        op_type: OperationType,
+        actor: str,
+        before: R | None = None,
+        reports: dict[str, str] | None = None,
+    ) -> R:
+        """Publish the change of ``record`` (as stored; ``before``: as read) with the
+        operation it starts; ``record`` with that operation."""
         cluster_id, nodepool_id = self._event_ids(record)
+        op_id, started = self.operations.start(
+            txn,
+            record=record,
+            before=before,
+            cluster_id=cluster_id,
+            type_=op_type,
+            generation=generation,
+            actor=actor,
+            now=now,
+            reports=reports,
+        )
         event = build_event(
             event_type,
             cluster_id=cluster_id,
@@ -412,8 +459,10 @@ class ResourceService(Generic[R]):
             platform=record.platform,
             resource=record.view(),
             moment=now,
+            operation_id=op_id,
         )
         append_event(txn, self.names, event)
+        return started
 
     async def _run(self, txn: Txn, record: R, dry_run: bool) -> None:
         """Commit ``txn``, the write of ``record`` (or only judge it, for a dry run); a failed

@@ -16,7 +16,8 @@
 --   {"c": "hexists", "k": i, "f": field, "fail": code}                  the hash has the field
 --   {"c": "hlen_lt", "k": i, "v": n, "fail": code}                      HLEN must be below n
 -- Ops: hset {kv}, hdel {f}, del, zadd {s, m}, zrem {m}, xadd {kv, max?}, set {v, px?},
---      del_json_eq {f, v}: delete the string key if it holds a JSON object whose field f is v
+--      del_json_eq {f, v}: delete the string key if it holds a JSON object whose field f is v,
+--      pexpire {px}: the key expires in px milliseconds
 -- Every key a check or an op touches is in KEYS (what Redis Cluster needs), among its plan's own.
 -- Returns one reply per plan, in order: {"ok"}, {"fail", code, actual value of the failed check}
 -- or {"error", message}. An unknown check or op, a key outside the plan's own or a plan that is
@@ -26,7 +27,7 @@
 local function absent(v) return v == nil or v == cjson.null end
 
 local OPS = {hset = true, hdel = true, del = true, zadd = true, zrem = true, xadd = true,
-             set = true, del_json_eq = true}
+             set = true, del_json_eq = true, pexpire = true}
 
 local function run(plan, base, count)
   local function key(i)
@@ -101,6 +102,8 @@ local function run(plan, base, count)
       end
     elseif op.o == "set" then
       if op.px then redis.call("SET", k, op.v, "PX", op.px) else redis.call("SET", k, op.v) end
+    elseif op.o == "pexpire" then
+      redis.call("PEXPIRE", k, op.px)
     elseif op.o == "del_json_eq" then
       local held = redis.call("GET", k)
       if held then

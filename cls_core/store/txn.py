@@ -112,6 +112,12 @@ class Txn:
         self.ops.append(op)
         return self
 
+    def pexpire(self, key: str, px: int) -> Txn:
+        """The key expires in ``px`` milliseconds (nothing happens to a key that does not
+        exist)."""
+        self.ops.append({"o": "pexpire", "k": self._k(key), "px": px})
+        return self
+
     def delete_if_json_field(self, key: str, field_: str, value: str) -> Txn:
         """Delete the string ``key`` only if it holds a JSON object whose ``field_`` is
         ``value`` (a key that now means something else is left alone)."""
