@@ -27,6 +27,7 @@ from cls_core.services.access import Caller
 from cls_core.services.clusters import ClusterService
 from cls_core.services.common import Preconditions
 from cls_core.services.nodepools import NodePoolService
+from cls_core.services.operations import OperationService
 from cls_core.services.projects import ProjectService
 from cls_core.services.status import StatusService
 from cls_core.store import RedisStore
@@ -44,6 +45,7 @@ class AppState:
     nodepools: NodePoolService
     projects: ProjectService
     status: StatusService
+    operations: OperationService
     # Extra readiness checks by name (the outbox relay adds "rabbitmq").
     readiness_probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
@@ -113,6 +115,7 @@ class UserCall:
     clusters: ClusterService
     nodepools: NodePoolService
     projects: ProjectService
+    operations: OperationService
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ async def _user(request: Request) -> UserCall:
     state = state_of(request)
     email = identity_header(request, "X-User-Email")
     caller = _caller(request, state, email, identity_header(request, "Authorization"))
-    return UserCall(caller, state.clusters, state.nodepools, state.projects)
+    return UserCall(caller, state.clusters, state.nodepools, state.projects, state.operations)
 
 
 async def _controller(request: Request) -> ControllerCall:
@@ -265,3 +268,4 @@ NodePoolId = Annotated[str, _path_id("id", "NodePool id (UUID)"), _uuid_of("id")
 ClusterId = Annotated[str, _path_id("id", "Cluster id (UUID)"), _uuid_of("id")]
 ParentClusterId = Annotated[str, _path_id("clusterId", "Cluster id (UUID)"), _uuid_of("clusterId")]
 ProjectId = Annotated[str, _path_id("id", "Project id (UUID)"), _uuid_of("id")]
+OperationId = Annotated[str, _path_id("id", "Operation id (UUID)"), _uuid_of("id")]

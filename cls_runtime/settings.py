@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # per cluster and EKS clusters per region by default. (CLS_MAX_CLUSTERS_PER_OWNER, its name
     # before clusters belonged to projects, is still read.)
     max_nodepools_per_cluster: int = Field(default=100, ge=1)
+    # Operations (docs/user-guide.md, "Operations"): how many a resource keeps (its oldest are
+    # deleted by the write that adds one more), and how long those of a deleted resource stay
+    # readable (the deletion lifecycle passes its tombstone retention instead).
+    operations_per_resource: int = Field(default=100, ge=1, le=10_000)
+    operations_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     max_clusters_per_project: int = Field(
         default=100,
         ge=1,

@@ -7,13 +7,19 @@ generation (``1000``) cannot make the controller ignore every real one after it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from shared_models.names import Kind
 
 READ_TIMEOUT = 5.0
+
+
+class ResourceReader(Protocol):
+    async def read(self, kind: Kind, resource_id: str) -> dict[str, Any] | None:
+        """The resource as the API returns it; None when the API has no such resource."""
+        ...
 
 
 class ApiReadError(Exception):

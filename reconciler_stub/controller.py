@@ -3,12 +3,14 @@
 It behaves like a careful real controller: events older than what it has handled (by
 generation) are ignored, duplicates are harmless, an event is acknowledged only once the first
 report it causes is confirmed by the broker, a newer generation interrupts the run of an older
-one, and a deletion stops the run and forgets the resource.
+one, and a deletion stops the run, deletes what it built (its own steps, one delay apart),
+confirms at the deletion's generation, and only then forgets the resource.
 
 And it trusts no more than it must (``Trust``): an event counts only if the broker says the
 events relay's user published it (``user_id``), and a generation it has not seen yet only once the
 API has it: an event ahead of the API is forged, and the controller acts on the API's generation
-instead, so a forged generation cannot freeze a resource.
+instead, so a forged generation cannot freeze a resource. A deletion counts once the API shows
+the resource ``Deleting`` (or no longer has it).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from aio_pika.abc import (
@@ -29,7 +31,7 @@ from pydantic import ValidationError
 
 from cls_runtime import amqp
 from reconciler_stub import plans
-from reconciler_stub.api_reader import ApiReader
+from reconciler_stub.api_reader import ResourceReader
 from reconciler_stub.catalog import ControllerSpec
 from reconciler_stub.faults import TransientFailures, label_problem
 from reconciler_stub.plans import Step, Target
@@ -58,7 +60,7 @@ class Trust:
     it has not seen once ``api`` confirms it (None: as events say; tests without an API)."""
 
     relay_user: str
-    api: ApiReader | None = None
+    api: ResourceReader | None = None
 
 
 @dataclass(frozen=True)
@@ -190,9 +192,10 @@ class Controller:
         if resource_id is None:
             log.warning("%s: ignoring %s, not for this controller", self.name, event.routing_key)
             return
-        if event.type.endswith(".deleted"):
-            if await self._deleted_as_the_api_says(resource_id, event):
-                await self._forget(resource_id, event)
+        if self._is_deletion(event):
+            generation = await self._deletion_as_the_api_says(resource_id, event)
+            if generation is not None:
+                await self._delete(resource_id, event, generation)
             return
         if self.tombstones.covers(resource_id, event.generation, event.timestamp):
             log.info("%s: ignoring %s for deleted %s", self.name, event.type, resource_id)
@@ -201,6 +204,10 @@ class Controller:
         if event.generation > (tracked.generation if tracked is not None else 1):
             checked = await self._as_the_api_says(resource_id, event)
             if checked is None:
+                return
+            if checked is not event and plans.deleting(checked.resource):
+                # Forged ahead of a resource the API is deleting: the deletion is what is real.
+                await self._delete(resource_id, checked, checked.generation)
                 return
             event = checked
         if tracked is not None and event.generation < tracked.generation:
@@ -242,34 +249,104 @@ class Controller:
         )
         return event.model_copy(update={"generation": generation, "resource": resource})
 
-    async def _deleted_as_the_api_says(self, resource_id: str, event: Event) -> bool:
-        """Whether the API agrees the resource is gone: a forged deletion would otherwise bury
-        it (its generation and time covering every real event after it)."""
-        api = self.trust.api
-        if api is None or await api.read(self.spec.kind, resource_id) is None:
+    @staticmethod
+    def _is_deletion(event: Event) -> bool:
+        """A deletion event, or a reconcile of a resource the API is deleting (a deletion not
+        confirmed yet, say because this controller restarted in the middle of it)."""
+        if event.type.endswith(".deleted"):
             return True
-        log.warning(
-            "%s: ignoring %s of %s: the API still has it", self.name, event.type, resource_id
-        )
-        return False
+        return event.type.endswith(".reconcile") and plans.deleting(event.resource)
+
+    async def _deletion_as_the_api_says(self, resource_id: str, event: Event) -> int | None:
+        """The generation to delete at, when the API agrees the resource is being deleted
+        (``Deleting``: its generation) or is gone (404: the event's); None when it does not: a
+        forged deletion would otherwise destroy the resource and bury it (its generation and
+        time covering every real event after it)."""
+        api = self.trust.api
+        if api is None:
+            return event.generation
+        resource = await api.read(self.spec.kind, resource_id)
+        if resource is None:
+            return event.generation
+        if not plans.deleting(resource):
+            log.warning(
+                "%s: ignoring %s of %s: the API has it, not being deleted",
+                self.name,
+                event.type,
+                resource_id,
+            )
+            return None
+        generation = int(resource["generation"])
+        if generation != event.generation:
+            log.warning(
+                "%s: %s of %s claims generation %d, the API deletes at %d: acting on the API's",
+                self.name,
+                event.type,
+                resource_id,
+                event.generation,
+                generation,
+            )
+        return generation
 
     def _resource_id(self, event: Event) -> str | None:
         if not event.type.startswith(f"{self.spec.kind}.") or event.platform != self.spec.platform:
             return None
         return event.nodepool_id if self.spec.kind == "nodepool" else event.cluster_id
 
-    async def _forget(self, resource_id: str, event: Event) -> None:
-        tracked = self.resources.pop(resource_id, None)
+    async def _delete(self, resource_id: str, event: Event, generation: int) -> None:
+        """Stop any run, delete what the resource has (no state needed: a controller that never
+        saw it deletes what its spec asks for), and confirm at ``generation``."""
+        tracked = self.resources.get(resource_id)
+        if tracked is not None and tracked.deletes(generation):
+            await self._again(resource_id, tracked, event)  # under way, or failed
+            return
+        if tracked is None and self.tombstones.confirmed(resource_id, generation):
+            # Deleted already, and asked again: confirming again is cheap and harmless (the API
+            # has purged the resource, or counts each controller's confirmation once).
+            target = plans.deletion_target(event, self.spec.kind, None, None)
+            done = Tracked(generation=generation, target=target, deletion=event.timestamp)
+            await self._report(resource_id, done, plans.deleted(target))
+            return
+        known = tracked.target if tracked is not None else None
+        region = self.cluster_regions.get(event.cluster_id)
+        target = plans.deletion_target(event, self.spec.kind, region, known)
         if tracked is not None:
             await _cancel(tracked.task)
-        self.tombstones.bury(resource_id, event.generation, event.timestamp)
+            births = tracked.births
+        else:
+            births = resize_nodes((), plans.nodes_at_deletion(event), self.clock())
+        fresh = Tracked(
+            generation=generation, target=target, births=births, deletion=event.timestamp
+        )
+        if tracked is not None:
+            fresh.ready, fresh.ready_since = tracked.ready, tracked.ready_since
+        steps = plans.deletion_plan(target, fresh.active)
+        log.info(
+            "%s: %s %s generation %d: deleting in %d step(s)",
+            self.name,
+            event.type,
+            resource_id,
+            generation,
+            len(steps),
+        )
+        await self._start(resource_id, fresh, steps)
+
+    def _forget(self, resource_id: str, tracked: Tracked) -> None:
+        """The deletion ``tracked`` is confirmed: forget the resource, and bury it so that a
+        late event from before the deletion does not bring it back."""
+        assert tracked.deletion is not None
+        if self.resources.get(resource_id) is tracked:
+            del self.resources[resource_id]
+        self.tombstones.bury(resource_id, tracked.generation, tracked.deletion)
         if self.spec.kind == "cluster":
             self.cluster_regions.pop(resource_id, None)
         log.info("%s: %s deleted; forgotten", self.name, resource_id)
 
     async def _again(self, resource_id: str, tracked: Tracked, event: Event) -> None:
-        """The generation already in hand: a duplicate, or a reconcile of a finished run."""
-        if event.type.endswith(".reconcile") and tracked.settled and tracked.last_step:
+        """The generation already in hand: a duplicate, or a reconcile of a finished run (a
+        deletion asked again is one: a failed deletion says again why)."""
+        asks = event.type.endswith(".reconcile") or tracked.deletion is not None
+        if asks and tracked.settled and tracked.last_step:
             # Cheap: say again where this generation ended up.
             await self._report(resource_id, tracked, tracked.last_step)
             return
@@ -290,7 +367,6 @@ class Controller:
         fresh = Tracked(generation=event.generation, target=target, births=births)
         if tracked is not None:
             fresh.ready, fresh.ready_since = tracked.ready, tracked.ready_since
-        self.resources[resource_id] = fresh
         adopt = event.type.endswith(".reconcile") and plans.converged(
             event.resource, event.generation
         )
@@ -303,15 +379,28 @@ class Controller:
             event.generation,
             len(steps),
         )
+        await self._start(resource_id, fresh, steps)
+
+    async def _start(self, resource_id: str, fresh: Tracked, steps: list[Step]) -> None:
+        """Report the first step at once (the event is acknowledged once the broker confirmed
+        it), and the others from a task of their own."""
+        self.resources[resource_id] = fresh
         if not steps:
             return  # a controller that never answers (fault injection)
         await self._report(resource_id, fresh, steps[0])
         if len(steps) == 1:
-            fresh.settled = True
+            self._settle(resource_id, fresh)
         else:
             fresh.task = asyncio.create_task(
                 self._run(resource_id, fresh, steps[1:]), name=f"{self.name}:{resource_id}"
             )
+
+    def _settle(self, resource_id: str, tracked: Tracked) -> None:
+        """The run has reported its last step; a confirmed deletion forgets the resource."""
+        tracked.settled = True
+        tracked.task = None
+        if tracked.last_step is not None and tracked.last_step.deleted:
+            self._forget(resource_id, tracked)
 
     def _target(self, event: Event) -> Target:
         if self.spec.kind == "cluster":
@@ -335,12 +424,13 @@ class Controller:
             while failures.fails(resource_id, tracked.generation, index, attempt):
                 await asyncio.sleep(delay)
                 failure = plans.transient_failure(tracked.active, attempt, round(delay * 1000))
+                if tracked.deletion is not None:
+                    failure = replace(failure, deleted=False)  # the deletion is failing
                 await self._report(resource_id, tracked, failure)
                 attempt += 1
             await asyncio.sleep(delay)
             await self._report(resource_id, tracked, step)
-        tracked.settled = True
-        tracked.task = None
+        self._settle(resource_id, tracked)
         last = steps[-1]
         log.info(
             "%s: %s generation %d: %s", self.name, resource_id, tracked.generation, last.reason
@@ -357,6 +447,7 @@ class Controller:
             births=tracked.births,
             ready_since=tracked.note_ready(step.ready, now),
             now=now,
+            deleted_since=tracked.note_deleted(step.deleted, now),
         )
         tracked.last_step = step
         await self.reporter.publish(build_report(step, tracked.target, seen))

@@ -20,10 +20,14 @@ class Fault(StrEnum):
     NONE = "none"
     # One Provisioning step, then Ready=False reason QuotaExceeded with last_error: Failed.
     QUOTA_EXCEEDED = "quota-exceeded"
-    # The controller takes the event and never reports anything: the nodepool stays Pending.
+    # The controller takes the events and never reports anything: the nodepool stays Pending,
+    # and its deletion is never confirmed.
     NO_RESPONSE = "no-response"
     # The nodes come up, but the report says Ready=True and Degraded=True.
     DEGRADED = "degraded"
+    # Creates and updates run as usual; the deletion reports Deleted=False with last_error and
+    # never confirms.
+    DELETION_FAILS = "deletion-fails"
 
 
 def fault_from_labels(labels: Mapping[str, str]) -> Fault:

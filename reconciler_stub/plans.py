@@ -7,11 +7,18 @@ delay later. Pure functions, so that every plan is tested without a broker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import ValidationError
+
 from reconciler_stub.faults import FAULT_LABEL, Fault, fault_from_labels
-from reconciler_stub.simulation import desired_nodes, region_from_zones, step_plan
+from reconciler_stub.simulation import (
+    UNKNOWN_REGION,
+    desired_nodes,
+    region_from_zones,
+    step_plan,
+)
 from shared_models.events import Event
 from shared_models.names import Kind
 from shared_models.specs import ClusterSpec, NodePoolSpec, Platform
@@ -55,6 +62,9 @@ class Step:
     error: str | None = None
     error_kind: ErrorKind | None = None
     degraded: str | None = None  # becomes a Degraded=True condition with this message
+    # A step of a deletion: True confirms it (a Deleted=True condition), False fails it (a
+    # Deleted=False condition beside last_error); None, no Deleted condition (progress).
+    deleted: bool | None = None
 
 
 def nodepool_target(event: Event, cluster_region: str | None) -> Target:
@@ -79,6 +89,40 @@ def cluster_target(event: Event) -> Target:
     return Target(
         kind="cluster", platform=spec.platform.type, region=spec.platform.region, version=version
     )
+
+
+def deletion_target(
+    event: Event, kind: Kind, cluster_region: str | None, known: Target | None
+) -> Target:
+    """What a deletion works on: the resource as the event shows it (its platform, region and
+    fault label), with no node wanted. The controller may never have seen the resource (created
+    and deleted while it was down), and the event may carry no usable spec: then what the
+    controller knew of it (``known``), else only the event's platform."""
+    try:
+        if kind == "cluster":
+            current = cluster_target(event)
+        else:
+            current = nodepool_target(event, cluster_region)
+    except (KeyError, TypeError, ValidationError):
+        current = known or Target(kind=kind, platform=event.platform, region=UNKNOWN_REGION)
+    return replace(current, desired=0)
+
+
+def nodes_at_deletion(event: Event) -> int:
+    """The nodes a controller that never saw a nodepool assumes it has to delete: as many as
+    its spec asks for (0 when the event carries no usable spec)."""
+    try:
+        return desired_nodes(event.resource["spec"])
+    except (KeyError, TypeError, ValidationError):
+        return 0
+
+
+def deleting(resource: dict[str, Any]) -> bool:
+    """Whether the API shows the resource being deleted (a deletion it has not purged yet)."""
+    if resource.get("deletion_timestamp") is not None:
+        return True
+    status = resource.get("status")
+    return isinstance(status, dict) and status.get("phase") == "Deleting"
 
 
 def converged(resource: dict[str, Any], generation: int) -> bool:
@@ -147,6 +191,30 @@ def cluster_ready(target: Target) -> Step:
     return Step(0, True, "ClusterReady", f"Control plane is running in {target.region}")
 
 
+def deletion_plan(target: Target, active: int) -> list[Step]:
+    """The steps of a deletion from ``active`` nodes: drain and delete them (the usual steps,
+    at most MAX_STEPS), then confirm; empty when the controller must stay mute."""
+    if target.fault is Fault.NO_RESPONSE:
+        return []
+    if target.kind == "cluster":
+        where = f"{target.platform} {target.region}"
+        first = Step(0, False, "Deleting", f"Deleting the control plane in {where}")
+        return [first, deleted(target)]
+    draining = f"Draining {active} nodes" if active else "Deleting the instance group"
+    first = Step(active, False, "Deleting", draining)
+    if target.fault is Fault.DELETION_FAILS:
+        return [first, _deletion_failed(active, target)]
+    counts = step_plan(active, 0)
+    steps = [Step(n, False, "Deleting", f"Deleting nodes: {n} of {active} left") for n in counts]
+    return [first, *steps[:-1], deleted(target)]
+
+
+def deleted(target: Target) -> Step:
+    """The last step of a deletion: the confirmation the API waits for to purge the record."""
+    what = "control plane" if target.kind == "cluster" else "nodes and instance group"
+    return Step(0, False, "Deleted", f"All {what} deleted", deleted=True)
+
+
 def transient_failure(active: int, attempt: int, retry_in_ms: int | None = None) -> Step:
     """What a random (``CLS_STUB_FAILURE_RATE``) failure of a step reports; the step is retried
     (in ``retry_in_ms``, when given)."""
@@ -192,3 +260,19 @@ def _quota_exceeded(active: int, target: Target) -> Step:
         details={"region": target.region, "requestedNodes": target.desired},
     )
     return Step(active, False, "QuotaExceeded", "Node provisioning failed", error, kind)
+
+
+def _deletion_failed(active: int, target: Target) -> Step:
+    error = (
+        "simulated cloud error: instance group deletion failed "
+        f"(simulated by {FAULT_LABEL}={Fault.DELETION_FAILS.value})"
+    )
+    kind = ErrorKind(
+        "Fatal",
+        "DELETION_FAILED",
+        suggestions=(
+            "Delete the instance group by hand, then force the deletion (?force=true, a reason)",
+        ),
+        details={"region": target.region, "remainingNodes": active},
+    )
+    return Step(active, False, "DeletionFailed", "Deletion failed", error, kind, deleted=False)

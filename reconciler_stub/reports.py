@@ -29,6 +29,7 @@ class Observation:
     births: Sequence[datetime]  # creation time of each running node (nodepools)
     ready_since: datetime  # when this controller's Ready condition last flipped
     now: datetime
+    deleted_since: datetime | None = None  # when its Deleted condition last flipped
 
 
 def build_report(step: Step, target: Target, seen: Observation) -> Report:
@@ -50,6 +51,16 @@ def build_report(step: Step, target: Target, seen: Observation) -> Report:
                 lastTransitionTime=seen.ready_since,
                 reason="NodesUnhealthy",
                 message=step.degraded,
+            )
+        )
+    if step.deleted is not None:
+        conditions.append(
+            Condition(
+                type="Deleted",
+                status="True" if step.deleted else "False",
+                lastTransitionTime=seen.deleted_since or seen.now,
+                reason=step.reason,
+                message=step.message,
             )
         )
     common: dict[str, Any] = {

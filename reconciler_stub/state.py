@@ -23,6 +23,10 @@ class Tracked:
     last_step: Step | None = None
     settled: bool = False  # the run for this generation has reported its last step
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # The time of the deletion event when this generation is the resource's deletion.
+    deletion: datetime | None = None
+    deleted: bool | None = None  # the Deleted status of the last report that had one
+    deleted_since: datetime | None = None
 
     @property
     def active(self) -> int:
@@ -33,6 +37,18 @@ class Tracked:
         if self.ready is not ready or self.ready_since is None:
             self.ready, self.ready_since = ready, now
         return self.ready_since
+
+    def deletes(self, generation: int) -> bool:
+        """Whether this is (or supersedes) the deletion at ``generation``."""
+        return self.deletion is not None and generation <= self.generation
+
+    def note_deleted(self, deleted: bool | None, now: datetime) -> datetime | None:
+        """Like :meth:`note_ready`, for the Deleted condition of a deletion's last steps."""
+        if deleted is None:
+            return None
+        if self.deleted is not deleted or self.deleted_since is None:
+            self.deleted, self.deleted_since = deleted, now
+        return self.deleted_since
 
 
 class Tombstones:
@@ -59,6 +75,13 @@ class Tombstones:
         """Whether an event (``generation``, ``at``) predates the deletion of ``resource_id``."""
         deleted = self._deleted.get(resource_id)
         return deleted is not None and generation < deleted[0] and at <= deleted[1]
+
+    def confirmed(self, resource_id: str, generation: int) -> bool:
+        """Whether a deletion at ``generation`` is one already carried out: the same deletion
+        delivered again, or sent again by the API (a new event, so a later time) while it waits
+        for other controllers."""
+        deleted = self._deleted.get(resource_id)
+        return deleted is not None and generation <= deleted[0]
 
     def forget(self, resource_id: str) -> None:
         self._deleted.pop(resource_id, None)

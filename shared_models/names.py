@@ -59,6 +59,15 @@ class Names:
         its record: reads send it as stored, and a page reads its views with one MGET."""
         return self._key("view", kind, resource_id)
 
+    def operation(self, operation_id: str) -> str:
+        """Hash holding one operation: ``doc`` (what the change was, JSON) and, once it has
+        ended, ``state``, ``finished_at``, ``progress``, ``error``, ``superseded_by``."""
+        return self._key("op", operation_id)
+
+    def resource_operations(self, kind: Kind, resource_id: str) -> str:
+        """Sorted set of a resource's operation ids by creation time (its bounded history)."""
+        return self._key("ops", kind, resource_id)
+
     # ---- Redis: indexes -------------------------------------------------------------------
     def cluster_names(self, project_id: str) -> str:
         """Hash cluster name -> id, per project (names are unique in a project)."""

@@ -5,6 +5,10 @@ Increments are batched in memory and flushed every ``interval`` seconds with one
 HINCRBY per counter: one round trip per flush instead of one per report. A flush that fails
 (Redis away) keeps its counts for the next one. Counts not yet flushed when the process is
 killed are lost; these are metrics, not state.
+
+The flush loop is stopped by an event, never by cancelling it: redis-py can swallow a
+cancellation that lands inside a command (redis/redis-py#2028, #2551), and the loop would then
+go on forever, holding up the ingester's shutdown.
 """
 
 from __future__ import annotations
@@ -37,19 +41,20 @@ class IngestCounters:
         self._interval = interval
         self._pending: Counter[Count] = Counter()
         self._task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     def add(self, count: Count, amount: int = 1) -> None:
         self._pending[count] += amount
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_forever(), name="ingest counters")
+        self._closing.clear()
+        self._task = asyncio.create_task(self._flush_until_closed(), name="ingest counters")
 
     async def close(self) -> None:
-        """Stop the periodic flush and try one last one."""
+        """Stop the periodic flush once its flush in flight is done, and try one last one."""
+        self._closing.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         await self.flush()
 
@@ -69,7 +74,8 @@ class IngestCounters:
             return False
         return True
 
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
+    async def _flush_until_closed(self) -> None:
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._interval)
             await self.flush()

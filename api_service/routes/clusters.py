@@ -20,7 +20,9 @@ from api_service.routes.responses import (
     CREATED,
     DELETE_REFUSED,
     ERRORS,
+    OPERATION_HEADER,
     WITH_ETAG,
+    WRITTEN,
     page_response,
     resource_response,
     stored_resource_response,
@@ -81,7 +83,7 @@ async def get(reader: Reader, cluster_id: ClusterId) -> Response:
     return stored_resource_response(*await service.get_view(reader.caller, cluster_id))
 
 
-@router.put("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
+@router.put("/clusters/{id}", response_model=Cluster, responses=WRITTEN)
 async def replace(
     user: User,
     cluster_id: ClusterId,
@@ -97,7 +99,13 @@ async def replace(
     "/clusters/{id}",
     status_code=202,
     response_model=Cluster,
-    responses={202: {"description": "Deletion accepted: the cluster as it was"}, **DELETE_REFUSED},
+    responses={
+        202: {
+            "description": "Deletion accepted: the cluster as it was",
+            "headers": OPERATION_HEADER,
+        },
+        **DELETE_REFUSED,
+    },
 )
 async def delete(
     user: User,

@@ -26,8 +26,11 @@ from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
     DELETE_REFUSED,
+    DELETED_204,
     ERRORS,
     WITH_ETAG,
+    WRITTEN,
+    operation_header,
     page_response,
     resource_response,
     stored_resource_response,
@@ -176,7 +179,7 @@ async def get(reader: Reader, nodepool_id: NodePoolId) -> Response:
     return stored_resource_response(*await service.get_view(reader.caller, nodepool_id))
 
 
-@router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
+@router.put("/nodepools/{id}", response_model=NodePool, responses=WRITTEN)
 async def replace(
     user: User,
     nodepool_id: NodePoolId,
@@ -191,7 +194,7 @@ async def replace(
 @router.patch(
     "/nodepools/{id}",
     response_model=NodePool,
-    responses=WITH_ETAG,
+    responses=WRITTEN,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -217,7 +220,10 @@ async def patch(
 
 
 @router.delete(
-    "/nodepools/{id}", status_code=204, response_class=Response, responses=DELETE_REFUSED
+    "/nodepools/{id}",
+    status_code=204,
+    response_class=Response,
+    responses={**DELETED_204, **DELETE_REFUSED},
 )
 async def delete(
     user: User,
@@ -236,5 +242,7 @@ async def delete(
     """204: the nodepool is being deleted (phase Deleting until its controllers confirm), or
     purged when forced or when no controller has to confirm."""
     why = forced_reason(force, reason)
-    await user.nodepools.delete(user.caller, nodepool_id, preconditions, dry_run, why)
-    return Response(status_code=204)
+    operation_id = await user.nodepools.delete(
+        user.caller, nodepool_id, preconditions, dry_run, why
+    )
+    return Response(status_code=204, headers=operation_header(operation_id))

@@ -48,6 +48,8 @@ from shared_models.specs import DELETION_PROTECTION
 
 log = logging.getLogger("cls_core.clusters")
 
+# Who deletes the nodepools of a cluster whose deletion was not forced (its cascade).
+CASCADE_ACTOR = "cluster-deletion"
 ID_TAKEN = "id_taken"
 ID_RETIRED = "id_retired"
 PROJECT_GONE = "project_gone"
@@ -180,7 +182,7 @@ class ClusterService(ResourceService[ClusterRecord]):
             txn.expect_field(names.tombstone(self.kind, cluster_id), "deleted_at", None, ID_RETIRED)
         else:
             txn.expect_field(names.record(self.kind, cluster_id), "rv", None, ID_TAKEN)
-        self._add_create(txn, record, now)
+        record = self._add_create(txn, record, now)
         return await self._commit_create(txn, record, dry_run, idempotency)
 
     async def replace(
@@ -193,7 +195,7 @@ class ClusterService(ResourceService[ClusterRecord]):
     ) -> ClusterRecord:
         async def attempt() -> ClusterRecord:
             record, role = await self.get_with_role(caller, cluster_id, Role.EDITOR)
-            return await self._replace(record, role, body, preconditions, dry_run)
+            return await self._replace(record, role, body, preconditions, dry_run, caller.email)
 
         return await self._write(cluster_id, attempt)
 
@@ -252,7 +254,7 @@ class ClusterService(ResourceService[ClusterRecord]):
             else:
                 reports = await self.store.controller_reports(self.kind, cluster_id)
                 state, _ = self.add_delete(
-                    txn, record, reports, now, forced, may_purge=not nodepool_ids
+                    txn, record, reports, now, caller.email, forced, may_purge=not nodepool_ids
                 )
             await self._run(txn, state, dry_run)
             if forced is not None and not dry_run:
@@ -326,7 +328,8 @@ class ClusterService(ResourceService[ClusterRecord]):
                 )
                 continue
             txn = Txn()
-            self.nodepools.add_delete(txn, nodepool, reports, now, forced, cascade=True)
+            actor = CASCADE_ACTOR if forced is None else forced.by
+            self.nodepools.add_delete(txn, nodepool, reports, now, actor, forced, cascade=True)
             txns.append(txn)
         await self.store.run_each(txns)
         return len(txns)
@@ -423,6 +426,7 @@ class ClusterService(ResourceService[ClusterRecord]):
         body: ClusterUpdate,
         preconditions: Preconditions,
         dry_run: bool,
+        actor: str,
     ) -> ClusterRecord:
         preconditions.check(record.rv, record.generation, self.label)
         self.refuse_if_deleting(record)
@@ -435,7 +439,7 @@ class ClusterService(ResourceService[ClusterRecord]):
                 f"spec.platform.{old_platform['type']}: the region (location) is immutable",
             )
         spec = body.spec.model_dump(mode="json", exclude_none=True)
-        return await self._replaced(record, spec, body.name, dry_run, role=role)
+        return await self._replaced(record, spec, body.name, dry_run, role=role, actor=actor)
 
     @staticmethod
     def _refuse_protected_nodepools(nodepools: Sequence[NodePoolRecord]) -> None:

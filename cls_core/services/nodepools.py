@@ -227,7 +227,7 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         else:
             txn.expect_field(cluster_key, "project", cluster.project_id, CLUSTER_GONE)
             txn.expect_field(cluster_key, DELETING, None, CLUSTER_DELETING)
-        self._add_create(txn, record, now)
+        record = self._add_create(txn, record, now)
         return await self._commit_create(txn, record, dry_run, idempotency)
 
     async def replace(
@@ -240,7 +240,9 @@ class NodePoolService(ResourceService[NodePoolRecord]):
     ) -> NodePoolRecord:
         async def attempt() -> NodePoolRecord:
             record, role, reports, cluster = await self._owned_for_write(caller, nodepool_id)
-            return await self._replace(record, role, reports, cluster, body, preconditions, dry_run)
+            return await self._replace(
+                record, role, reports, cluster, body, preconditions, dry_run, caller.email
+            )
 
         return await self._write(nodepool_id, attempt)
 
@@ -266,7 +268,9 @@ class NodePoolService(ResourceService[NodePoolRecord]):
             except ValidationError as exc:
                 fields = field_errors(exc, prefix="")
                 raise ValidationFailed(fields, total=exc.error_count()) from exc
-            return await self._replace(record, role, reports, cluster, body, preconditions, dry_run)
+            return await self._replace(
+                record, role, reports, cluster, body, preconditions, dry_run, caller.email
+            )
 
         return await self._write(nodepool_id, attempt)
 
@@ -277,13 +281,14 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         preconditions: Preconditions,
         dry_run: bool,
         forced_reason: str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Delete a nodepool: it enters phase Deleting until its controllers confirm (see
         ``ResourceService.add_delete``); ``forced_reason`` (a force) purges it at once, and
         the tombstone records the caller and the reason. A dry run judges everything a real one
-        would and writes nothing (its deletion protection included)."""
+        would and writes nothing (its deletion protection included). The id of the operation
+        it started (None for a dry run, or a second DELETE of a Deleting nodepool)."""
 
-        async def attempt() -> None:
+        async def attempt() -> str | None:
             record, reports = await self.store.get_nodepool_with_reports(nodepool_id)
             if record is None:
                 raise self.not_found()
@@ -294,14 +299,15 @@ class NodePoolService(ResourceService[NodePoolRecord]):
                 None if forced_reason is None else Forced(caller.email, forced_reason, iso(now))
             )
             if record.deletion_timestamp is not None and forced is None:
-                return  # already being deleted: nothing more to write, no second event
+                return None  # already being deleted: nothing more to write, no second event
             txn = Txn()
-            state, purged = self.add_delete(txn, record, reports, now, forced)
+            state, purged = self.add_delete(txn, record, reports, now, caller.email, forced)
             await self._run(txn, state, dry_run)
             if forced is not None and purged and not dry_run:
                 deletion.log_forced(state, forced)
+            return None if dry_run else state.started_op
 
-        await self._write(nodepool_id, attempt)
+        return await self._write(nodepool_id, attempt)
 
     # ---- internals -------------------------------------------------------------------------
     async def _owned_for_write(
@@ -332,6 +338,7 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         body: NodePoolUpdate,
         preconditions: Preconditions,
         dry_run: bool,
+        actor: str,
     ) -> NodePoolRecord:
         if body.cluster_id is not None and body.cluster_id != record.cluster_id:
             raise ValidationFailed.of("cluster_id", "cluster_id cannot be changed")
@@ -348,7 +355,9 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         cluster_key = self.names.record("cluster", cluster.id)
         txn = Txn().expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
         try:
-            return await self._replaced(record, spec, body.name, dry_run, reports, txn, role=role)
+            return await self._replaced(
+                record, spec, body.name, dry_run, reports, txn, role=role, actor=actor
+            )
         except TxnFailed as failed:
             if failed.code != CLUSTER_CHANGED:
                 raise

@@ -43,6 +43,7 @@ from cls_core.services.idempotency import (
     Replay,
     commit_create,
 )
+from cls_core.services.operations import OperationLog, update_type
 from cls_core.services.reconcile_schedule import ReconcileSchedule
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, StoredDoc, Txn, TxnFailed
 from cls_core.store.hints import Hints
@@ -52,6 +53,7 @@ from cls_runtime.settings import Settings
 from shared_models.aggregation import StoredStatus, aggregate_stored
 from shared_models.events import EventType
 from shared_models.names import Kind, Names
+from shared_models.operations import OperationType
 from shared_models.projects import Role
 from shared_models.resources import ClusterCreate, NodePoolCreate
 from shared_models.specs import DELETION_PROTECTION
@@ -156,6 +158,7 @@ class ResourceService(Generic[R]):
         self._writing = KeyedLocks()
         self._schedule = ReconcileSchedule(store.names, settings)
         self.access = Access(store.projects)
+        self.operations = OperationLog(store.names, settings)
         # resource id -> the project it was last read in (a hint get_view checks)
         self._project_of: Hints[str, str] = Hints(_PROJECTS_REMEMBERED)
 
@@ -284,10 +287,11 @@ class ResourceService(Generic[R]):
         async with self._writing.hold(resource_id):
             return await retry_on_race(attempt, self.label)
 
-    def _add_create(self, txn: Txn, record: R, now: datetime) -> None:
+    def _add_create(self, txn: Txn, record: R, now: datetime) -> R:
         """Everything a create writes, after the kind's own checks: its name (unique in its
         scope), its quota (counted in the transaction, so concurrent creates cannot pass it
-        together), the record, its indexes and the created event."""
+        together), the record, its indexes, the created event and its operation; the record
+        with its operation."""
         names_key = self._names_key(record)
         quota_key, quota = self._quota(record)
         txn.expect_field(names_key, record.name, None, NAME_TAKEN)
@@ -296,7 +300,10 @@ class ResourceService(Generic[R]):
         txn.hset(names_key, {record.name: record.id})
         txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, record.id)
         self._add_created(txn, record)
-        self._emit(txn, self.events.created, record, record.generation, now)
+        actor = record.doc["created_by"]
+        return self._emit(
+            txn, self.events.created, record, record.generation, now, OperationType.CREATE, actor
+        )
 
     async def _commit_create(
         self, txn: Txn, record: R, dry_run: bool, idempotency: IdempotentCreate | None
@@ -304,7 +311,9 @@ class ResourceService(Generic[R]):
         replay = await commit_create(
             self.store, lambda: self._run(txn, record, dry_run), idempotency
         )
-        return replay or record
+        return replay or (
+            record.with_operation(record.ops, record.op_run, None) if dry_run else record
+        )
 
     async def _replaced(
         self,
@@ -316,6 +325,7 @@ class ResourceService(Generic[R]):
         txn: Txn | None = None,
         *,
         role: Role,
+        actor: str,
     ) -> R:
         """Store ``record`` with a new spec and name (None: unchanged), once the kind has judged
         them and the caller's preconditions. A new spec is a new generation, with a status
@@ -367,9 +377,12 @@ class ResourceService(Generic[R]):
         )
         if spec_changed:
             self._add_spec_changed(txn, updated)
-            self._emit(txn, self.events.updated, updated, generation, now)
+            op_type = update_type(self.kind, stored, spec)
+            updated = self._emit(
+                txn, self.events.updated, updated, generation, now, op_type, actor, record, reports
+            )
         await self._run(txn, updated, dry_run)
-        return updated
+        return updated.with_operation(updated.ops, updated.op_run, None) if dry_run else updated
 
     def deletion_protected(self, record: R) -> DeletionProtected:
         return DeletionProtected(
@@ -397,6 +410,7 @@ class ResourceService(Generic[R]):
         record: R,
         reports: Mapping[str, str],
         now: datetime,
+        actor: str,
         forced: Forced | None = None,
         *,
         may_purge: bool = True,
@@ -444,10 +458,36 @@ class ResourceService(Generic[R]):
             )
             deletion.schedule_timeout(txn, names, state, self.settings)
             self._add_deletion_started(txn, state, forced)
-            self._emit(txn, self.events.deleted, state, state.generation, now)
+            op_type = OperationType.DELETE if forced is None else OperationType.FORCE_DELETE
+            state = self._emit(
+                txn,
+                self.events.deleted,
+                state,
+                state.generation,
+                now,
+                op_type,
+                actor,
+                record,
+                reason=None if forced is None else forced.reason,
+            )
             purge = forced is not None or not self._required(record.platform)
         else:
             purge = forced is not None
+            if purge and forced is not None:
+                # A force on a deletion under way: an operation of its own (no new generation,
+                # no event), which supersedes the delete's.
+                cluster_id, _ = self._event_ids(record)
+                _, state = self.operations.start(
+                    txn,
+                    record=record,
+                    before=record,
+                    cluster_id=cluster_id,
+                    type_=OperationType.FORCE_DELETE,
+                    generation=record.generation,
+                    actor=actor,
+                    now=now,
+                    reason=forced.reason,
+                )
         purge = purge and may_purge
         if purge:
             self._add_purge(txn, state, now, forced)
@@ -457,13 +497,47 @@ class ResourceService(Generic[R]):
         """The kind's own writes when its deletion starts."""
 
     def _add_purge(self, txn: Txn, record: R, now: datetime, forced: Forced | None) -> None:
-        """A purge of ``record`` (the kind may add checks)."""
+        """A purge of ``record`` (the kind may add checks); its deletion's operation ends
+        with it, and its operations are kept as long as its tombstone."""
         deletion.add_purge(txn, self.names, record, now, self.settings, forced)
+        self.operations.finish_deleted(
+            txn,
+            self.kind,
+            record.id,
+            record.ops,
+            now,
+            retention_seconds=self.settings.tombstone_retention,
+        )
 
     def _emit(
-        self, txn: Txn, event_type: EventType, record: R, generation: int, now: datetime
-    ) -> None:
+        self,
+        txn: Txn,
+        event_type: EventType,
+        record: R,
+        generation: int,
+        now: datetime,
+        op_type: OperationType,
+        actor: str,
+        before: R | None = None,
+        reports: Mapping[str, str] | None = None,
+        *,
+        reason: str | None = None,
+    ) -> R:
+        """Publish the change of ``record`` (as stored; ``before``: as read) with the
+        operation it starts (``reason``: a force's); ``record`` with that operation."""
         cluster_id, nodepool_id = self._event_ids(record)
+        op_id, started = self.operations.start(
+            txn,
+            record=record,
+            before=before,
+            cluster_id=cluster_id,
+            type_=op_type,
+            generation=generation,
+            actor=actor,
+            now=now,
+            reports=reports,
+            reason=reason,
+        )
         event = build_event(
             event_type,
             cluster_id=cluster_id,
@@ -472,8 +546,10 @@ class ResourceService(Generic[R]):
             platform=record.platform,
             resource=record.view(),
             moment=now,
+            operation_id=op_id,
         )
         append_event(txn, self.names, event)
+        return started
 
     async def _run(self, txn: Txn, record: R, dry_run: bool) -> None:
         """Commit ``txn``, the write of ``record`` (or only judge it, for a dry run); a failed

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, TypeVar
 
@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from cls_core.errors import Conflict
 from cls_core.services import deletion
 from cls_core.services.common import RV_CHANGED, new_resource_version, utcnow
+from cls_core.services.operations import OperationLog
 from cls_core.services.reconcile_schedule import ReconcileSchedule, is_ready, member
 from cls_core.services.validation import field_errors
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
@@ -138,11 +139,12 @@ class _Now(NamedTuple):
 
     text: str
     seconds: float
+    moment: datetime
 
     @classmethod
     def current(cls) -> _Now:
         moment = utcnow()
-        return cls(timestamp(moment), moment.timestamp())
+        return cls(timestamp(moment), moment.timestamp(), moment)
 
 
 class StatusService:
@@ -152,6 +154,7 @@ class StatusService:
         self.settings = settings
         self.registry = settings.controller_registry
         self._schedule = ReconcileSchedule(store.names, settings)
+        self._operations = OperationLog(store.names, settings)
 
     async def apply(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
         """Apply one report; retried when another write to the same resource got there first.
@@ -277,7 +280,7 @@ class StatusService:
         if record is None:
             return [ApplyResult(Outcome.NOT_FOUND) for _ in reports], None
         try:
-            late = deletion.overdue(record, self.settings, datetime.fromtimestamp(now.seconds, UTC))
+            late = deletion.overdue(record, self.settings, now.moment)
             state = _State(kind, record, raw_reports, self.registry, overdue=late)
         except Exception as exc:  # what is stored cannot be read back: a bug, not the reports'
             return [exc for _ in reports], None
@@ -290,13 +293,11 @@ class StatusService:
         if not state.changed:
             return outcomes, None
         try:
-            return outcomes, self._txn(kind, resource_id, record, state, now.seconds)
+            return outcomes, self._txn(kind, resource_id, record, state, now)
         except Exception as exc:
             return [exc if isinstance(o, ApplyResult) else o for o in outcomes], None
 
-    def _txn(
-        self, kind: Kind, resource_id: str, original: Record, state: _State, now: float
-    ) -> Txn:
+    def _txn(self, kind: Kind, resource_id: str, original: Record, state: _State, now: _Now) -> Txn:
         updated = state.record
         txn = Txn()
         record_key = self.names.record(kind, resource_id)
@@ -327,12 +328,22 @@ class StatusService:
             )
         if kind == "nodepool" and state.phase_changed:
             ready = is_ready(updated.status, updated.generation)
-            self._schedule.schedule(txn, "nodepool", resource_id, ready, now)
+            self._schedule.schedule(txn, "nodepool", resource_id, ready, now.seconds)
+        # Written only when the status ends the running operation: most reports write nothing.
+        self._operations.end_by_status(txn, updated, state.raw, now.moment)
         if kind == "nodepool" and state.confirmed():
             # The last confirmation of a deletion: the purge, in the transaction that would
-            # have stored it (a cluster's is the cascade job's: its nodepools go first).
-            moment = datetime.fromtimestamp(now, UTC)
-            deletion.add_purge(txn, self.names, updated, moment, self.settings)
+            # have stored it (a cluster's is the cascade job's: its nodepools go first); the
+            # delete's operation ends with it.
+            deletion.add_purge(txn, self.names, updated, now.moment, self.settings)
+            self._operations.finish_deleted(
+                txn,
+                kind,
+                resource_id,
+                updated.ops,
+                now.moment,
+                retention_seconds=self.settings.tombstone_retention,
+            )
         return txn
 
 

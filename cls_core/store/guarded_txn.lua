@@ -17,8 +17,8 @@
 --   {"c": "hexists", "k": i, "f": field, "fail": code}                  the hash has the field
 --   {"c": "hlen_lt", "k": i, "v": n, "fail": code}                      HLEN must be below n
 -- Ops: hset {kv}, hdel {f}, del, zadd {s, m}, zrem {m}, xadd {kv, max?}, set {v, px?},
---      pexpire {ms}: the key expires in ms milliseconds,
---      del_json_eq {f, v}: delete the string key if it holds a JSON object whose field f is v
+--      del_json_eq {f, v}: delete the string key if it holds a JSON object whose field f is v,
+--      pexpire {px}: the key expires in px milliseconds
 -- Every key a check or an op touches is in KEYS (what Redis Cluster needs), among its plan's own.
 -- Returns one reply per plan, in order: {"ok"}, {"fail", code, actual value of the failed check}
 -- or {"error", message}. An unknown check or op, a key outside the plan's own or a plan that is
@@ -98,8 +98,6 @@ local function run(plan, base, count)
       redis.call("ZADD", k, op.s, op.m)
     elseif op.o == "zrem" then
       redis.call("ZREM", k, op.m)
-    elseif op.o == "pexpire" then
-      redis.call("PEXPIRE", k, op.ms)
     elseif op.o == "xadd" then
       if op.max then
         redis.call("XADD", k, "MAXLEN", "~", op.max, "*", unpack(op.kv))
@@ -108,6 +106,8 @@ local function run(plan, base, count)
       end
     elseif op.o == "set" then
       if op.px then redis.call("SET", k, op.v, "PX", op.px) else redis.call("SET", k, op.v) end
+    elseif op.o == "pexpire" then
+      redis.call("PEXPIRE", k, op.px)
     elseif op.o == "del_json_eq" then
       local held = redis.call("GET", k)
       if held then

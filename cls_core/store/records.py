@@ -10,6 +10,10 @@ A resource is one hash and one string. The hash (``Names.record``):
   seq      the creation-ordered score used by every index it is in
   idem_key the Idempotency-Key (as the client sent it) that created it, if any: deleting the
            resource deletes that key in the same transaction
+  ops      the ids of its operations, oldest first, space-separated (its bounded history: the
+           write that adds one trims it without a read); the last is its current operation
+  op_run   "<type> <generation>" of the current operation while it runs (absent once ended),
+           so that a status report ends it without reading it
 The string (``Names.view``) is the resource as the API returns it (JSON), rendered by every
 write of the record in the same transaction (``put``, ``put_view``): reads send it as stored,
 without parsing and re-serialising it, and a page reads all of its views with one MGET.
@@ -22,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import product
-from typing import Any, ClassVar, NotRequired, TypedDict
+from typing import Any, ClassVar, NotRequired, Self, TypedDict
 
 import orjson
 
@@ -49,6 +53,8 @@ RECORD_FIELDS = (
     "cluster_id",
     "seq",
     "idem_key",
+    "ops",
+    "op_run",
 )
 
 
@@ -81,6 +87,10 @@ class _Record:
     platform: str
     seq: float
     idem_key: str | None = field(default=None, kw_only=True)
+    ops: tuple[str, ...] = field(default=(), kw_only=True)
+    op_run: str | None = field(default=None, kw_only=True)
+    # Not stored: the operation the write that returned this record started (None: none).
+    started_op: str | None = field(default=None, kw_only=True, compare=False)
 
     @property
     def phase(self) -> str:
@@ -108,6 +118,8 @@ class _Record:
             "health": self.health,
             "seq": repr(self.seq),
             **({} if self.idem_key is None else {"idem_key": self.idem_key}),
+            **({"ops": " ".join(self.ops)} if self.ops else {}),
+            **({} if self.op_run is None else {"op_run": self.op_run}),
             # A field of its own, so that a guarded write can check a resource is not being
             # deleted (a nodepool's create checks its cluster's).
             **({} if self.deletion_timestamp is None else {DELETING: self.deletion_timestamp}),
@@ -127,6 +139,17 @@ class _Record:
     def view_json(self) -> str:
         """The view rendered once: stored, published and answered as the same text."""
         return orjson.dumps(self._view).decode()
+
+    def with_operation(
+        self, ops: tuple[str, ...], op_run: str | None, started_op: str | None
+    ) -> Self:
+        """The record with its operation fields. The view shows none of them: the one already
+        rendered is kept (a write answers with the very JSON it stored)."""
+        changed = replace(self, ops=ops, op_run=op_run, started_op=started_op)
+        for cached in ("_view", "view_json"):
+            if cached in self.__dict__:
+                changed.__dict__[cached] = self.__dict__[cached]
+        return changed
 
     def put(self, txn: Txn, names: Names) -> None:
         """Write the whole record and its view."""
@@ -209,6 +232,8 @@ def _common_from_hash(resource_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         "platform": raw["platform"],
         "seq": float(raw["seq"]),
         "idem_key": raw.get("idem_key"),
+        "ops": tuple(str(raw.get("ops") or "").split()),
+        "op_run": raw.get("op_run"),
     }
 
 

@@ -20,6 +20,7 @@ from redis.utils import HIREDIS_AVAILABLE
 from cls_core.errors import Unavailable
 from cls_core.store.hints import Hints
 from cls_core.store.leader_lock import LeaderLock
+from cls_core.store.operation_store import OperationStore
 from cls_core.store.outbox import Outbox
 from cls_core.store.project_store import Grant, ProjectStore
 from cls_core.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord
@@ -331,6 +332,9 @@ class RedisStore:
         return found
 
     # ---- what the event jobs, the metrics and the idempotency keys read ---------------------
+    def operation_store(self) -> OperationStore:
+        return OperationStore(self._redis, self.names)
+
     def outbox(self) -> Outbox:
         return Outbox(self._redis, self.names)
 

@@ -95,8 +95,7 @@ class Txn:
 
     def expire(self, key: str, seconds: float) -> Txn:
         """Let ``key`` (written earlier in the transaction) expire after ``seconds``."""
-        self.ops.append({"o": "pexpire", "k": self._k(key), "ms": max(1, int(seconds * 1000))})
-        return self
+        return self.pexpire(key, max(1, int(seconds * 1000)))
 
     def zadd(self, key: str, score: float, member: str) -> Txn:
         self.ops.append({"o": "zadd", "k": self._k(key), "s": repr(score), "m": member})
@@ -122,6 +121,12 @@ class Txn:
         if px is not None:
             op["px"] = px
         self.ops.append(op)
+        return self
+
+    def pexpire(self, key: str, px: int) -> Txn:
+        """The key expires in ``px`` milliseconds (nothing happens to a key that does not
+        exist)."""
+        self.ops.append({"o": "pexpire", "k": self._k(key), "px": px})
         return self
 
     def delete_if_json_field(self, key: str, field_: str, value: str) -> Txn:

@@ -119,6 +119,15 @@ async def test_a_conditional_delete_of_a_missing_key_writes_nothing(
     assert await redis.exists(key("s")) == 0
 
 
+async def test_an_expiry_gives_an_existing_key_a_time_to_live(
+    store: RedisStore, redis: Redis, key: Callable[[str], str]
+) -> None:
+    await redis.set(key("s"), "kept for a while")
+    await store.run(Txn().pexpire(key("s"), 60_000).pexpire(key("missing"), 60_000))
+    assert 0 < await redis.pttl(key("s")) <= 60_000
+    assert await redis.exists(key("missing")) == 0
+
+
 async def test_the_plans_of_one_call_hold_or_fail_each_on_its_own(
     store: RedisStore, redis: Redis, key: Callable[[str], str]
 ) -> None:

@@ -73,6 +73,8 @@ async def assert_no_more_reports(
 ) -> None:
     """A nodepool created after the deletion is a barrier: its events reach the same controller
     after the deletion did, and its run spans several step delays and reconcile intervals."""
+    # The controller drains the nodepool first, and forgets it once it confirmed the deletion.
+    await reports.wait_for(lambda r: is_deletion_confirmed(r, nodepool_id), within=30)
     barrier = await create_nodepool(stack.http, create_body(cluster_id, platform, name="barrier"))
     await reports.wait_first(barrier["id"], 1, within=30)
     count = len(reports.of(nodepool_id))
@@ -80,6 +82,11 @@ async def assert_no_more_reports(
     await asyncio.sleep(1.5)  # and a reconcile interval (CLS_RECONCILE_INTERVAL=1) beyond
     assert len(reports.of(nodepool_id)) == count
     assert f"{nodepool_id} deleted; forgotten" in stack["reconciler_stub"].log_tail(400)
+
+
+def is_deletion_confirmed(report: Json, nodepool_id: str) -> bool:
+    conditions = {(c["type"], c["status"]) for c in report["conditions"]}
+    return report.get("nodepool_id") == nodepool_id and ("Deleted", "True") in conditions
 
 
 async def test_fault_injected_nodepool_fails_then_recovers(stack: Stack) -> None:

@@ -55,6 +55,7 @@ async def test_nodepool_create_publishes_nodepool_created_with_the_stored_resour
         "source": EVENT_SOURCE,
         "platform": "gcp",
         "resource": nodepool,
+        "operation_id": response.headers["X-Operation-Id"],
     }
 
 

@@ -58,7 +58,7 @@ class Probe:
     def operation(self) -> tuple[str, str]:
         template = self.path.split("?")[0]
         template = template.replace("/clusters/{cl}/nodepools", "/clusters/{clusterId}/nodepools")
-        for name in ("{np}", "{cl}", "{empty}", "{p}", "{e}"):
+        for name in ("{np}", "{cl}", "{empty}", "{p}", "{e}", "{op}"):
             template = template.replace(name, "{id}")
         template = template.replace(SPARE, "{email}").replace("new@example.com", "{email}")
         template = template.replace("/groups/sre", "/groups/{group}")
@@ -122,6 +122,10 @@ PROBES = [
     Probe("PUT", "/projects/{p}/groups/ops", "admin", 200, VIEWER_ROLE),
     Probe("DELETE", "/projects/{p}/groups/sre", "admin", 204),
     Probe("GET", "/projects/{p}/operations", "viewer", 200),
+    # operations: their resource's rules
+    Probe("GET", "/nodepools/{np}/operations", "viewer", 200),
+    Probe("GET", "/clusters/{cl}/operations", "viewer", 200),
+    Probe("GET", "/operations/{op}", "viewer", 200),
 ]
 # Lists never refuse: they show what the caller may read. (path, what it lists, the ids a
 # member of the project sees; an outsider sees none of them.)
@@ -177,7 +181,9 @@ async def project(api: httpx.AsyncClient) -> Ids:
     cluster = await created(await api.post(f"{API}/clusters", json=body, headers=alice))
     ids["empty"] = cluster["id"]
     pool = seed_nodepool_body(ids["cl"])
-    ids["np"] = (await created(await api.post(f"{API}/nodepools", json=pool, headers=alice)))["id"]
+    made_pool = await api.post(f"{API}/nodepools", json=pool, headers=alice)
+    ids["np"] = (await created(made_pool))["id"]
+    ids["op"] = made_pool.headers["X-Operation-Id"]
     erin = user(CALLERS["other-project"][0])
     theirs = await created(await api.post(f"{API}/projects", json={"name": "q"}, headers=erin))
     body = gcp_cluster_body("erin-s", project_id=theirs["id"])

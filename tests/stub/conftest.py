@@ -15,9 +15,11 @@ from aio_pika.abc import AbstractRobustConnection
 from cls_runtime import amqp as topology
 from cls_runtime.settings import Settings
 from reconciler_stub.catalog import select_controllers
+from reconciler_stub.controller import Trust
+from reconciler_stub.faults import FAULT_LABEL
 from reconciler_stub.service import StubService
 from shared_models.events import Event, EventType
-from shared_models.names import Names
+from shared_models.names import Kind, Names
 from tests.support.broker import connected_as, publish_event_as_relay, relay_user
 from tests.support.status_reports import (
     Report,
@@ -128,6 +130,27 @@ def new_id() -> str:
 SEED_SPEC = seed_spec()
 
 
+def faulty(fault: str, node_count: int = 3) -> dict[str, Any]:
+    """A nodepool spec whose label asks the simulated controllers for ``fault``."""
+    return nodepool_spec(node_count, labels={FAULT_LABEL: fault, "team": "platform"})
+
+
+async def create_ready(publish: Publish, reports: Reports, spec: dict[str, Any] = SEED_SPEC) -> str:
+    nodepool_id = new_id()
+    await publish(nodepool_event("nodepool.created", nodepool_id, 1, spec))
+    await reports.wait_ready(nodepool_id, 1)
+    return nodepool_id
+
+
+async def barrier(publish: Publish, reports: Reports, platform: str = "gcp") -> None:
+    """Wait until a fresh nodepool on ``platform`` is Ready.
+
+    A controller handles its events in order, so once the barrier's first report is out, every
+    event published before it has been handled; once it is Ready, several step delays passed.
+    """
+    await create_ready(publish, reports, nodepool_spec(3, platform=platform))
+
+
 @pytest.fixture
 async def reports(amqp: AbstractRobustConnection, namespace: str) -> AsyncIterator[Reports]:
     """A private queue bound to ``<ns>.status`` that sees every report any controller sends."""
@@ -211,6 +234,44 @@ async def queue_depth(amqp: AbstractRobustConnection, queue_name: str) -> int:
         return int(count or 0)
     finally:
         await channel.close()
+
+
+def deleted_status(report: Report) -> str | None:
+    """The status of a report's ``Deleted`` condition; None when it has none (progress)."""
+    return next((c["status"] for c in report["conditions"] if c["type"] == "Deleted"), None)
+
+
+def is_confirmation(report: Report, resource_id: str, generation: int) -> bool:
+    return is_report_of(report, resource_id, generation) and deleted_status(report) == "True"
+
+
+class FakeApi:
+    """The API as the controllers read it (``ResourceReader``): each resource as a test sets
+    it, None (404) for any other."""
+
+    def __init__(self) -> None:
+        self.resources: dict[str, dict[str, Any]] = {}
+
+    def has(self, event: Event, phase: str, generation: int | None = None) -> None:
+        """The API has ``event``'s resource, at ``generation`` (the event's by default), in
+        ``phase`` (``Deleting``: with its deletion_timestamp, as the API shows one)."""
+        at = event.generation if generation is None else generation
+        view = {**event.resource, "generation": at, "status": {"phase": phase}}
+        if phase == "Deleting":
+            view["deletion_timestamp"] = event.timestamp.isoformat()
+        self.resources[event.nodepool_id or event.cluster_id] = view
+
+    async def read(self, kind: Kind, resource_id: str) -> dict[str, Any] | None:
+        return self.resources.get(resource_id)
+
+
+@pytest.fixture
+async def api(stub: StubService) -> FakeApi:
+    """The stub, checking what events claim against a fake API (``stub_api_url`` is empty)."""
+    fake = FakeApi()
+    for controller in stub.controllers:
+        controller.trust = Trust(controller.trust.relay_user, fake)
+    return fake
 
 
 __all__ = ["Report", "Reports", "is_report_of", "ready_status", "reason"]

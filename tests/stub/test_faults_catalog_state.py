@@ -96,3 +96,12 @@ def test_tombstones_forget_the_oldest_beyond_capacity() -> None:
         tombstones.bury(name, 2, T0)
     assert not tombstones.covers("a", 1, T0)
     assert tombstones.covers("c", 1, T0)
+
+
+def test_a_deletion_asked_again_is_confirmed() -> None:
+    tombstones = Tombstones()
+    tombstones.bury("np", 3, T0)
+    assert tombstones.confirmed("np", 3)
+    assert not tombstones.covers("np", 3, T0)  # not a late event: a deletion asked again
+    assert not tombstones.confirmed("np", 4)
+    assert not tombstones.confirmed("other", 3)

@@ -11,7 +11,11 @@ from reconciler_stub.plans import (
     Target,
     cluster_target,
     converged,
+    deleting,
+    deletion_plan,
+    deletion_target,
     nodepool_target,
+    nodes_at_deletion,
     plan,
     transient_failure,
 )
@@ -146,6 +150,7 @@ def test_converged(status: dict[str, Any] | None, generation: int, expected: boo
         ({FAULT_LABEL: "quota-exceeded"}, Fault.QUOTA_EXCEEDED),
         ({FAULT_LABEL: "no-response"}, Fault.NO_RESPONSE),
         ({FAULT_LABEL: "degraded"}, Fault.DEGRADED),
+        ({FAULT_LABEL: "deletion-fails"}, Fault.DELETION_FAILS),
         ({FAULT_LABEL: "typo"}, Fault.NONE),
     ],
 )
@@ -158,3 +163,93 @@ def test_unknown_fault_value_is_explained() -> None:
     assert problem is not None and "quota-exceeded" in problem
     assert label_problem({FAULT_LABEL: "degraded"}) is None
     assert label_problem({}) is None
+
+
+# ---- deletion --------------------------------------------------------------------------------
+
+
+def deletion_summary(steps: list[Any]) -> list[tuple[int, str, bool | None]]:
+    return [(s.active, s.reason, s.deleted) for s in steps]
+
+
+def test_deletion_drains_the_nodes_then_confirms() -> None:
+    assert deletion_summary(deletion_plan(target(0), 3)) == [
+        (3, "Deleting", None),
+        (2, "Deleting", None),
+        (1, "Deleting", None),
+        (0, "Deleted", True),
+    ]
+
+
+def test_deletion_of_many_nodes_takes_at_most_max_steps() -> None:
+    steps = deletion_plan(target(0), 1000)
+    assert len(steps) == 11 and steps[-1].deleted is True
+
+
+def test_deletion_without_nodes_still_takes_a_step() -> None:
+    assert deletion_summary(deletion_plan(target(0), 0)) == [
+        (0, "Deleting", None),
+        (0, "Deleted", True),
+    ]
+
+
+def test_deletion_never_reports_ready() -> None:
+    assert not any(s.ready for s in deletion_plan(target(0), 3))
+
+
+def test_deletion_fails_fault_fails_the_deletion_with_an_error() -> None:
+    steps = deletion_plan(target(0, Fault.DELETION_FAILS), 3)
+    assert deletion_summary(steps) == [(3, "Deleting", None), (3, "DeletionFailed", False)]
+    failed = steps[-1]
+    assert failed.error is not None and "instance group deletion failed" in failed.error
+    kind = failed.error_kind
+    assert kind is not None and (kind.error_type, kind.code) == ("Fatal", "DELETION_FAILED")
+
+
+def test_deletion_fails_fault_leaves_creation_alone() -> None:
+    assert plan(target(3, Fault.DELETION_FAILS), None, adopt=False)[-1].reason == "NodesReady"
+
+
+def test_no_response_fault_never_confirms_a_deletion() -> None:
+    assert deletion_plan(target(0, Fault.NO_RESPONSE), 3) == []
+
+
+def test_cluster_deletion_deletes_the_control_plane_then_confirms() -> None:
+    cluster = Target(kind="cluster", platform="aws", region="us-west-2")
+    assert deletion_summary(deletion_plan(cluster, 0)) == [
+        (0, "Deleting", None),
+        (0, "Deleted", True),
+    ]
+
+
+def test_deletion_target_reads_the_event_and_wants_no_node() -> None:
+    spec = nodepool_spec(5, labels={FAULT_LABEL: "deletion-fails"})
+    event = nodepool_event("nodepool.deleted", new_id(), 2, spec)
+    found = deletion_target(event, "nodepool", None, None)
+    assert found == Target("nodepool", "gcp", "us-central1", 0, Fault.DELETION_FAILS)
+    assert nodes_at_deletion(event) == 5
+
+
+def test_deletion_target_without_a_spec_falls_back() -> None:
+    event = nodepool_event("nodepool.deleted", new_id(), 2, nodepool_spec(5))
+    bare = event.model_copy(update={"resource": {}})
+    known = Target("nodepool", "gcp", "europe-west1", 5, Fault.NO_RESPONSE)
+    assert deletion_target(bare, "nodepool", None, known) == Target(
+        "nodepool", "gcp", "europe-west1", 0, Fault.NO_RESPONSE
+    )
+    assert deletion_target(bare, "nodepool", None, None) == Target("nodepool", "gcp", "unknown")
+    assert nodes_at_deletion(bare) == 0
+
+
+@pytest.mark.parametrize(
+    ("resource", "expected"),
+    [
+        ({"status": {"phase": "Deleting"}}, True),
+        ({"deletion_timestamp": "2026-12-03T20:00:00Z", "status": {"phase": "Ready"}}, True),
+        ({"deletion_timestamp": None, "status": {"phase": "Ready"}}, False),
+        ({"status": None}, False),
+        ({}, False),
+    ],
+)
+def test_deleting(resource: dict[str, Any], expected: bool) -> None:
+    assert deleting(resource) is expected

@@ -89,3 +89,27 @@ def test_cluster_report_names_the_cluster_and_its_region() -> None:
     body = build_report(step, target, seen()).model_dump(mode="json", exclude_none=True)
     assert body["cluster_id"] == "np-1" and "nodepool_id" not in body
     assert body["metadata"] == {"platform": "azure", "region": "westeurope", "version": "4.16.2"}
+
+
+def test_deletion_step_adds_a_deleted_condition() -> None:
+    target = Target("nodepool", "gcp", "us-central1", 0)
+    step = Step(0, False, "Deleted", "All nodes and instance group deleted", deleted=True)
+    observed = Observation("gcp-nodepool-controller", "np-1", 2, (), SINCE, NOW, deleted_since=NOW)
+    body = build_report(step, target, observed).model_dump(mode="json", exclude_none=True)
+    ready, deleted = body["conditions"]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "Deleted")
+    assert deleted == {
+        "type": "Deleted",
+        "status": "True",
+        "lastTransitionTime": "2025-10-17T10:30:00Z",
+        "reason": "Deleted",
+        "message": "All nodes and instance group deleted",
+    }
+    assert body["observed_generation"] == 2 and "last_error" not in body
+
+
+def test_progress_of_a_deletion_has_no_deleted_condition() -> None:
+    target = Target("nodepool", "gcp", "us-central1", 0)
+    step = Step(2, False, "Deleting", "Deleting nodes: 2 of 3 left")
+    report = build_report(step, target, seen())
+    assert [c.type for c in report.conditions] == ["Ready"]
