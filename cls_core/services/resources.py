@@ -457,6 +457,9 @@ class ResourceService(Generic[R]):
                 record.index_keys(names), state.index_keys(names), record.seq, record.id
             )
             deletion.schedule_timeout(txn, names, state, self.settings)
+            # Reconciled every reconcile_interval until purged: a controller that lost the
+            # deleted event (killed mid-deletion) is asked again, by a reconcile event.
+            self._schedule.schedule(txn, self.kind, record.id, False, now.timestamp())
             self._add_deletion_started(txn, state, forced)
             op_type = OperationType.DELETE if forced is None else OperationType.FORCE_DELETE
             state = self._emit(
