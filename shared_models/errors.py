@@ -21,8 +21,12 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     # A DELETE of a resource (or a cascade over one) whose spec.deletion_protection is true.
     DELETION_PROTECTED = "DELETION_PROTECTED"
+    # A watch resumed from a token older than the history kept: list again, then watch.
+    RESOURCE_EXPIRED = "RESOURCE_EXPIRED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+    # More open watch connections than a caller may hold (CLS_MAX_WATCHERS_PER_CALLER).
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 

@@ -34,7 +34,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, description in _ERROR_CODES.items()
 }
 
-_ETAG = {
+ETAG_HEADER = {
     "ETag": {
         "description": "The resource_version, quoted; send it back in If-Match",
         "schema": {"type": "string"},
@@ -53,8 +53,8 @@ DELETE_REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 # Headers of the responses that carry one resource.
-WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG}}
-ETAG_AND_LOCATION: dict[str, Any] = {**_ETAG, **_LOCATION}
+WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}}
+ETAG_AND_LOCATION: dict[str, Any] = {**ETAG_HEADER, **_LOCATION}
 # The create routes: their 201, and a 403 that may also be a quota.
 CREATED: dict[int | str, dict[str, Any]] = {
     201: {"headers": ETAG_AND_LOCATION},
