@@ -56,9 +56,9 @@ class WatchStore:
         }
 
     async def expired(self, positions: Mapping[str, str]) -> list[str]:
-        """The projects whose position is older than what their stream still keeps: changes
-        after it were trimmed away (XINFO's max-deleted-entry-id: nothing but the trimming
-        deletes entries)."""
+        """The projects whose position is older than what their stream still keeps: the
+        trimming took entries away (more were added than it holds) and its first kept entry is
+        after the position. (A position whose own entry alone went is judged expired too.)"""
         async with self._redis.pipeline(transaction=False) as pipe:
             for project_id in positions:
                 pipe.xinfo_stream(self.names.watch_stream(project_id))
@@ -69,8 +69,10 @@ class WatchStore:
                 continue
             if isinstance(info, Exception):
                 raise info
-            deleted = str(info.get("max-deleted-entry-id") or START)
-            if entry_key(position) < entry_key(deleted):
+            if int(info.get("entries-added", 0)) <= int(info.get("length", 0)):
+                continue
+            first = info.get("recorded-first-entry-id") or (info.get("first-entry") or [START])[0]
+            if entry_key(position) < entry_key(str(first)):
                 gone.append(project_id)
         return gone
 
