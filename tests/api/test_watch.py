@@ -289,9 +289,16 @@ async def test_a_token_older_than_the_history_answers_410(
                 approximate=True,
             )
         await pipe.execute()
-    response = await http.get(
-        f"{API}/nodepools", params={"watch": "true"}, headers={**USER, "Last-Event-ID": token}
+    headers = {**USER, "Last-Event-ID": token}
+    request = http.build_request(
+        "GET", f"{API}/nodepools", params={"watch": "true"}, headers=headers
     )
+    response = await http.send(request, stream=True)  # a stream, were the token taken
+    try:
+        assert response.status_code == 410
+        await response.aread()
+    finally:
+        await response.aclose()
     assert_error(response, 410, "RESOURCE_EXPIRED")
 
 
