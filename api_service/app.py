@@ -41,7 +41,11 @@ def build_state(settings: Settings) -> AppState:
     cluster_service = ClusterService(store, settings, nodepool_service, project_service)
     # Watches block on a client of their own: a blocked read waits up to a heartbeat, and
     # holds its connection meanwhile, which the requests' client must not run out of.
-    blocking = connect_redis(settings.redis_url, socket_timeout=settings.watch_heartbeat + 10)
+    blocking = connect_redis(
+        settings.redis_url,
+        socket_timeout=settings.watch_heartbeat + 10,
+        max_connections=settings.max_connections,  # a watch is an open connection to the API
+    )
     watching = store.watching(blocking)
     return AppState(
         settings=settings,

@@ -58,9 +58,10 @@ class _HiredisPackedConnection(Connection):
 _STALE_CONNECTION_RETRY = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
 
 
-def connect_redis(url: str, socket_timeout: float = 5.0) -> Redis:
+def connect_redis(url: str, socket_timeout: float = 5.0, max_connections: int = 256) -> Redis:
     """A client that fails fast when Redis is gone and reconnects by itself when it returns
-    (``socket_timeout``: longer for a client of blocking reads, which wait that long)."""
+    (``socket_timeout``: longer for a client of blocking reads, which wait that long; those
+    hold a connection each, hence ``max_connections``)."""
     options: dict[str, Any] = {}
     if HIREDIS_AVAILABLE and urlsplit(url).scheme == "redis":  # not TLS, not a Unix socket
         options["connection_class"] = _HiredisPackedConnection
@@ -70,7 +71,7 @@ def connect_redis(url: str, socket_timeout: float = 5.0) -> Redis:
         socket_timeout=socket_timeout,
         socket_connect_timeout=2.0,
         health_check_interval=15,
-        max_connections=256,
+        max_connections=max_connections,
         retry=_STALE_CONNECTION_RETRY,
         **options,
     )
