@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from api_service.app import create_app
 from cls_core.services.watch import decode_token
 from cls_runtime.settings import Settings
+from shared_models.projects import personal_project_id
 from tests.api.conftest import API, MERGE_PATCH, assert_error
 from tests.conftest import USER, controller_headers, gcp_cluster_body, seed_nodepool_body
 from tests.support.sse import watching
@@ -380,6 +381,23 @@ async def test_a_member_removed_from_a_project_stops_receiving_its_events(
         await create_pool(http, own["id"], "bobs", BOB)
         event = await stream.next()
     assert event.resource["name"] == "bobs"
+
+
+async def test_a_deleted_project_takes_its_watch_stream_with_it(
+    http: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    project = await http.post(f"{API}/projects", json={"name": "brief"}, headers=ALICE)
+    project_id = project.json()["id"]
+    cluster = await create_cluster(http, "moving", ALICE, project_id=project_id)
+    personal = personal_project_id(ALICE["X-User-Email"])
+    moved = await http.post(
+        f"{API}/clusters/{cluster['id']}/transfer", json={"project_id": personal}, headers=ALICE
+    )
+    assert moved.status_code == 200, moved.text
+    assert await redis.exists(settings.names.watch_stream(project_id))
+    deleted = await http.delete(f"{API}/projects/{project_id}", headers=ALICE)
+    assert deleted.status_code == 204, deleted.text
+    assert not await redis.exists(settings.names.watch_stream(project_id))
 
 
 # ---- waitFor ----------------------------------------------------------------------------------
