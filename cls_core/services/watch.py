@@ -277,11 +277,15 @@ class WatchService:
         try:
             for event in watch.initial:
                 yield event
+            renewed = time.monotonic()
             while positions:
                 changes = await self.watching.read(positions, block_ms)
-                await self.watching.renew_watcher(
-                    caller.email, watch.lease, time.time(), self._lease_ttl
-                )
+                if time.monotonic() - renewed >= self.settings.watch_heartbeat:
+                    # Once a heartbeat: a busy watch does not pay a round trip per batch.
+                    renewed = time.monotonic()
+                    await self.watching.renew_watcher(
+                        caller.email, watch.lease, time.time(), self._lease_ttl
+                    )
                 if not changes:
                     continue
                 allowed = await self._still_readable(caller, {c.project_id for c in changes})

@@ -361,6 +361,14 @@ async def test_a_closed_watch_frees_its_place(http: httpx.AsyncClient) -> None:
     assert response.status_code == 200
 
 
+@pytest.mark.settings_update(max_watchers_per_caller=1, watch_heartbeat=0.3)
+async def test_an_open_watch_keeps_its_place_beyond_its_lease(http: httpx.AsyncClient) -> None:
+    async with watching(http, f"{API}/nodepools", USER) as stream:
+        await stream.none_within(2.0)  # the lease (3 heartbeats, 0.9 s) renewed meanwhile
+        response = await http.get(f"{API}/clusters", params={"watch": "true"}, headers=USER)
+    assert_error(response, 429, "TOO_MANY_REQUESTS")
+
+
 async def test_a_member_removed_from_a_project_stops_receiving_its_events(
     http: httpx.AsyncClient,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,20 +27,34 @@ class Event:
 
 @dataclass
 class Stream:
-    """An open watch: its events, and the comments (heartbeats) seen between them."""
+    """An open watch: its events, and the comments (heartbeats) seen between them. A task of
+    its own reads the response, so that a wait given up (a timeout) leaves the stream open."""
 
     response: httpx.Response
     comments: list[str] = field(default_factory=list)
-    _lines: AsyncIterator[str] | None = None
+    _events: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
+    _reader: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._reader = asyncio.create_task(self._read())
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await self._reader
 
     async def next(self, within: float = 5.0) -> Event:
-        """The next event (heartbeats are recorded in ``comments`` on the way)."""
-        return await asyncio.wait_for(self._next_event(), within)
+        """The next event (heartbeats are recorded in ``comments`` meanwhile)."""
+        event = await asyncio.wait_for(self._events.get(), within)
+        if event is None:
+            raise EOFError("the stream ended")
+        return event
 
     async def none_within(self, seconds: float) -> None:
         """No event comes within ``seconds``."""
         try:
-            event = await asyncio.wait_for(self._next_event(), seconds)
+            event = await self.next(seconds)
         except TimeoutError:
             return
         raise AssertionError(f"an event came: {event}")
@@ -51,26 +66,26 @@ class Stream:
             if event.type == type_ and event.resource["id"] == resource_id:
                 return event
 
-    async def _next_event(self) -> Event:
-        if self._lines is None:
-            self._lines = self.response.aiter_lines()
+    async def _read(self) -> None:
         fields: dict[str, list[str]] = {}
-        async for line in self._lines:
-            if line == "":
-                if "data" in fields:
-                    return Event(
-                        fields.get("event", ["message"])[-1],
-                        fields.get("id", [""])[-1],
-                        "\n".join(fields["data"]),
-                    )
-                fields = {}
-                continue
-            if line.startswith(":"):
-                self.comments.append(line[1:].strip())
-                continue
-            name, _, value = line.partition(":")
-            fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
-        raise EOFError("the stream ended")
+        try:
+            async for line in self.response.aiter_lines():
+                if line == "":
+                    if "data" in fields:
+                        event = Event(
+                            fields.get("event", ["message"])[-1],
+                            fields.get("id", [""])[-1],
+                            "\n".join(fields["data"]),
+                        )
+                        self._events.put_nowait(event)
+                    fields = {}
+                elif line.startswith(":"):
+                    self.comments.append(line[1:].strip())
+                else:
+                    name, _, value = line.partition(":")
+                    fields.setdefault(name, []).append(value.removeprefix(" "))
+        finally:
+            self._events.put_nowait(None)
 
 
 @asynccontextmanager
@@ -84,4 +99,9 @@ async def watching(
             await response.aread()
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("text/event-stream")
-        yield Stream(response)
+        stream = Stream(response)
+        stream.start()
+        try:
+            yield stream
+        finally:
+            await stream.stop()
