@@ -17,11 +17,12 @@ from api_service.json_guard import JsonGuardMiddleware
 from api_service.json_response import OrjsonResponse
 from api_service.metrics import ApiMetrics
 from api_service.request_context import RequestContextMiddleware, RouteTemplates
-from api_service.routes import clusters, health, nodepools, projects, status
+from api_service.routes import clusters, health, nodepools, operations, projects, status
 from api_service.routes import metrics as metrics_route
 from api_service.trusted_proxies import TrustedProxyMiddleware, identity_headers
 from cls_core.services.clusters import ClusterService
 from cls_core.services.nodepools import NodePoolService
+from cls_core.services.operations import OperationService
 from cls_core.services.projects import ProjectService
 from cls_core.services.status import StatusService
 from cls_core.services.watch import WatchService
@@ -54,6 +55,7 @@ def build_state(settings: Settings) -> AppState:
         nodepools=nodepool_service,
         projects=project_service,
         status=StatusService(store, settings),
+        operations=OperationService(store, settings),
         watch=WatchService(store, watching, settings, cluster_service, nodepool_service),
     )
 
@@ -137,6 +139,7 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
 ROUTERS = (
     nodepools.router,
     status.router,
+    operations.router,
     clusters.router,
     projects.router,
     health.router,

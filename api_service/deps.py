@@ -27,6 +27,7 @@ from cls_core.services.access import Caller
 from cls_core.services.clusters import ClusterService
 from cls_core.services.common import Preconditions
 from cls_core.services.nodepools import NodePoolService
+from cls_core.services.operations import OperationService
 from cls_core.services.projects import ProjectService
 from cls_core.services.status import StatusService
 from cls_core.services.watch import WatchService
@@ -45,6 +46,7 @@ class AppState:
     nodepools: NodePoolService
     projects: ProjectService
     status: StatusService
+    operations: OperationService
     watch: WatchService
     # Extra readiness checks by name (the outbox relay adds "rabbitmq").
     readiness_probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
@@ -115,6 +117,7 @@ class UserCall:
     clusters: ClusterService
     nodepools: NodePoolService
     projects: ProjectService
+    operations: OperationService
     watch: WatchService
 
 
@@ -156,7 +159,9 @@ async def _user(request: Request) -> UserCall:
     state = state_of(request)
     email = identity_header(request, "X-User-Email")
     caller = _caller(request, state, email, identity_header(request, "Authorization"))
-    return UserCall(caller, state.clusters, state.nodepools, state.projects, state.watch)
+    return UserCall(
+        caller, state.clusters, state.nodepools, state.projects, state.operations, state.watch
+    )
 
 
 async def _controller(request: Request) -> ControllerCall:
@@ -270,3 +275,4 @@ NodePoolId = Annotated[str, _path_id("id", "NodePool id (UUID)"), _uuid_of("id")
 ClusterId = Annotated[str, _path_id("id", "Cluster id (UUID)"), _uuid_of("id")]
 ParentClusterId = Annotated[str, _path_id("clusterId", "Cluster id (UUID)"), _uuid_of("clusterId")]
 ProjectId = Annotated[str, _path_id("id", "Project id (UUID)"), _uuid_of("id")]
+OperationId = Annotated[str, _path_id("id", "Operation id (UUID)"), _uuid_of("id")]

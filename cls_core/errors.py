@@ -80,6 +80,20 @@ class DeletionProtected(ApiError):
     code = ErrorCode.DELETION_PROTECTED
 
 
+class ResourceDeleting(ApiError):
+    """A write to a resource in phase Deleting: its spec is frozen until it is purged."""
+
+    status_code = 409
+    code = ErrorCode.RESOURCE_DELETING
+
+
+class ClusterDeleting(ApiError):
+    """A nodepool created in, or changed within, a cluster in phase Deleting."""
+
+    status_code = 409
+    code = ErrorCode.CLUSTER_DELETING
+
+
 class ResourceExpired(ApiError):
     """A watch resumed from a token older than the history kept (Kubernetes answers 410 so)."""
 

@@ -86,10 +86,22 @@ class Settings(BaseSettings):
     # The longest an Idempotency-Key is remembered (seconds); it goes sooner, with the resource
     # it created, when that is deleted.
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0)
+    # Deletion (docs/controllers.md): a Deleting resource not confirmed by its required
+    # controllers within deletion_timeout (seconds) turns Unhealthy; a purged resource's
+    # tombstone is kept tombstone_retention seconds; the cascade of a cluster's deletion moves
+    # deletion_batch_size nodepools per transaction round.
+    deletion_timeout: float = Field(default=600.0, gt=0)
+    tombstone_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
+    deletion_batch_size: int = Field(default=100, ge=1, le=10_000)
     # Quotas: a create beyond them answers 403 QUOTA_EXCEEDED. 100 each, as AKS allows nodepools
     # per cluster and EKS clusters per region by default. (CLS_MAX_CLUSTERS_PER_OWNER, its name
     # before clusters belonged to projects, is still read.)
     max_nodepools_per_cluster: int = Field(default=100, ge=1)
+    # Operations (docs/user-guide.md, "Operations"): how many a resource keeps (its oldest are
+    # deleted by the write that adds one more), and how long those of a deleted resource stay
+    # readable (the deletion lifecycle passes its tombstone retention instead).
+    operations_per_resource: int = Field(default=100, ge=1, le=10_000)
+    operations_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     max_clusters_per_project: int = Field(
         default=100,
         ge=1,

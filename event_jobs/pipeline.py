@@ -1,7 +1,8 @@
 """The API's background event jobs, started and stopped with the app.
 
 Every replica runs the same jobs; each does its work only while it holds that job's leader lock:
-``outbox-relay`` (publish the outbox) and ``reconcile`` (re-publish what is due). Two locks, so a
+``outbox-relay`` (publish the outbox) and ``reconcile`` (re-publish what is due; with it, under
+the same lock, ``deletion``: timeouts and cluster cascades). Two locks, so a
 busy relay never delays reconciliation and the two may land on different replicas.
 """
 
@@ -16,6 +17,7 @@ from cls_core.store import RedisStore
 from cls_core.store.leader_lock import instance_token
 from cls_runtime.settings import Settings
 from event_jobs.broker import BrokerLink
+from event_jobs.deletion import DeletionLoop
 from event_jobs.leader import Leadership
 from event_jobs.reconcile import ReconcileLoop
 from event_jobs.relay import OutboxRelay
@@ -25,6 +27,7 @@ log = logging.getLogger("event_jobs")
 
 RELAY_JOB = "outbox-relay"
 RECONCILE_JOB = "reconcile"
+DELETION_JOB = "deletion"
 # A batch in flight may wait this long for its confirms (plus margin) before we give up on it.
 STOP_TIMEOUT = 15.0
 RESTART_DELAY = 1.0
@@ -46,6 +49,8 @@ class EventPipeline:
             store.outbox(), self.broker, self.relay_lease, settings.relay_batch_size
         )
         self.reconcile = ReconcileLoop(store, settings, self.reconcile_lease)
+        # Under the reconcile lock: both re-judge what Redis holds, neither publishes directly.
+        self.deletions = DeletionLoop(store, settings, self.reconcile_lease)
         self._stop = asyncio.Event()
         self._leases: list[asyncio.Task[None]] = []
         self._jobs: list[asyncio.Task[None]] = []
@@ -64,6 +69,9 @@ class EventPipeline:
             asyncio.create_task(self._supervise(lambda: self.relay.run(self._stop), RELAY_JOB)),
             asyncio.create_task(
                 self._supervise(lambda: self.reconcile.run(self._stop), RECONCILE_JOB)
+            ),
+            asyncio.create_task(
+                self._supervise(lambda: self.deletions.run(self._stop), DELETION_JOB)
             ),
         ]
 

@@ -42,7 +42,9 @@ __all__ = [
     "aggregate_stored",
     "controller_of",
     "controller_of_json",
+    "deletion_confirmed",
     "timestamp",
+    "unconfirmed",
 ]
 
 MAX_MESSAGE_LENGTH = 1024
@@ -56,6 +58,8 @@ _ELLIPSIS = "…"
 
 _READY_TYPES = ("Ready", "Available")
 _ERROR_TYPES = ("Failed", "Degraded")
+# The condition a controller confirms a deletion with, at the deletion's generation.
+_DELETED = "Deleted"
 
 _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
@@ -137,6 +141,7 @@ class Controller:
     in_error: bool
     failure: str  # why it is in error, as the message shows it ("" when it is not)
     error: ErrorFact | None = None  # the same, as status.errors shows it (None when not)
+    deleted: bool = False  # its condition Deleted is True (a deletion's confirmation)
 
 
 # A report's last_error as stored: a string, or a ControllerError as JSON.
@@ -175,15 +180,16 @@ def _controller(
     ready = not true.isdisjoint(_READY_TYPES)
     # An object is always an error (its message is required); an empty string never was one.
     in_error = bool(last_error) or not true.isdisjoint(_ERROR_TYPES)
+    deleted = _DELETED in true
     if not in_error:
-        return Controller(name, generation, ready, in_error, "")
+        return Controller(name, generation, ready, in_error, "", deleted=deleted)
     if isinstance(last_error, Mapping):
         error = _structured_error(last_error)
         failure = _truncate(_one_line(_headline(error)), _MAX_DETAIL_LENGTH)
     else:
         error = _plain_error(last_error, first)
         failure = _failure_detail(last_error, first)
-    return Controller(name, generation, ready, in_error, failure, error)
+    return Controller(name, generation, ready, in_error, failure, error, deleted=deleted)
 
 
 def _first_of_each_type(conditions: Iterable[_Condition]) -> dict[str, _Condition]:
@@ -280,18 +286,24 @@ def aggregate_json(
     now: str,
     *,
     required: Collection[str],
+    deleting: bool = False,
+    overdue: bool = False,
 ) -> StoredStatus:
     """A resource's ``status`` (an ``AggregatedStatus`` as JSON) from the latest report of each
     controller; ``previous`` is the status stored before, ``now`` a ``timestamp``, ``required``
     the controllers the resource cannot be Ready without (the registry's, for its kind and
-    platform).
+    platform). A resource being ``deleting`` is in phase Deleting whatever the reports say
+    (``generation`` is then its deletion's); ``overdue``: its deletion timed out.
 
     Only reports at ``generation`` decide phase and health; reports of any generation decide
     ``Available``. A required controller without a report at ``generation`` keeps the resource
     from Ready, and the message names it. Timestamps move only when something changed, so
     recomputing the same aggregate returns a document equal to ``previous``.
     """
-    verdict = _verdict(generation, controllers, required)
+    if deleting:
+        verdict = _deleting_verdict(generation, controllers, required, overdue)
+    else:
+        verdict = _verdict(generation, controllers, required)
     ready: ConditionStatus = "True" if verdict.phase is Phase.READY else "False"
     candidate: StoredStatus = {
         "observedGeneration": _observed_generation(generation, controllers),
@@ -322,11 +334,37 @@ def aggregate_stored(
     now: datetime,
     *,
     required: Collection[str],
+    deleting: bool = False,
+    overdue: bool = False,
 ) -> StoredStatus:
     """``aggregate_json`` over the reports as stored (controller -> its JSON) and a stored
     ``previous``: what a spec write recomputes, without a round trip through the models."""
     controllers = [controller_of_json(orjson.loads(raw)) for raw in reports.values()]
-    return aggregate_json(generation, controllers, previous, timestamp(now), required=required)
+    return aggregate_json(
+        generation,
+        controllers,
+        previous,
+        timestamp(now),
+        required=required,
+        deleting=deleting,
+        overdue=overdue,
+    )
+
+
+def unconfirmed(
+    generation: int, controllers: Iterable[Controller], required: Collection[str]
+) -> list[str]:
+    """The required controllers that have not confirmed a deletion at ``generation`` (its
+    deletion generation), by name: a report at that generation with condition Deleted=True."""
+    confirmed = {c.name for c in controllers if c.observed_generation == generation and c.deleted}
+    return sorted(name for name in required if name not in confirmed)
+
+
+def deletion_confirmed(
+    generation: int, controllers: Iterable[Controller], required: Collection[str]
+) -> bool:
+    """Every required controller confirmed the deletion at ``generation``: it may be purged."""
+    return not unconfirmed(generation, controllers, required)
 
 
 def _by_name(controllers: Iterable[Controller]) -> list[Controller]:
@@ -387,6 +425,32 @@ def _verdict(
         message = _with_failures(summary, failing)
         return _Verdict(Phase.FAILED, Health.UNHEALTHY, "ControllersFailed", message)
     return _Verdict(Phase.PROGRESSING, Health.UNKNOWN, "ControllersProgressing", summary)
+
+
+def _deleting_verdict(
+    generation: int, controllers: Sequence[Controller], required: Collection[str], overdue: bool
+) -> _Verdict:
+    """Phase Deleting: health says whether the deletion goes well. A controller's deletion
+    error (at the deletion generation) makes it Unhealthy (Degraded while others confirmed), and
+    so does a deletion not confirmed in time; the message names who did not confirm."""
+    missing = unconfirmed(generation, controllers, required)
+    failing = _by_name(c for c in controllers if c.observed_generation == generation and c.in_error)
+    done = len(required) - len(missing)
+    summary = (
+        f"Deletion: {done} of {_controllers(len(required))} confirmed at generation {generation}"
+    )
+    if missing:
+        summary += f"; not confirmed by {', '.join(missing)}"
+    if overdue:
+        summary = "Deletion timed out. " + summary
+    if failing:
+        message = _with_failures(summary, failing)
+        health = Health.DEGRADED if done and not overdue else Health.UNHEALTHY
+        return _Verdict(Phase.DELETING, health, "DeletionFailed", message)
+    message = _truncate(summary, MAX_MESSAGE_LENGTH)
+    if overdue:
+        return _Verdict(Phase.DELETING, Health.UNHEALTHY, "DeletionTimedOut", message)
+    return _Verdict(Phase.DELETING, Health.UNKNOWN, "WaitingForDeletion", message)
 
 
 def _waiting_verdict(

@@ -21,6 +21,10 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     # A DELETE of a resource (or a cascade over one) whose spec.deletion_protection is true.
     DELETION_PROTECTED = "DELETION_PROTECTED"
+    # A write to a resource that is being deleted (phase Deleting): its spec is frozen.
+    RESOURCE_DELETING = "RESOURCE_DELETING"
+    # A nodepool created in (or changed within) a cluster that is being deleted.
+    CLUSTER_DELETING = "CLUSTER_DELETING"
     # A watch resumed from a token older than the history kept: list again, then watch.
     RESOURCE_EXPIRED = "RESOURCE_EXPIRED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"

@@ -41,6 +41,8 @@ class Event(BaseModel):
     source: str = EVENT_SOURCE
     platform: Platform
     resource: dict[str, Any]
+    # The operation the change started (GET /api/v1/operations/{id}); absent on reconciles.
+    operation_id: str | None = None
 
     @property
     def routing_key(self) -> str:

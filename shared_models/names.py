@@ -72,6 +72,15 @@ class Names:
         its record: reads send it as stored, and a page reads its views with one MGET."""
         return self._key("view", kind, resource_id)
 
+    def operation(self, operation_id: str) -> str:
+        """Hash holding one operation: ``doc`` (what the change was, JSON) and, once it has
+        ended, ``state``, ``finished_at``, ``progress``, ``error``, ``superseded_by``."""
+        return self._key("op", operation_id)
+
+    def resource_operations(self, kind: Kind, resource_id: str) -> str:
+        """Sorted set of a resource's operation ids by creation time (its bounded history)."""
+        return self._key("ops", kind, resource_id)
+
     # ---- Redis: indexes -------------------------------------------------------------------
     def cluster_names(self, project_id: str) -> str:
         """Hash cluster name -> id, per project (names are unique in a project)."""
@@ -104,6 +113,22 @@ class Names:
         """Hash cluster id -> when it was deleted: ids are never used again (tombstones), so no
         report or event meant for a deleted cluster can reach a new one."""
         return self._key("retired", "cluster")
+
+    def tombstone(self, kind: Kind, resource_id: str) -> str:
+        """Hash left by a purged resource (deleted_at, generation, forced_by/reason/forced_at
+        when forced), expiring after ``tombstone_retention``: its id is never used again."""
+        return self._key("tombstone", kind, resource_id)
+
+    @property
+    def deletion_due(self) -> str:
+        """Sorted set '<kind>:<id>' -> unix time its deletion times out if not confirmed."""
+        return self._key("deletion", "due")
+
+    @property
+    def deleting_clusters(self) -> str:
+        """Hash cluster id -> JSON of its deletion (forced_by, reason; {} unforced): the
+        clusters whose deletion the cascade job still has to finish (survives a restart)."""
+        return self._key("deletion", "clusters")
 
     def idempotency(self, caller: str, key: str) -> str:
         """A caller's ``Idempotency-Key`` (keys belong to the email that sent them)."""

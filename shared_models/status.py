@@ -88,6 +88,8 @@ class Phase(StrEnum):
     PROGRESSING = "Progressing"
     READY = "Ready"
     FAILED = "Failed"
+    # DELETE accepted: the resource stays until its required controllers confirm (or a force).
+    DELETING = "Deleting"
 
 
 class Health(StrEnum):

@@ -13,7 +13,7 @@ from api_service.routes.idempotency import (
     replay_response,
     replayed,
 )
-from api_service.routes.nodepools import DryRun
+from api_service.routes.nodepools import DryRun, Reason, forced_reason
 from api_service.routes.queries import ClusterListWatchQuery, ResourceGetQuery
 from api_service.routes.responses import (
     API_PREFIX,
@@ -21,7 +21,9 @@ from api_service.routes.responses import (
     DELETE_REFUSED,
     ERRORS,
     ETAG_HEADER,
+    OPERATION_HEADER,
     WITH_ETAG,
+    WRITTEN,
     page_response,
     resource_response,
     stored_resource_response,
@@ -35,6 +37,7 @@ from api_service.routes.watch import (
     watchable,
 )
 from api_service.routing import ApiRoute
+from cls_core.services.deletion import NO_REASON
 from cls_core.services.idempotency import Replay
 from cls_core.services.watch import WatchFilter
 from shared_models.projects import ClusterTransfer
@@ -113,7 +116,7 @@ async def get(
     return stored_resource_response(*await service.get_view(reader.caller, cluster_id))
 
 
-@router.put("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
+@router.put("/clusters/{id}", response_model=Cluster, responses=WRITTEN)
 async def replace(
     user: User,
     cluster_id: ClusterId,
@@ -129,21 +132,37 @@ async def replace(
     "/clusters/{id}",
     status_code=202,
     response_model=Cluster,
-    responses={202: {"description": "Deletion accepted: the cluster as it was"}, **DELETE_REFUSED},
+    responses={
+        202: {
+            "description": "Deletion accepted: the cluster as it was",
+            "headers": OPERATION_HEADER,
+        },
+        **DELETE_REFUSED,
+    },
 )
 async def delete(
     user: User,
     cluster_id: ClusterId,
     preconditions: Precondition,
     force: Annotated[
-        bool, Query(description="Also delete the cluster's nodepools (a project admin's call)")
+        bool,
+        Query(
+            description="Also delete the cluster's nodepools (a project admin's call), and "
+            "purge the cluster and them without waiting for their controllers"
+        ),
     ] = False,
+    reason: Reason = None,
     dry_run: DryRun = False,
 ) -> Response:
-    """202 with the cluster as it was when its deletion was accepted: a body, so clients of
-    the original system (which answered 202 with JSON) keep working, and the status code stays
-    right once deletion waits for the controllers to release the cloud resources."""
-    record = await user.clusters.delete(user.caller, cluster_id, preconditions, force, dry_run)
+    """202 with the cluster as it was when its deletion was accepted (phase Deleting): a body,
+    so clients of the original system (which answered 202 with JSON) keep working. The
+    guide's documented ``?force=true`` sends no reason: for a cluster it is optional."""
+    why = forced_reason(force, reason, required=False)
+    if force and why is None:
+        why = NO_REASON
+    record = await user.clusters.delete(
+        user.caller, cluster_id, preconditions, dry_run, forced_reason=why
+    )
     return resource_response(record, 202)
 
 

@@ -30,9 +30,11 @@ from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
     DELETE_REFUSED,
+    DELETED_204,
     ERRORS,
     ETAG_HEADER,
-    WITH_ETAG,
+    WRITTEN,
+    operation_header,
     page_response,
     resource_response,
     stored_resource_response,
@@ -61,6 +63,30 @@ from shared_models.resources import (
 router = APIRouter(prefix=API_PREFIX, tags=["nodepools"], responses=ERRORS, route_class=ApiRoute)
 
 DryRun = Annotated[bool, Query(alias="dryRun", description="Validate everything, write nothing")]
+MAX_REASON_LENGTH = 512
+Reason = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_REASON_LENGTH,
+        description="Why the deletion is forced (required with force=true); kept with the "
+        "resource's tombstone and logged",
+    ),
+]
+
+
+def forced_reason(force: bool, reason: str | None, *, required: bool = True) -> str | None:
+    """The reason of a forced delete (None: not forced); a force without one is refused."""
+    if not force:
+        return None
+    if reason is None:
+        if not required:
+            return None
+        raise ValidationFailed.of(
+            "reason", "reason is required with force=true (why the deletion is forced)"
+        )
+    return reason
+
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -190,7 +216,7 @@ async def get(
     return stored_resource_response(*await service.get_view(reader.caller, nodepool_id))
 
 
-@router.put("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
+@router.put("/nodepools/{id}", response_model=NodePool, responses=WRITTEN)
 async def replace(
     user: User,
     nodepool_id: NodePoolId,
@@ -205,7 +231,7 @@ async def replace(
 @router.patch(
     "/nodepools/{id}",
     response_model=NodePool,
-    responses=WITH_ETAG,
+    responses=WRITTEN,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -231,13 +257,29 @@ async def patch(
 
 
 @router.delete(
-    "/nodepools/{id}", status_code=204, response_class=Response, responses=DELETE_REFUSED
+    "/nodepools/{id}",
+    status_code=204,
+    response_class=Response,
+    responses={**DELETED_204, **DELETE_REFUSED},
 )
 async def delete(
     user: User,
     nodepool_id: NodePoolId,
     preconditions: Precondition,
+    force: Annotated[
+        bool,
+        Query(
+            description="Purge the nodepool now, without its controllers' confirmation "
+            "(reason required)"
+        ),
+    ] = False,
+    reason: Reason = None,
     dry_run: DryRun = False,
 ) -> Response:
-    await user.nodepools.delete(user.caller, nodepool_id, preconditions, dry_run)
-    return Response(status_code=204)
+    """204: the nodepool is being deleted (phase Deleting until its controllers confirm), or
+    purged when forced or when no controller has to confirm."""
+    why = forced_reason(force, reason)
+    operation_id = await user.nodepools.delete(
+        user.caller, nodepool_id, preconditions, dry_run, why
+    )
+    return Response(status_code=204, headers=operation_header(operation_id))

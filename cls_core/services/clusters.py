@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from cls_core.errors import (
     ApiError,
     Conflict,
     DeletionProtected,
     QuotaExceeded,
-    Unavailable,
     ValidationFailed,
 )
+from cls_core.services import deletion
 from cls_core.services.access import Caller
 from cls_core.services.common import (
     RV_CHANGED,
-    WRITE_RETRY_SECONDS,
     Preconditions,
     iso,
     new_id,
     new_resource_version,
     utcnow,
 )
+from cls_core.services.deletion import Forced
 from cls_core.services.idempotency import IdempotentCreate, Replay
 from cls_core.services.nodepools import NodePoolService
 from cls_core.services.projects import ProjectService, project_not_found, record_operation
@@ -38,17 +40,19 @@ from cls_core.services.resources import (
 )
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, StoredDoc, Txn, TxnFailed
 from cls_runtime.settings import Settings
+from shared_models.aggregation import controller_of_json, deletion_confirmed
 from shared_models.names import ANY
 from shared_models.projects import Role
 from shared_models.resources import ClusterCreate, ClusterUpdate
 from shared_models.specs import DELETION_PROTECTION
 
+log = logging.getLogger("cls_core.clusters")
+
+# Who deletes the nodepools of a cluster whose deletion was not forced (its cascade).
+CASCADE_ACTOR = "cluster-deletion"
 ID_TAKEN = "id_taken"
 ID_RETIRED = "id_retired"
-NODEPOOLS_LEFT = "nodepools_left"
 PROJECT_GONE = "project_gone"
-# How many nodepools a forced delete removes per round trip.
-CASCADE_BATCH = 100
 # How many protected nodepools a refused forced delete names.
 PROTECTED_NAMED = 10
 
@@ -108,8 +112,16 @@ class ClusterService(ResourceService[ClusterRecord]):
             )
         return None
 
-    def _add_deleted(self, txn: Txn, record: ClusterRecord, now: datetime) -> None:
-        txn.hset(self.names.retired_cluster_ids, {record.id: iso(now)})
+    def _add_deletion_started(self, txn: Txn, record: ClusterRecord, forced: Forced | None) -> None:
+        # The cascade job's pending work: kept in Redis, so a restart resumes it.
+        txn.hset(self.names.deleting_clusters, {record.id: _deletion_json(forced)})
+
+    def _add_purge(
+        self, txn: Txn, record: ClusterRecord, now: datetime, forced: Forced | None
+    ) -> None:
+        # A nodepool created since the cluster was read must not outlive it.
+        txn.expect_count(self.names.cluster_nodepools(record.id), 0, RV_CHANGED)
+        super()._add_purge(txn, record, now, forced)
 
     # ---- reads -----------------------------------------------------------------------------
     async def list(
@@ -167,9 +179,10 @@ class ClusterService(ResourceService[ClusterRecord]):
             # deleted one, whose reports and events might still be in flight.
             txn.expect_field(names.record(self.kind, cluster_id), "project", None, ID_TAKEN)
             txn.expect_field(names.retired_cluster_ids, cluster_id, None, ID_RETIRED)
+            txn.expect_field(names.tombstone(self.kind, cluster_id), "deleted_at", None, ID_RETIRED)
         else:
             txn.expect_field(names.record(self.kind, cluster_id), "rv", None, ID_TAKEN)
-        self._add_create(txn, record, now)
+        record = self._add_create(txn, record, now)
         return await self._commit_create(txn, record, dry_run, idempotency)
 
     async def replace(
@@ -182,7 +195,7 @@ class ClusterService(ResourceService[ClusterRecord]):
     ) -> ClusterRecord:
         async def attempt() -> ClusterRecord:
             record, role = await self.get_with_role(caller, cluster_id, Role.EDITOR)
-            return await self._replace(record, role, body, preconditions, dry_run)
+            return await self._replace(record, role, body, preconditions, dry_run, caller.email)
 
         return await self._write(cluster_id, attempt)
 
@@ -191,62 +204,135 @@ class ClusterService(ResourceService[ClusterRecord]):
         caller: Caller,
         cluster_id: str,
         preconditions: Preconditions,
-        force: bool,
         dry_run: bool,
+        forced_reason: str | None = None,
     ) -> ClusterRecord:
-        """Delete a cluster (with ``force``, its nodepools first); the cluster as it was.
+        """Delete a cluster; the cluster as it is then (phase Deleting, or purged).
 
-        Everything is judged before anything is written: the caller's role (an editor's; an
-        admin's to force the deletion of nodepools), the preconditions, the cluster's deletion
-        protection, nodepools left without ``force``, and with ``force`` the nodepools'
-        deletion protection (``force`` overrides none). A dry run stops there. Once the
-        nodepools are being deleted, the cascade finishes whatever the controllers keep
-        reporting meanwhile.
+        Without force, a cluster with nodepools is refused (409, as the guide says); one
+        without enters phase Deleting and the cascade job (``continue_deletion``) purges it once
+        its required controllers confirm. ``forced_reason`` (a force) deletes its nodepools too
+        (an admin's call) and purges the cluster and them without waiting for any controller.
+
+        Everything is judged before anything is written: the caller's role, the preconditions,
+        the cluster's deletion protection, and with force the nodepools' (``force`` overrides
+        none). A dry run stops there. The nodepools are deleted by the cascade job in bounded
+        batches, after the response: no request holds a transaction over thousands of them.
         """
-        record = await self.get(caller, cluster_id, Role.EDITOR)
-        preconditions.check(record.rv, record.generation, self.label)
-        if protected(record.doc["spec"]):
-            raise self.deletion_protected(record)
-        nodepool_ids = await self.store.cluster_nodepool_ids(cluster_id)
-        if nodepool_ids and not force:
-            raise self._has_nodepools(len(nodepool_ids))
-        if nodepool_ids:
-            await self.access.require(caller, record.project_id, Role.ADMIN, self.not_found)
-            self._refuse_protected_nodepools(await self.store.get_nodepools(nodepool_ids))
-        if dry_run:
-            return record
-        async with self._writing.hold(cluster_id):
-            return await self._delete_with_nodepools(caller, cluster_id, force)
 
-    async def _delete_with_nodepools(
-        self, caller: Caller, cluster_id: str, force: bool
-    ) -> ClusterRecord:
-        """With ``force``, delete the nodepools in batches, each nodepool in its own guarded
-        transaction (one that a status report raced is read again); then the cluster, in a
-        transaction that checks it has no nodepool left (one may have been created meanwhile)."""
-        deadline = time.monotonic() + WRITE_RETRY_SECONDS
-        while True:
-            nodepool_ids = await self.store.cluster_nodepool_ids(cluster_id)
-            if nodepool_ids and not force:
-                raise self._has_nodepools(len(nodepool_ids))
-            for start in range(0, len(nodepool_ids), CASCADE_BATCH):
-                await self._delete_nodepools(nodepool_ids[start : start + CASCADE_BATCH])
+        async def attempt() -> ClusterRecord:
             record = await self.get(caller, cluster_id, Role.EDITOR)
+            preconditions.check(record.rv, record.generation, self.label)
+            now = utcnow()
+            forced = (
+                None if forced_reason is None else Forced(caller.email, forced_reason, iso(now))
+            )
+            if record.deletion_timestamp is not None and forced is None:
+                return record  # already being deleted: a second DELETE writes nothing
+            if protected(record.doc["spec"]) and record.deletion_timestamp is None:
+                raise self.deletion_protected(record)
+            nodepool_ids = await self.store.cluster_nodepool_ids(cluster_id)
+            if nodepool_ids and forced is None:
+                raise self._has_nodepools(len(nodepool_ids))
+            if nodepool_ids:
+                await self.access.require(caller, record.project_id, Role.ADMIN, self.not_found)
+                self._refuse_protected_nodepools(await self.store.get_nodepools(nodepool_ids))
             txn = Txn()
-            txn.expect_count(self.names.cluster_nodepools(cluster_id), 0, NODEPOOLS_LEFT)
-            self.add_delete(txn, record, utcnow())
-            try:
-                await self.store.run(txn)
-                return record
-            except TxnFailed as failed:
-                if failed.code not in (RV_CHANGED, NODEPOOLS_LEFT):
-                    raise
-            if time.monotonic() >= deadline:
-                raise Unavailable(
-                    "Cluster is being changed by too many writers at once; retry shortly",
-                    "nodepools deleted so far stay deleted",
-                    retry_after=1,
+            # A nodepool created or deleted since they were read: judge again.
+            count = len(nodepool_ids)
+            txn.expect_count(self.names.cluster_nodepools(cluster_id), count, RV_CHANGED)
+            if record.deletion_timestamp is not None:
+                # A force on a deletion under way: purged now, or by the cascade without waiting.
+                txn.expect_field(
+                    self.names.record(self.kind, record.id), "rv", record.rv, RV_CHANGED
                 )
+                if nodepool_ids:
+                    txn.hset(self.names.deleting_clusters, {record.id: _deletion_json(forced)})
+                else:
+                    self._add_purge(txn, record, now, forced)
+                state = record
+            else:
+                reports = await self.store.controller_reports(self.kind, cluster_id)
+                state, _ = self.add_delete(
+                    txn, record, reports, now, caller.email, forced, may_purge=not nodepool_ids
+                )
+            await self._run(txn, state, dry_run)
+            if forced is not None and not dry_run:
+                deletion.log_forced(state, forced)
+            return state
+
+        return await self._write(cluster_id, attempt)
+
+    async def continue_deletion(self, cluster_id: str, held: str) -> bool:
+        """One step of a cluster's deletion (the cascade job's, as leader); True when it was a
+        batch of nodepools (the next step may follow at once).
+
+        A batch of at most ``deletion_batch_size`` of its nodepools goes through their own
+        deletion (with the cluster's force, purged at once; without, into phase Deleting:
+        their controllers then confirm each), each in its own guarded transaction that a
+        status report does not fail (``add_delete``'s ``cascade``). Once no nodepool is left,
+        the cluster is purged if forced or confirmed by its required controllers. Every step
+        is idempotent: after a crash, the next leader starts again from what Redis holds."""
+        forced = Forced.from_json(held)
+        ((record, reports),) = _reads(
+            await self.store.get_many_with_reports([("cluster", cluster_id)])
+        )
+        if record is None or not isinstance(record, ClusterRecord):
+            txn = Txn().expect_field(
+                self.names.record(self.kind, cluster_id), "rv", None, RV_CHANGED
+            )
+            await self.store.run_each([txn.hdel(self.names.deleting_clusters, cluster_id)])
+            return False
+        if record.deletion_timestamp is None:  # not ours to delete (a bug, or hand-written)
+            await self.store.run_each([Txn().hdel(self.names.deleting_clusters, cluster_id)])
+            return False
+        batch = await self.store.cluster_nodepool_page(
+            cluster_id, self.settings.deletion_batch_size
+        )
+        if batch:
+            return await self._delete_nodepools(batch, forced) > 0
+        if forced is None:
+            required = self._required(record.platform)
+            registry = self.settings.controller_registry
+            counted = registry.counted(reports, self.kind, record.platform)
+            controllers = [controller_of_json(orjson.loads(raw)) for raw in counted.values()]
+            if not deletion_confirmed(record.generation, controllers, required):
+                return False  # waits for its controllers (the timeout shows when it is late)
+        txn = Txn().expect_field(
+            self.names.record(self.kind, cluster_id), "rv", record.rv, RV_CHANGED
+        )
+        self._add_purge(txn, record, utcnow(), forced)
+        (failed,) = await self.store.run_each([txn])
+        if failed is None and forced is not None:
+            deletion.log_forced(record, forced)
+        return False  # purged, or raced (a report): the next step decides again
+
+    async def _delete_nodepools(self, nodepool_ids: Sequence[str], forced: Forced | None) -> int:
+        """A batch of a cluster's cascade: each nodepool in its own transaction; one that a
+        report raced stays for the next step."""
+        now = utcnow()
+        reads = _reads(
+            await self.store.get_many_with_reports([("nodepool", i) for i in nodepool_ids])
+        )
+        txns: list[Txn] = []
+        for nodepool, reports in reads:
+            if not isinstance(nodepool, NodePoolRecord):
+                continue
+            if nodepool.deletion_timestamp is not None and forced is None:
+                continue  # already Deleting: its controllers' confirmations purge it
+            if protected(nodepool.doc["spec"]) and nodepool.deletion_timestamp is None:
+                log.warning(
+                    "cluster deletion: nodepool %s is protected; left in place",
+                    nodepool.id,
+                    extra={"cluster_id": nodepool.cluster_id, "nodepool_id": nodepool.id},
+                )
+                continue
+            txn = Txn()
+            actor = CASCADE_ACTOR if forced is None else forced.by
+            self.nodepools.add_delete(txn, nodepool, reports, now, actor, forced, cascade=True)
+            txns.append(txn)
+        await self.store.run_each(txns)
+        return len(txns)
 
     async def transfer(
         self,
@@ -263,6 +349,7 @@ class ClusterService(ResourceService[ClusterRecord]):
         async def attempt() -> ClusterRecord:
             record = await self.get(caller, cluster_id, Role.ADMIN)
             preconditions.check(record.rv, record.generation, self.label)
+            self.refuse_if_deleting(record)
             if target == record.project_id:
                 return record
             await self.access.require(caller, target, Role.ADMIN, project_not_found)
@@ -332,17 +419,6 @@ class ClusterService(ResourceService[ClusterRecord]):
             )
         return moved, txn
 
-    async def _delete_nodepools(self, nodepool_ids: Sequence[str]) -> None:
-        now = utcnow()
-        nodepools = await self.store.get_nodepools([*nodepool_ids])
-        # One protected since the delete was judged stops the cascade before this batch (each
-        # transaction also expects the resource_version its nodepool was read at).
-        self._refuse_protected_nodepools(nodepools)
-        txns = [Txn() for _ in nodepools]
-        for txn, nodepool in zip(txns, nodepools, strict=True):
-            self.nodepools.add_delete(txn, nodepool, now)
-        await self.store.run_each(txns)  # a raced one is still there: the next round gets it
-
     async def _replace(
         self,
         record: ClusterRecord,
@@ -350,8 +426,10 @@ class ClusterService(ResourceService[ClusterRecord]):
         body: ClusterUpdate,
         preconditions: Preconditions,
         dry_run: bool,
+        actor: str,
     ) -> ClusterRecord:
         preconditions.check(record.rv, record.generation, self.label)
+        self.refuse_if_deleting(record)
         old_platform = record.doc["spec"]["platform"]
         if body.spec.platform.type != old_platform["type"]:
             raise ValidationFailed.of("spec.platform.type", "spec.platform.type is immutable")
@@ -361,7 +439,7 @@ class ClusterService(ResourceService[ClusterRecord]):
                 f"spec.platform.{old_platform['type']}: the region (location) is immutable",
             )
         spec = body.spec.model_dump(mode="json", exclude_none=True)
-        return await self._replaced(record, spec, body.name, dry_run, role=role)
+        return await self._replaced(record, spec, body.name, dry_run, role=role, actor=actor)
 
     @staticmethod
     def _refuse_protected_nodepools(nodepools: Sequence[NodePoolRecord]) -> None:
@@ -385,6 +463,20 @@ class ClusterService(ResourceService[ClusterRecord]):
             "Cluster still has nodepools",
             f"{count} nodepool(s) exist; delete them first or use ?force=true",
         )
+
+
+def _deletion_json(forced: Forced | None) -> str:
+    return "{}" if forced is None else forced.as_json()
+
+
+def _reads(
+    reads: Sequence[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]] | Exception],
+) -> list[tuple[NodePoolRecord | ClusterRecord | None, dict[str, str]]]:
+    """The reads of a job's step; an error reply fails the step (the next one tries again)."""
+    for read in reads:
+        if isinstance(read, Exception):
+            raise read
+    return [read for read in reads if not isinstance(read, Exception)]
 
 
 def _region_of(platform: dict[str, Any]) -> str:

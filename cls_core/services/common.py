@@ -107,6 +107,7 @@ def build_event(
     platform: str,
     resource: dict[str, Any],
     moment: datetime,
+    operation_id: str | None = None,
 ) -> Event:
     """An event about a write that has just been judged. Every field comes from values already
     validated (the resource is the view the write rendered), so the model is constructed, not
@@ -121,6 +122,7 @@ def build_event(
         source=EVENT_SOURCE,
         platform=cast(Platform, platform),  # a record's platform came from a validated spec
         resource=resource,
+        operation_id=operation_id,
     )
 
 

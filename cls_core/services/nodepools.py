@@ -6,22 +6,38 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cls_core.errors import ApiError, Conflict, NotFound, QuotaExceeded, ValidationFailed
+from cls_core.errors import (
+    ApiError,
+    ClusterDeleting,
+    Conflict,
+    NotFound,
+    QuotaExceeded,
+    ValidationFailed,
+)
+from cls_core.services import deletion
 from cls_core.services.access import Caller
 from cls_core.services.cluster_snapshots import ClusterSnapshots
 from cls_core.services.common import (
     RV_CHANGED,
     Preconditions,
+    iso,
     new_id,
     retry_on_race,
     utcnow,
 )
+from cls_core.services.deletion import Forced
 from cls_core.services.idempotency import IdempotentCreate, Replay
 from cls_core.services.merge_patch import merge_patch
 from cls_core.services.reconcile_schedule import is_ready
-from cls_core.services.resources import Lifecycle, ResourceService, first_version
+from cls_core.services.resources import (
+    Lifecycle,
+    ResourceService,
+    first_version,
+    for_controllers,
+)
 from cls_core.services.validation import field_errors, validate_nodepool_against_cluster
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
+from cls_core.store.records import DELETING
 from cls_runtime.settings import Settings
 from shared_models.names import ANY
 from shared_models.projects import Role
@@ -29,10 +45,19 @@ from shared_models.resources import NodePoolCreate, NodePoolUpdate
 
 CLUSTER_GONE = "cluster_gone"
 CLUSTER_CHANGED = "cluster_changed"
+CLUSTER_DELETING = "cluster_deleting"
 
 
 def cluster_not_found() -> NotFound:
     return NotFound("Cluster not found")
+
+
+def cluster_deleting(cluster: ClusterRecord) -> ClusterDeleting:
+    return ClusterDeleting(
+        f"Cluster '{cluster.name}' is being deleted",
+        f"its deletion started at {cluster.deletion_timestamp}; its nodepools are being "
+        "deleted with it, and none can be created or changed in it any more",
+    )
 
 
 class NodePoolService(ResourceService[NodePoolRecord]):
@@ -76,6 +101,11 @@ class NodePoolService(ResourceService[NodePoolRecord]):
     def _refusal(self, failed: TxnFailed, record: NodePoolRecord) -> ApiError | None:
         # CLUSTER_GONE with a project: the cluster moved (a transfer), not gone; see create.
         gone = failed.code == CLUSTER_GONE and failed.actual == ""
+        if failed.code == CLUSTER_DELETING:
+            return ClusterDeleting(
+                "Cluster is being deleted",
+                "no nodepool can be created in a cluster whose deletion has started",
+            )
         return cluster_not_found() if gone else None
 
     def _add_created(self, txn: Txn, record: NodePoolRecord) -> None:
@@ -84,9 +114,6 @@ class NodePoolService(ResourceService[NodePoolRecord]):
 
     def _add_spec_changed(self, txn: Txn, record: NodePoolRecord) -> None:
         self._schedule_reconcile(txn, record)
-
-    def _add_deleted(self, txn: Txn, record: NodePoolRecord, now: Any) -> None:
-        txn.zrem(self.names.cluster_nodepools(record.cluster_id), record.id)
 
     def _schedule_reconcile(self, txn: Txn, record: NodePoolRecord) -> None:
         """Due for a reconcile event if it has not converged by then."""
@@ -178,7 +205,10 @@ class NodePoolService(ResourceService[NodePoolRecord]):
     ) -> NodePoolRecord | Replay:
         """One attempt at a create, validated against ``cluster``. A ``snapshot`` (a cluster
         read by an earlier request) must still be current when the create commits; a cluster
-        just read only has to still exist in the same project, as any write checks."""
+        just read only has to still exist in the same project, as any write checks (and not
+        be being deleted)."""
+        if cluster.deletion_timestamp is not None:
+            raise cluster_deleting(cluster)
         validate_nodepool_against_cluster(body.spec, cluster)
         now = utcnow()
         nodepool_id = new_id()
@@ -196,7 +226,8 @@ class NodePoolService(ResourceService[NodePoolRecord]):
             txn.expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
         else:
             txn.expect_field(cluster_key, "project", cluster.project_id, CLUSTER_GONE)
-        self._add_create(txn, record, now)
+            txn.expect_field(cluster_key, DELETING, None, CLUSTER_DELETING)
+        record = self._add_create(txn, record, now)
         return await self._commit_create(txn, record, dry_run, idempotency)
 
     async def replace(
@@ -209,7 +240,9 @@ class NodePoolService(ResourceService[NodePoolRecord]):
     ) -> NodePoolRecord:
         async def attempt() -> NodePoolRecord:
             record, role, reports, cluster = await self._owned_for_write(caller, nodepool_id)
-            return await self._replace(record, role, reports, cluster, body, preconditions, dry_run)
+            return await self._replace(
+                record, role, reports, cluster, body, preconditions, dry_run, caller.email
+            )
 
         return await self._write(nodepool_id, attempt)
 
@@ -235,24 +268,46 @@ class NodePoolService(ResourceService[NodePoolRecord]):
             except ValidationError as exc:
                 fields = field_errors(exc, prefix="")
                 raise ValidationFailed(fields, total=exc.error_count()) from exc
-            return await self._replace(record, role, reports, cluster, body, preconditions, dry_run)
+            return await self._replace(
+                record, role, reports, cluster, body, preconditions, dry_run, caller.email
+            )
 
         return await self._write(nodepool_id, attempt)
 
     async def delete(
-        self, caller: Caller, nodepool_id: str, preconditions: Preconditions, dry_run: bool
-    ) -> None:
-        """Delete a nodepool; a dry run judges everything a real one would and writes nothing
-        (its deletion protection included: ``add_delete`` refuses a protected one)."""
+        self,
+        caller: Caller,
+        nodepool_id: str,
+        preconditions: Preconditions,
+        dry_run: bool,
+        forced_reason: str | None = None,
+    ) -> str | None:
+        """Delete a nodepool: it enters phase Deleting until its controllers confirm (see
+        ``ResourceService.add_delete``); ``forced_reason`` (a force) purges it at once, and
+        the tombstone records the caller and the reason. A dry run judges everything a real one
+        would and writes nothing (its deletion protection included). The id of the operation
+        it started (None for a dry run, or a second DELETE of a Deleting nodepool)."""
 
-        async def attempt() -> None:
-            record = await self.get(caller, nodepool_id, Role.EDITOR)
+        async def attempt() -> str | None:
+            record, reports = await self.store.get_nodepool_with_reports(nodepool_id)
+            if record is None:
+                raise self.not_found()
+            await self.access.require(caller, record.project_id, Role.EDITOR, self.not_found)
             preconditions.check(record.rv, record.generation, self.label)
+            now = utcnow()
+            forced = (
+                None if forced_reason is None else Forced(caller.email, forced_reason, iso(now))
+            )
+            if record.deletion_timestamp is not None and forced is None:
+                return None  # already being deleted: nothing more to write, no second event
             txn = Txn()
-            self.add_delete(txn, record, utcnow())
-            await self.store.run(txn, dry_run=dry_run)
+            state, purged = self.add_delete(txn, record, reports, now, caller.email, forced)
+            await self._run(txn, state, dry_run)
+            if forced is not None and purged and not dry_run:
+                deletion.log_forced(state, forced)
+            return None if dry_run else state.started_op
 
-        await self._write(nodepool_id, attempt)
+        return await self._write(nodepool_id, attempt)
 
     # ---- internals -------------------------------------------------------------------------
     async def _owned_for_write(
@@ -283,16 +338,26 @@ class NodePoolService(ResourceService[NodePoolRecord]):
         body: NodePoolUpdate,
         preconditions: Preconditions,
         dry_run: bool,
+        actor: str,
     ) -> NodePoolRecord:
         if body.cluster_id is not None and body.cluster_id != record.cluster_id:
             raise ValidationFailed.of("cluster_id", "cluster_id cannot be changed")
         preconditions.check(record.rv, record.generation, self.label)
-        validate_nodepool_against_cluster(body.spec, cluster)
+        self.refuse_if_deleting(record)
         spec = body.spec.model_dump(mode="json", exclude_none=True)
+        if cluster.deletion_timestamp is not None:
+            # Only its deletion protection may still change (an admin lifting it lets the
+            # cluster's cascade delete it).
+            renamed = body.name is not None and body.name != record.name
+            if renamed or for_controllers(spec) != for_controllers(record.doc["spec"]):
+                raise cluster_deleting(cluster)
+        validate_nodepool_against_cluster(body.spec, cluster)
         cluster_key = self.names.record("cluster", cluster.id)
         txn = Txn().expect_field(cluster_key, "rv", cluster.rv, CLUSTER_CHANGED)
         try:
-            return await self._replaced(record, spec, body.name, dry_run, reports, txn, role=role)
+            return await self._replaced(
+                record, spec, body.name, dry_run, reports, txn, role=role, actor=actor
+            )
         except TxnFailed as failed:
             if failed.code != CLUSTER_CHANGED:
                 raise

@@ -21,7 +21,9 @@ from cls_core.errors import (
     Forbidden,
     NotFound,
     QuotaExceeded,
+    ResourceDeleting,
 )
+from cls_core.services import deletion
 from cls_core.services.access import Access, Caller, judge, role_of
 from cls_core.services.common import (
     RV_CHANGED,
@@ -35,20 +37,23 @@ from cls_core.services.common import (
     status_document,
     utcnow,
 )
+from cls_core.services.deletion import Forced
 from cls_core.services.idempotency import (
     IdempotentCreate,
     Replay,
     commit_create,
-    delete_key_with,
 )
-from cls_core.services.reconcile_schedule import ReconcileSchedule, member
+from cls_core.services.operations import OperationLog, update_type
+from cls_core.services.reconcile_schedule import ReconcileSchedule
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, StoredDoc, Txn, TxnFailed
 from cls_core.store.hints import Hints
+from cls_core.store.records import PROTECTED
 from cls_core.store.redis_store import CallerProjects
 from cls_runtime.settings import Settings
 from shared_models.aggregation import StoredStatus, aggregate_stored
 from shared_models.events import EventType
 from shared_models.names import Kind, Names
+from shared_models.operations import OperationType
 from shared_models.projects import Role
 from shared_models.resources import ClusterCreate, NodePoolCreate
 from shared_models.specs import DELETION_PROTECTION
@@ -153,6 +158,7 @@ class ResourceService(Generic[R]):
         self._writing = KeyedLocks()
         self._schedule = ReconcileSchedule(store.names, settings)
         self.access = Access(store.projects)
+        self.operations = OperationLog(store.names, settings)
         # resource id -> the project it was last read in (a hint get_view checks)
         self._project_of: Hints[str, str] = Hints(_PROJECTS_REMEMBERED)
 
@@ -202,9 +208,6 @@ class ResourceService(Generic[R]):
 
     def _add_spec_changed(self, txn: Txn, record: R) -> None:
         """The kind's own writes when a replace changes the spec."""
-
-    def _add_deleted(self, txn: Txn, record: R, now: datetime) -> None:
-        """The kind's own writes of a delete."""
 
     # ---- reads ---------------------------------------------------------------------------------
     def not_found(self) -> NotFound:
@@ -284,10 +287,11 @@ class ResourceService(Generic[R]):
         async with self._writing.hold(resource_id):
             return await retry_on_race(attempt, self.label)
 
-    def _add_create(self, txn: Txn, record: R, now: datetime) -> None:
+    def _add_create(self, txn: Txn, record: R, now: datetime) -> R:
         """Everything a create writes, after the kind's own checks: its name (unique in its
         scope), its quota (counted in the transaction, so concurrent creates cannot pass it
-        together), the record, its indexes and the created event."""
+        together), the record, its indexes, the created event and its operation; the record
+        with its operation."""
         names_key = self._names_key(record)
         quota_key, quota = self._quota(record)
         txn.expect_field(names_key, record.name, None, NAME_TAKEN)
@@ -296,7 +300,10 @@ class ResourceService(Generic[R]):
         txn.hset(names_key, {record.name: record.id})
         txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, record.id)
         self._add_created(txn, record)
-        self._emit(txn, self.events.created, record, record.generation, now)
+        actor = record.doc["created_by"]
+        return self._emit(
+            txn, self.events.created, record, record.generation, now, OperationType.CREATE, actor
+        )
 
     async def _commit_create(
         self, txn: Txn, record: R, dry_run: bool, idempotency: IdempotentCreate | None
@@ -304,7 +311,9 @@ class ResourceService(Generic[R]):
         replay = await commit_create(
             self.store, lambda: self._run(txn, record, dry_run), idempotency
         )
-        return replay or record
+        return replay or (
+            record.with_operation(record.ops, record.op_run, None) if dry_run else record
+        )
 
     async def _replaced(
         self,
@@ -316,6 +325,7 @@ class ResourceService(Generic[R]):
         txn: Txn | None = None,
         *,
         role: Role,
+        actor: str,
     ) -> R:
         """Store ``record`` with a new spec and name (None: unchanged), once the kind has judged
         them and the caller's preconditions. A new spec is a new generation, with a status
@@ -326,6 +336,7 @@ class ResourceService(Generic[R]):
         deletion_protection is not the controllers': a write that changes only it is stored as
         a rename is (a new resource_version and updated_at; the same generation and status, no
         event). Turning it on or off needs the caller's ``role`` to be admin."""
+        self.refuse_if_deleting(record)
         stored = record.doc["spec"]
         doc_changed = spec != stored
         spec_changed = for_controllers(spec) != for_controllers(stored)
@@ -366,9 +377,12 @@ class ResourceService(Generic[R]):
         )
         if spec_changed:
             self._add_spec_changed(txn, updated)
-            self._emit(txn, self.events.updated, updated, generation, now)
+            op_type = update_type(self.kind, stored, spec)
+            updated = self._emit(
+                txn, self.events.updated, updated, generation, now, op_type, actor, record, reports
+            )
         await self._run(txn, updated, dry_run)
-        return updated
+        return updated.with_operation(updated.ops, updated.op_run, None) if dry_run else updated
 
     def deletion_protected(self, record: R) -> DeletionProtected:
         return DeletionProtected(
@@ -377,33 +391,156 @@ class ResourceService(Generic[R]):
             "admin's write that sets it to false allows the deletion",
         )
 
-    def add_delete(self, txn: Txn, record: R, now: datetime) -> None:
-        """Everything that removing one resource writes (a cluster's cascade adds its
-        nodepools' to its own transactions).
+    def deleting(self, record: R) -> ResourceDeleting:
+        return ResourceDeleting(
+            f"{self.label} '{record.name}' is being deleted",
+            f"its deletion started at {record.deletion_timestamp} and waits for its "
+            "controllers; its spec cannot change any more. Wait for the deletion to finish "
+            "(a GET then answers 404), or force it (DELETE with ?force=true&reason=...)",
+        )
 
-        A protected ``record`` is refused here. The transaction expects the resource_version
-        it was read at, so a write that turned the protection on since then fails it too: the
-        delete is decided again on a fresh read."""
-        if protected(record.doc["spec"]):
-            raise self.deletion_protected(record)
+    def refuse_if_deleting(self, record: R) -> None:
+        """A resource in phase Deleting is frozen: a write to it answers 409."""
+        if record.deletion_timestamp is not None:
+            raise self.deleting(record)
+
+    def add_delete(
+        self,
+        txn: Txn,
+        record: R,
+        reports: Mapping[str, str],
+        now: datetime,
+        actor: str,
+        forced: Forced | None = None,
+        *,
+        may_purge: bool = True,
+        cascade: bool = False,
+    ) -> tuple[R, bool]:
+        """Everything a DELETE of ``record`` writes; (the resource as it is then, whether it
+        is purged).
+
+        A resource not yet being deleted enters phase Deleting at the next generation, with
+        the deleted event (a change of desired state: consumers that ignore generations they
+        have handled still act on it). It is purged at once when forced, or when no controller
+        is required to confirm; else ``StatusService`` purges it on the last confirmation. A
+        resource already Deleting is purged when forced, left as it is otherwise (a second
+        DELETE writes nothing).
+
+        A protected ``record`` is refused here, force or not. The transaction expects the
+        resource_version it was read at, so a write that turned the protection on since then
+        fails it too: the delete is decided again on a fresh read.
+
+        ``may_purge`` False: never purged here (a cluster whose nodepools must go first).
+        ``cascade``: the transaction expects only what the delete depends on (the generation,
+        the phase and health its index entries are under, no deletion protection), not the
+        resource_version, so that the status reports controllers keep sending do not fail a
+        cascade's batches."""
         names = self.names
+        if record.deletion_timestamp is None and protected(record.doc["spec"]):
+            raise self.deletion_protected(record)
         record_key = names.record(self.kind, record.id)
-        txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
-        record.remove(txn, names)
-        txn.delete(names.controller_reports(self.kind, record.id))
-        txn.move_in_indexes(record.index_keys(names), set(), record.seq, record.id)
-        txn.hdel(self._names_key(record), record.name)
-        self._schedule.forget(txn, member(self.kind, record.id))
-        delete_key_with(txn, names, record.doc["created_by"], record.idem_key, record.id)
-        self._add_deleted(txn, record, now)
-        # Deletion is a change of desired state: it gets the next generation, so consumers that
-        # ignore generations they have already handled still act on it.
-        self._emit(txn, self.events.deleted, record, record.generation + 1, now)
+        if cascade:
+            # A spec change needs the cluster unchanged, so none can happen while its cascade
+            # runs; a report that moved phase or health moved the index entries too.
+            txn.expect_field(record_key, "gen", str(record.generation), RV_CHANGED)
+            txn.expect_field(record_key, "phase", record.phase, RV_CHANGED)
+            txn.expect_field(record_key, "health", record.health, RV_CHANGED)
+            txn.expect_field_not(record_key, PROTECTED, "1", RV_CHANGED)
+        else:
+            txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
+        state = record
+        if record.deletion_timestamp is None:
+            registry = self.settings.controller_registry
+            state = deletion.start(record, reports, registry, now)
+            state.put(txn, names)
+            txn.move_in_indexes(
+                record.index_keys(names), state.index_keys(names), record.seq, record.id
+            )
+            deletion.schedule_timeout(txn, names, state, self.settings)
+            # Reconciled every reconcile_interval until purged: a controller that lost the
+            # deleted event (killed mid-deletion) is asked again, by a reconcile event.
+            self._schedule.schedule(txn, self.kind, record.id, False, now.timestamp())
+            self._add_deletion_started(txn, state, forced)
+            op_type = OperationType.DELETE if forced is None else OperationType.FORCE_DELETE
+            state = self._emit(
+                txn,
+                self.events.deleted,
+                state,
+                state.generation,
+                now,
+                op_type,
+                actor,
+                record,
+                reason=None if forced is None else forced.reason,
+            )
+            purge = forced is not None or not self._required(record.platform)
+        else:
+            purge = forced is not None
+            if purge and forced is not None:
+                # A force on a deletion under way: an operation of its own (no new generation,
+                # no event), which supersedes the delete's.
+                cluster_id, _ = self._event_ids(record)
+                _, state = self.operations.start(
+                    txn,
+                    record=record,
+                    before=record,
+                    cluster_id=cluster_id,
+                    type_=OperationType.FORCE_DELETE,
+                    generation=record.generation,
+                    actor=actor,
+                    now=now,
+                    reason=forced.reason,
+                )
+        purge = purge and may_purge
+        if purge:
+            self._add_purge(txn, state, now, forced)
+        return state, purge
+
+    def _add_deletion_started(self, txn: Txn, record: R, forced: Forced | None) -> None:
+        """The kind's own writes when its deletion starts."""
+
+    def _add_purge(self, txn: Txn, record: R, now: datetime, forced: Forced | None) -> None:
+        """A purge of ``record`` (the kind may add checks); its deletion's operation ends
+        with it, and its operations are kept as long as its tombstone."""
+        deletion.add_purge(txn, self.names, record, now, self.settings, forced)
+        self.operations.finish_deleted(
+            txn,
+            self.kind,
+            record.id,
+            record.ops,
+            now,
+            retention_seconds=self.settings.tombstone_retention,
+        )
 
     def _emit(
-        self, txn: Txn, event_type: EventType, record: R, generation: int, now: datetime
-    ) -> None:
+        self,
+        txn: Txn,
+        event_type: EventType,
+        record: R,
+        generation: int,
+        now: datetime,
+        op_type: OperationType,
+        actor: str,
+        before: R | None = None,
+        reports: Mapping[str, str] | None = None,
+        *,
+        reason: str | None = None,
+    ) -> R:
+        """Publish the change of ``record`` (as stored; ``before``: as read) with the
+        operation it starts (``reason``: a force's); ``record`` with that operation."""
         cluster_id, nodepool_id = self._event_ids(record)
+        op_id, started = self.operations.start(
+            txn,
+            record=record,
+            before=before,
+            cluster_id=cluster_id,
+            type_=op_type,
+            generation=generation,
+            actor=actor,
+            now=now,
+            reports=reports,
+            reason=reason,
+        )
         event = build_event(
             event_type,
             cluster_id=cluster_id,
@@ -412,8 +549,10 @@ class ResourceService(Generic[R]):
             platform=record.platform,
             resource=record.view(),
             moment=now,
+            operation_id=op_id,
         )
         append_event(txn, self.names, event)
+        return started
 
     async def _run(self, txn: Txn, record: R, dry_run: bool) -> None:
         """Commit ``txn``, the write of ``record`` (or only judge it, for a dry run); a failed

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, TypeVar
 
@@ -25,8 +26,10 @@ import orjson
 from pydantic import ValidationError
 
 from cls_core.errors import Conflict
+from cls_core.services import deletion
 from cls_core.services.common import RV_CHANGED, new_resource_version, utcnow
-from cls_core.services.reconcile_schedule import ReconcileSchedule, is_ready
+from cls_core.services.operations import OperationLog
+from cls_core.services.reconcile_schedule import ReconcileSchedule, is_ready, member
 from cls_core.services.validation import field_errors
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn, TxnFailed
 from cls_runtime.logs import bind
@@ -38,6 +41,7 @@ from shared_models.aggregation import (
     aggregate_json,
     controller_of,
     controller_of_json,
+    deletion_confirmed,
     timestamp,
 )
 from shared_models.controllers import ControllerRegistry
@@ -135,11 +139,12 @@ class _Now(NamedTuple):
 
     text: str
     seconds: float
+    moment: datetime
 
     @classmethod
     def current(cls) -> _Now:
         moment = utcnow()
-        return cls(timestamp(moment), moment.timestamp())
+        return cls(timestamp(moment), moment.timestamp(), moment)
 
 
 class StatusService:
@@ -149,6 +154,7 @@ class StatusService:
         self.settings = settings
         self.registry = settings.controller_registry
         self._schedule = ReconcileSchedule(store.names, settings)
+        self._operations = OperationLog(store.names, settings)
 
     async def apply(self, kind: Kind, resource_id: str, report: ControllerReport) -> ApplyResult:
         """Apply one report; retried when another write to the same resource got there first.
@@ -225,6 +231,41 @@ class StatusService:
                 results[index] = conflict
         return [result for result in results if result is not None]
 
+    async def mark_overdue(self, kind: Kind, resource_id: str) -> bool:
+        """A deletion not confirmed within ``deletion_timeout``: its status turns Unhealthy,
+        naming the controllers that did not confirm (written to the record, so that the
+        health index and filters agree); it leaves the timeout schedule. False: a write got
+        there first (the next tick tries again)."""
+        due = member(kind, resource_id)
+        (read,) = await self.store.get_many_with_reports([(kind, resource_id)])
+        if isinstance(read, Exception):
+            raise read
+        record, raw = read
+        txn = Txn()
+        if record is None or record.deletion_timestamp is None:
+            (failed,) = await self.store.run_each([txn.zrem(self.names.deletion_due, due)])
+            return failed is None
+        status = deletion.deleting_status(record, raw, self.registry, utcnow(), is_overdue=True)
+        updated = record.with_changes(rv=new_resource_version(), status=status)
+        record_key = self.names.record(kind, resource_id)
+        txn.expect_field(record_key, "rv", record.rv, RV_CHANGED)
+        txn.hset(
+            record_key,
+            {
+                "rv": updated.rv,
+                "status": orjson.dumps(status).decode(),
+                "phase": updated.phase,
+                "health": updated.health,
+            },
+        )
+        updated.put_view(txn, self.names)
+        txn.move_in_indexes(
+            record.index_keys(self.names), updated.index_keys(self.names), record.seq, record.id
+        )
+        txn.zrem(self.names.deletion_due, due)
+        (failed,) = await self.store.run_each([txn])
+        return failed is None
+
     def _plan(
         self,
         resource: Resource,
@@ -239,7 +280,8 @@ class StatusService:
         if record is None:
             return [ApplyResult(Outcome.NOT_FOUND) for _ in reports], None
         try:
-            state = _State(kind, record, raw_reports, self.registry)
+            late = deletion.overdue(record, self.settings, now.moment)
+            state = _State(kind, record, raw_reports, self.registry, overdue=late)
         except Exception as exc:  # what is stored cannot be read back: a bug, not the reports'
             return [exc for _ in reports], None
         outcomes: list[ApplyResult | Exception] = []
@@ -251,13 +293,11 @@ class StatusService:
         if not state.changed:
             return outcomes, None
         try:
-            return outcomes, self._txn(kind, resource_id, record, state, now.seconds)
+            return outcomes, self._txn(kind, resource_id, record, state, now)
         except Exception as exc:
             return [exc if isinstance(o, ApplyResult) else o for o in outcomes], None
 
-    def _txn(
-        self, kind: Kind, resource_id: str, original: Record, state: _State, now: float
-    ) -> Txn:
+    def _txn(self, kind: Kind, resource_id: str, original: Record, state: _State, now: _Now) -> Txn:
         updated = state.record
         txn = Txn()
         record_key = self.names.record(kind, resource_id)
@@ -288,7 +328,22 @@ class StatusService:
             )
         if kind == "nodepool" and state.phase_changed:
             ready = is_ready(updated.status, updated.generation)
-            self._schedule.schedule(txn, "nodepool", resource_id, ready, now)
+            self._schedule.schedule(txn, "nodepool", resource_id, ready, now.seconds)
+        # Written only when the status ends the running operation: most reports write nothing.
+        self._operations.end_by_status(txn, updated, state.raw, now.moment)
+        if kind == "nodepool" and state.confirmed():
+            # The last confirmation of a deletion: the purge, in the transaction that would
+            # have stored it (a cluster's is the cascade job's: its nodepools go first); the
+            # delete's operation ends with it.
+            deletion.add_purge(txn, self.names, updated, now.moment, self.settings)
+            self._operations.finish_deleted(
+                txn,
+                kind,
+                resource_id,
+                updated.ops,
+                now.moment,
+                retention_seconds=self.settings.tombstone_retention,
+            )
         return txn
 
 
@@ -300,9 +355,18 @@ class _State:
     """
 
     def __init__(
-        self, kind: Kind, record: Record, raw: dict[str, str], registry: ControllerRegistry
+        self,
+        kind: Kind,
+        record: Record,
+        raw: dict[str, str],
+        registry: ControllerRegistry,
+        *,
+        overdue: bool = False,
     ) -> None:
         self.kind = kind
+        # Being deleted: phase Deleting, and the reports at its generation confirm or fail it.
+        self.deleting = record.deletion_timestamp is not None
+        self.overdue = overdue
         self.record = record
         self.registry = registry
         # What Ready waits for on this resource (its kind and platform never change).
@@ -345,7 +409,13 @@ class _State:
         controllers = {**self._every_controller(), name: controller_of(report)}
         generation = self.record.generation
         status = aggregate_json(
-            generation, list(controllers.values()), self.status, now, required=self.required
+            generation,
+            list(controllers.values()),
+            self.status,
+            now,
+            required=self.required,
+            deleting=self.deleting,
+            overdue=self.overdue,
         )
         record = self.record.with_changes(rv=new_resource_version(), status=status)
         stored_json = orjson.dumps(stored).decode()
@@ -362,6 +432,13 @@ class _State:
         return ApplyResult(
             Outcome.APPLIED, generation, report.observed_generation, record, self.raw
         )
+
+    def confirmed(self) -> bool:
+        """Being deleted, and every required controller confirmed it."""
+        if not self.deleting:
+            return False
+        controllers = self._every_controller().values()
+        return deletion_confirmed(self.record.generation, controllers, self.required)
 
 
 def _judge(

@@ -8,6 +8,7 @@
 -- are 1-based indexes into the plan's own keys.
 -- Checks:
 --   {"c": "hget",  "k": i, "f": field, "v": value|null, "fail": code}   HGET must equal v (null: absent)
+--   {"c": "hget_ne", "k": i, "f": field, "v": value, "fail": code}     HGET must not be v
 --   {"c": "zcard", "k": i, "v": n, "fail": code}                        ZCARD must equal n
 --   {"c": "zscore_le", "k": i, "m": member, "v": n, "fail": code}       member present, score <= n
 --   {"c": "absent", "k": i, "fail": code}                               string key must not exist
@@ -16,7 +17,8 @@
 --   {"c": "hexists", "k": i, "f": field, "fail": code}                  the hash has the field
 --   {"c": "hlen_lt", "k": i, "v": n, "fail": code}                      HLEN must be below n
 -- Ops: hset {kv}, hdel {f}, del, zadd {s, m}, zrem {m}, xadd {kv, max?}, set {v, px?},
---      del_json_eq {f, v}: delete the string key if it holds a JSON object whose field f is v
+--      del_json_eq {f, v}: delete the string key if it holds a JSON object whose field f is v,
+--      pexpire {px}: the key expires in px milliseconds
 -- Every key a check or an op touches is in KEYS (what Redis Cluster needs), among its plan's own.
 -- Returns one reply per plan, in order: {"ok"}, {"fail", code, actual value of the failed check}
 -- or {"error", message}. An unknown check or op, a key outside the plan's own or a plan that is
@@ -26,7 +28,7 @@
 local function absent(v) return v == nil or v == cjson.null end
 
 local OPS = {hset = true, hdel = true, del = true, zadd = true, zrem = true, xadd = true,
-             set = true, del_json_eq = true}
+             set = true, del_json_eq = true, pexpire = true}
 
 local function run(plan, base, count)
   local function key(i)
@@ -48,6 +50,9 @@ local function run(plan, base, count)
     if chk.c == "hget" then
       actual = redis.call("HGET", k, chk.f)
       if absent(chk.v) then ok = (actual == false) else ok = (actual == chk.v) end
+    elseif chk.c == "hget_ne" then
+      actual = redis.call("HGET", k, chk.f)
+      ok = (actual ~= chk.v)
     elseif chk.c == "zcard" then
       actual = redis.call("ZCARD", k)
       ok = (actual == tonumber(chk.v))
@@ -101,6 +106,8 @@ local function run(plan, base, count)
       end
     elseif op.o == "set" then
       if op.px then redis.call("SET", k, op.v, "PX", op.px) else redis.call("SET", k, op.v) end
+    elseif op.o == "pexpire" then
+      redis.call("PEXPIRE", k, op.px)
     elseif op.o == "del_json_eq" then
       local held = redis.call("GET", k)
       if held then

@@ -10,6 +10,10 @@ A resource is one hash and one string. The hash (``Names.record``):
   seq      the creation-ordered score used by every index it is in
   idem_key the Idempotency-Key (as the client sent it) that created it, if any: deleting the
            resource deletes that key in the same transaction
+  ops      the ids of its operations, oldest first, space-separated (its bounded history: the
+           write that adds one trims it without a read); the last is its current operation
+  op_run   "<type> <generation>" of the current operation while it runs (absent once ended),
+           so that a status report ends it without reading it
 The string (``Names.view``) is the resource as the API returns it (JSON), rendered by every
 write of the record in the same transaction (``put``, ``put_view``): reads send it as stored,
 without parsing and re-serialising it, and a page reads all of its views with one MGET.
@@ -22,13 +26,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import product
-from typing import Any, ClassVar, NotRequired, TypedDict
+from typing import Any, ClassVar, NotRequired, Self, TypedDict
 
 import orjson
 
 from cls_core.store.txn import Txn
 from shared_models.aggregation import StoredStatus
 from shared_models.names import ANY, Kind, Names
+from shared_models.specs import DELETION_PROTECTION
+
+# The record's field set while it is being deleted (its deletion_timestamp).
+DELETING = "deleting"
+# "1" while its spec.deletion_protection is true ("0", or absent in older records: not).
+PROTECTED = "protected"
 
 # The types of a watch stream's entries (``Names.watch_stream``), as the SSE events name them.
 WATCH_ADDED = "ADDED"
@@ -48,6 +58,8 @@ RECORD_FIELDS = (
     "cluster_id",
     "seq",
     "idem_key",
+    "ops",
+    "op_run",
 )
 
 
@@ -63,6 +75,8 @@ class StoredDoc(TypedDict):
     created_at: str
     updated_at: str
     created_by: str
+    # Set when a DELETE is accepted (phase Deleting, until the purge).
+    deletion_timestamp: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,10 @@ class _Record:
     platform: str
     seq: float
     idem_key: str | None = field(default=None, kw_only=True)
+    ops: tuple[str, ...] = field(default=(), kw_only=True)
+    op_run: str | None = field(default=None, kw_only=True)
+    # Not stored: the operation the write that returned this record started (None: none).
+    started_op: str | None = field(default=None, kw_only=True, compare=False)
 
     @property
     def phase(self) -> str:
@@ -86,6 +104,11 @@ class _Record:
     @property
     def health(self) -> str:
         return str(self.status["health"])
+
+    @property
+    def deletion_timestamp(self) -> str | None:
+        """When its DELETE was accepted: a resource being deleted (phase Deleting) has one."""
+        return self.doc.get("deletion_timestamp")
 
     def _common_fields(self) -> dict[str, str]:
         return {
@@ -100,6 +123,13 @@ class _Record:
             "health": self.health,
             "seq": repr(self.seq),
             **({} if self.idem_key is None else {"idem_key": self.idem_key}),
+            **({"ops": " ".join(self.ops)} if self.ops else {}),
+            **({} if self.op_run is None else {"op_run": self.op_run}),
+            # A field of its own, so that a guarded write can check a resource is not being
+            # deleted (a nodepool's create checks its cluster's).
+            **({} if self.deletion_timestamp is None else {DELETING: self.deletion_timestamp}),
+            # Its deletion protection, for a cascade's guard (the spec itself is JSON in doc).
+            PROTECTED: "1" if self.doc["spec"].get(DELETION_PROTECTION) is True else "0",
         }
 
     def view(self) -> dict[str, Any]:
@@ -114,6 +144,17 @@ class _Record:
     def view_json(self) -> str:
         """The view rendered once: stored, published and answered as the same text."""
         return orjson.dumps(self._view).decode()
+
+    def with_operation(
+        self, ops: tuple[str, ...], op_run: str | None, started_op: str | None
+    ) -> Self:
+        """The record with its operation fields. The view shows none of them: the one already
+        rendered is kept (a write answers with the very JSON it stored)."""
+        changed = replace(self, ops=ops, op_run=op_run, started_op=started_op)
+        for cached in ("_view", "view_json"):
+            if cached in self.__dict__:
+                changed.__dict__[cached] = self.__dict__[cached]
+        return changed
 
     def put(self, txn: Txn, names: Names, *, created: bool = False) -> None:
         """Write the whole record and its view (``created``: the record is new)."""
@@ -203,12 +244,14 @@ def _common_from_hash(resource_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         "platform": raw["platform"],
         "seq": float(raw["seq"]),
         "idem_key": raw.get("idem_key"),
+        "ops": tuple(str(raw.get("ops") or "").split()),
+        "op_run": raw.get("op_run"),
     }
 
 
 # The order of fields in responses, as the user guide shows them.
 _VIEW_HEAD = ("id", "name", "cluster_id", "project_id", "generation")
-_VIEW_TAIL = ("created_at", "updated_at", "created_by")
+_VIEW_TAIL = ("created_at", "updated_at", "deletion_timestamp", "created_by")
 
 
 def assemble_view(doc: Mapping[str, object], rv: str, status: Any) -> dict[str, Any]:
@@ -217,5 +260,6 @@ def assemble_view(doc: Mapping[str, object], rv: str, status: Any) -> dict[str, 
     view["spec"] = doc["spec"]
     view["status"] = status
     for key in _VIEW_TAIL:
-        view[key] = doc[key]
+        if key in doc:  # deletion_timestamp only while deleting
+            view[key] = doc[key]
     return view

@@ -20,6 +20,7 @@ from redis.utils import HIREDIS_AVAILABLE
 from cls_core.errors import Unavailable
 from cls_core.store.hints import Hints
 from cls_core.store.leader_lock import LeaderLock
+from cls_core.store.operation_store import OperationStore
 from cls_core.store.outbox import Outbox
 from cls_core.store.project_store import Grant, ProjectStore
 from cls_core.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord
@@ -334,6 +335,9 @@ class RedisStore:
         return found
 
     # ---- what the event jobs, the metrics and the idempotency keys read ---------------------
+    def operation_store(self) -> OperationStore:
+        return OperationStore(self._redis, self.names)
+
     def watching(self, blocking: Redis) -> WatchStore:
         """The watch streams, read with blocking calls on the client ``blocking``."""
         return WatchStore(self._redis, blocking, self.names)
@@ -350,6 +354,28 @@ class RedisStore:
             self.names.reconcile_due, "-inf", now, start=0, num=limit
         )
         return [str(member) for member in due]
+
+    async def deletion_due(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` deletions ('<kind>:<id>') whose timeout is due at ``now``."""
+        due: Any = await self._redis.zrangebyscore(
+            self.names.deletion_due, "-inf", now, start=0, num=limit
+        )
+        return [str(member) for member in due]
+
+    async def deleting_clusters(self) -> dict[str, str]:
+        """cluster id -> its deletion (JSON): the cascades still to finish."""
+        held = await self._redis.hgetall(self.names.deleting_clusters)
+        return {str(k): str(v) for k, v in held.items()}
+
+    async def cluster_nodepool_page(self, cluster_id: str, limit: int) -> list[str]:
+        """The first ``limit`` nodepool ids of a cluster (oldest first)."""
+        ids = await self._redis.zrange(self.names.cluster_nodepools(cluster_id), 0, limit - 1)
+        return [str(i) for i in ids]
+
+    async def tombstone(self, kind: Kind, resource_id: str) -> dict[str, str]:
+        """What a purged resource left ({}: none, or expired)."""
+        held = await self._redis.hgetall(self.names.tombstone(kind, resource_id))
+        return {str(k): str(v) for k, v in held.items()}
 
     async def idempotency_claim(self, key: str) -> str | None:
         """What an ``Idempotency-Key`` holds (None: unused)."""

@@ -32,6 +32,13 @@ class Txn:
         self.checks.append({"c": "hget", "k": self._k(key), "f": field_, "v": value, "fail": fail})
         return self
 
+    def expect_field_not(self, key: str, field_: str, value: str, fail: str) -> Txn:
+        """The hash field must not hold ``value`` (absent is fine)."""
+        self.checks.append(
+            {"c": "hget_ne", "k": self._k(key), "f": field_, "v": value, "fail": fail}
+        )
+        return self
+
     def expect_present(self, key: str, field_: str, fail: str) -> Txn:
         """The hash ``key`` must have ``field_`` (whatever its value)."""
         self.checks.append({"c": "hexists", "k": self._k(key), "f": field_, "fail": fail})
@@ -86,6 +93,10 @@ class Txn:
         self.ops.append({"o": "del", "k": self._k(key)})
         return self
 
+    def expire(self, key: str, seconds: float) -> Txn:
+        """Let ``key`` (written earlier in the transaction) expire after ``seconds``."""
+        return self.pexpire(key, max(1, int(seconds * 1000)))
+
     def zadd(self, key: str, score: float, member: str) -> Txn:
         self.ops.append({"o": "zadd", "k": self._k(key), "s": repr(score), "m": member})
         return self
@@ -110,6 +121,12 @@ class Txn:
         if px is not None:
             op["px"] = px
         self.ops.append(op)
+        return self
+
+    def pexpire(self, key: str, px: int) -> Txn:
+        """The key expires in ``px`` milliseconds (nothing happens to a key that does not
+        exist)."""
+        self.ops.append({"o": "pexpire", "k": self._k(key), "px": px})
         return self
 
     def delete_if_json_field(self, key: str, field_: str, value: str) -> Txn:

@@ -4,6 +4,7 @@ is retired, so no report or event meant for it can ever reach a new cluster."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from pathlib import Path
@@ -11,11 +12,13 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from cls_runtime.settings import Settings
 from tests.api.conftest import API, assert_error
 from tests.conftest import OTHER_USER, USER, controller_headers, gcp_cluster_body
+from tests.support.deletion import purge_cluster
 from tests.support.resources import create_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,9 +51,11 @@ async def test_a_never_used_id_and_a_deleted_one_answer_alike_to_strangers(
     assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
 
 
-async def test_the_owner_cannot_reuse_a_deleted_id_either(api: httpx.AsyncClient) -> None:
+async def test_the_owner_cannot_reuse_a_deleted_id_either(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
     assert (await create_with_chosen_id(api, USER)).status_code == 201
-    assert (await api.delete(f"{API}/clusters/{CHOSEN_ID}", headers=USER)).status_code == 202
+    await purge_cluster(api, settings, CHOSEN_ID)
     response = await create_with_chosen_id(api, USER)
     assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
 
@@ -63,9 +68,11 @@ async def test_the_owner_of_a_live_id_is_told_it_exists(api: httpx.AsyncClient) 
     )
 
 
-async def test_a_dry_run_refuses_a_retired_id_too(api: httpx.AsyncClient) -> None:
+async def test_a_dry_run_refuses_a_retired_id_too(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
     assert (await create_with_chosen_id(api, USER)).status_code == 201
-    assert (await api.delete(f"{API}/clusters/{CHOSEN_ID}", headers=USER)).status_code == 202
+    await purge_cluster(api, settings, CHOSEN_ID)
     body = gcp_cluster_body("again", id=CHOSEN_ID)
     response = await api.post(f"{API}/clusters?dryRun=true", json=body, headers=USER)
     assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE
@@ -77,7 +84,7 @@ async def test_a_report_for_a_deleted_cluster_reaches_no_one(
     """Alice's cluster is deleted with a report still in flight; Bob cannot take its id, so the
     report finds no cluster instead of showing Alice's state on Bob's."""
     await create_with_chosen_id(api, OTHER_USER)
-    await api.delete(f"{API}/clusters/{CHOSEN_ID}", headers=OTHER_USER)
+    await purge_cluster(api, settings, CHOSEN_ID, OTHER_USER)
     assert_error(await create_with_chosen_id(api, USER), 409, "CONFLICT")
     late_report = {
         "controller_name": "gcp-cluster-controller",
@@ -98,7 +105,7 @@ async def test_server_assigned_ids_are_retired_on_delete_too(
     api: httpx.AsyncClient, redis: Redis, settings: Settings
 ) -> None:
     cluster: dict[str, Any] = await create_cluster(api)
-    await api.delete(f"{API}/clusters/{cluster['id']}", headers=USER)
+    await purge_cluster(api, settings, cluster["id"])
     assert await redis.hexists(settings.names.retired_cluster_ids, cluster["id"])
     body = gcp_cluster_body("again", id=cluster["id"])
     response = await api.post(f"{API}/clusters", json=body, headers=USER)
@@ -119,8 +126,22 @@ def test_make_run_says_why_the_demo_cluster_cannot_come_back(running_api: str) -
     assert "created demo cluster" in run_stack._post_demo_cluster(running_api)
     assert "already exists" in run_stack._post_demo_cluster(running_api)
     demo = f"{running_api}/api/v1/clusters/{run_stack.DEMO_CLUSTER['id']}"
-    deleted = httpx.delete(demo, headers={"X-User-Email": run_stack.DEMO_OWNER}, timeout=5)
+    # Forced: purged at once (a deletion that waits for controllers would keep the id taken).
+    forced = f"{demo}?force=true&reason=test"
+    deleted = httpx.delete(forced, headers={"X-User-Email": run_stack.DEMO_OWNER}, timeout=5)
     assert deleted.status_code == 202, deleted.text
     message = run_stack._post_demo_cluster(running_api)
     assert "ids are never reused" in message
     assert "CLS_NAMESPACE" in message
+
+
+@pytest.mark.settings_update(tombstone_retention=0.05)
+async def test_a_purged_cluster_id_stays_retired_once_its_tombstone_expired(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    assert (await create_with_chosen_id(api, USER)).status_code == 201
+    await purge_cluster(api, settings, CHOSEN_ID)
+    await asyncio.sleep(0.1)
+    assert not await redis.exists(settings.names.tombstone("cluster", CHOSEN_ID))
+    response = await create_with_chosen_id(api, USER)
+    assert assert_error(response, 409, "CONFLICT") == NOT_AVAILABLE

@@ -19,6 +19,7 @@ from tests.api.conftest import (
     update_body,
 )
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.deletion import purge_cluster
 from tests.support.resources import create_cluster
 
 CLUSTER_ID = "7d1f0c2e-9a4b-4c3d-8e5f-6a7b8c9d0e1f"
@@ -53,11 +54,10 @@ async def test_create_after_the_cluster_changed_is_created(
 
 
 async def test_create_after_the_cluster_was_deleted_is_not_found(
-    api: httpx.AsyncClient, cluster: dict[str, Any]
+    api: httpx.AsyncClient, cluster: dict[str, Any], settings: Settings
 ) -> None:
     await create_nodepool(api, cluster["id"], "first")
-    response = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
-    assert response.status_code == 202, response.text
+    await purge_cluster(api, settings, cluster["id"], force=True)
 
     response = await api.post(
         f"{API}/nodepools", json=seed_nodepool_body(cluster["id"], "second"), headers=USER
@@ -66,13 +66,12 @@ async def test_create_after_the_cluster_was_deleted_is_not_found(
 
 
 async def test_a_deleted_cluster_id_is_never_recreated_under_a_snapshot(
-    api: httpx.AsyncClient,
+    api: httpx.AsyncClient, settings: Settings
 ) -> None:
     """A snapshot can never meet a new cluster under an old id: the id is retired."""
     await create_regional_cluster(api, "us-central1")
     await create_nodepool(api, CLUSTER_ID, body=nodepool_in(CLUSTER_ID, "old", "us-central1-a"))
-    response = await api.delete(f"{API}/clusters/{CLUSTER_ID}?force=true", headers=USER)
-    assert response.status_code == 202, response.text
+    await purge_cluster(api, settings, CLUSTER_ID, force=True)
     body = gcp_cluster_body("snapshots", id=CLUSTER_ID)
     response = await api.post(f"{API}/clusters", json=body, headers=USER)
     assert assert_error(response, 409, "CONFLICT")["message"] == "Cluster id is not available"

@@ -13,6 +13,7 @@ from cls_runtime.settings import Settings
 from shared_models.projects import personal_project_id
 from tests.api.conftest import API, SEED_CLUSTER_ID, assert_error, create_nodepool
 from tests.conftest import USER, gcp_cluster_body
+from tests.support.deletion import finish_cluster_deletions, purge_cluster
 from tests.support.resources import create_cluster
 
 
@@ -79,11 +80,11 @@ async def test_stale_if_match_on_cluster_put_and_delete_is_409(
     assert (await api.get(url, headers=USER)).json() == cluster
 
 
-async def test_delete_of_an_empty_cluster_is_202_and_frees_the_name(
-    api: httpx.AsyncClient, cluster: dict[str, Any]
+async def test_delete_of_an_empty_cluster_is_202_and_frees_the_name_once_purged(
+    api: httpx.AsyncClient, cluster: dict[str, Any], settings: Settings
 ) -> None:
     url = f"{API}/clusters/{cluster['id']}"
-    assert (await api.delete(url, headers=USER)).status_code == 202
+    await purge_cluster(api, settings, cluster["id"])
     assert_error(await api.get(url, headers=USER), 404, "NOT_FOUND")
     await create_cluster(api)  # the same name again
 
@@ -106,6 +107,7 @@ async def test_forced_delete_removes_the_nodepools_with_their_events(
     before = await outbox(redis, settings)
     response = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
     assert response.status_code == 202
+    await finish_cluster_deletions(settings)
     for pool in pools:
         assert_error(await api.get(f"{API}/nodepools/{pool['id']}", headers=USER), 404, "NOT_FOUND")
     assert (await api.get(f"{API}/nodepools", headers=USER)).json()["total"] == 0
@@ -117,8 +119,8 @@ async def test_forced_delete_removes_the_nodepools_with_their_events(
 
 
 async def test_names_are_free_again_after_a_forced_delete(
-    api: httpx.AsyncClient, nodepool: dict[str, Any]
+    api: httpx.AsyncClient, nodepool: dict[str, Any], settings: Settings
 ) -> None:
-    await api.delete(f"{API}/clusters/{nodepool['cluster_id']}?force=true", headers=USER)
+    await purge_cluster(api, settings, nodepool["cluster_id"], force=True)
     cluster = await create_cluster(api)
     await create_nodepool(api, cluster["id"], nodepool["name"])

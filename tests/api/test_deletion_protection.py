@@ -21,6 +21,7 @@ from cls_runtime.settings import Settings
 from shared_models.errors import ErrorCode
 from tests.api.conftest import API, MERGE_PATCH, assert_error, create_nodepool
 from tests.conftest import OTHER_USER, USER, api_client, gcp_cluster_body, seed_nodepool_body
+from tests.support.deletion import delete_nodepool, finish_cluster_deletions
 from tests.support.resources import create_cluster
 
 Json = dict[str, Any]
@@ -189,6 +190,7 @@ async def test_a_forced_delete_with_a_protected_nodepool_deletes_nothing(
     assert response.status_code == 200, response.text
     response = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
     assert response.status_code == 202, response.text
+    await finish_cluster_deletions(settings)
     for path in (
         f"clusters/{cluster['id']}",
         f"nodepools/{free['id']}",
@@ -215,8 +217,7 @@ async def test_turning_it_off_allows_the_delete(api: httpx.AsyncClient) -> None:
     assert (
         await patch_nodepool(api, nodepool["id"], {"deletion_protection": None})
     ).status_code == 200
-    response = await api.delete(f"{API}/nodepools/{nodepool['id']}", headers=USER)
-    assert response.status_code == 204, response.text
+    await delete_nodepool(api, nodepool["id"])  # 204, then confirmed by its controllers
     # PUT: the whole spec, false given
     assert (await put_cluster(api, cluster, deletion_protection=False)).status_code == 200
     response = await api.delete(f"{API}/clusters/{cluster['id']}", headers=USER)
@@ -449,34 +450,32 @@ async def test_a_cluster_protected_between_the_delete_s_read_and_commit_stays(
     assert (await get(api, f"clusters/{cluster['id']}"))["spec"]["deletion_protection"] is True
 
 
-async def test_a_nodepool_protected_during_a_forced_delete_stops_the_cascade(
-    api: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+async def test_a_nodepool_protected_during_a_forced_cascade_stays_until_unprotected(
+    api: httpx.AsyncClient, settings: Settings
 ) -> None:
-    # Protected after the forced delete was judged, before its cascade reads the nodepools:
-    # the cascade deletes none of them, and not the cluster.
+    # Protected after the forced delete was accepted, before the cascade job reached it: the
+    # cascade deletes the others and leaves it, and the cluster stays Deleting until an admin
+    # turns the protection off (the one change a nodepool of a Deleting cluster accepts).
     cluster = await create_cluster(api)
     nodepool = await create_nodepool(api, cluster["id"], "late")
     other = await create_nodepool(api, cluster["id"], "other")
-    async with api_client(settings, relay_events=False) as replica:
-        read = RedisStore.cluster_nodepool_ids
-        reads: list[str] = []
-        protected: list[httpx.Response] = []
-
-        async def ids_then_protect(self: RedisStore, cluster_id: str) -> list[str]:
-            ids = await read(self, cluster_id)
-            reads.append(cluster_id)
-            if len(reads) == 2:  # the cascade's first read: the delete was judged
-                monkeypatch.setattr(RedisStore, "cluster_nodepool_ids", read)
-                protect = {"deletion_protection": True}
-                protected.append(await patch_nodepool(replica, nodepool["id"], protect))
-            return ids
-
-        monkeypatch.setattr(RedisStore, "cluster_nodepool_ids", ids_then_protect)
-        response = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
-    assert len(protected) == 1 and protected[0].status_code == 200, protected
-    assert_protected(response, "late")
+    response = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
+    assert response.status_code == 202, response.text
+    protect = await patch_nodepool(api, nodepool["id"], {"deletion_protection": True})
+    assert protect.status_code == 200, protect.text
+    await finish_cluster_deletions(settings)
     listed = await get(api, f"clusters/{cluster['id']}/nodepools")
-    assert {n["id"] for n in listed["nodepools"]} == {nodepool["id"], other["id"]}
+    assert [n["id"] for n in listed["nodepools"]] == [nodepool["id"]]
+    assert (await get(api, f"clusters/{cluster['id']}"))["status"]["phase"] == "Deleting"
+    assert assert_error(
+        await patch_nodepool(api, nodepool["id"], {"nodeCount": 4}), 409, "CLUSTER_DELETING"
+    )
+    lifted = await patch_nodepool(api, nodepool["id"], {"deletion_protection": False})
+    assert lifted.status_code == 200, lifted.text
+    await finish_cluster_deletions(settings)
+    for path in (f"clusters/{cluster['id']}", f"nodepools/{nodepool['id']}"):
+        assert (await api.get(f"{API}/{path}", headers=USER)).status_code == 404
+    assert (await api.get(f"{API}/nodepools/{other['id']}", headers=USER)).status_code == 404
 
 
 # ---- documented -----------------------------------------------------------------------------

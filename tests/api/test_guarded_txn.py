@@ -70,6 +70,29 @@ async def test_a_value_check_fails_when_the_key_holds_something_else(
     assert await redis.get(key("s")) == "now"
 
 
+@pytest.mark.parametrize(("held", "holds"), [(None, True), ("0", True), ("1", False)])
+async def test_a_not_equal_check_fails_only_when_the_field_holds_the_value(
+    store: RedisStore, redis: Redis, key: Callable[[str], str], held: str | None, holds: bool
+) -> None:
+    if held is not None:
+        await redis.hset(key("h"), "protected", held)
+    txn = Txn().expect_field_not(key("h"), "protected", "1", "protected").set_value(key("s"), "v")
+    if holds:
+        await store.run(txn)
+    else:
+        with pytest.raises(TxnFailed) as failed:
+            await store.run(txn)
+        assert (failed.value.code, failed.value.actual) == ("protected", "1")
+    assert await redis.exists(key("s")) == holds
+
+
+async def test_an_expire_op_sets_the_key_s_time_to_live(
+    store: RedisStore, redis: Redis, key: Callable[[str], str]
+) -> None:
+    await store.run(Txn().hset(key("h"), {"a": "1"}).expire(key("h"), 60))
+    assert 0 < await redis.pttl(key("h")) <= 60_000
+
+
 @pytest.mark.parametrize(
     ("held", "deleted"),
     [
@@ -94,6 +117,15 @@ async def test_a_conditional_delete_of_a_missing_key_writes_nothing(
 ) -> None:
     await store.run(Txn().delete_if_json_field(key("s"), "id", "mine"))
     assert await redis.exists(key("s")) == 0
+
+
+async def test_an_expiry_gives_an_existing_key_a_time_to_live(
+    store: RedisStore, redis: Redis, key: Callable[[str], str]
+) -> None:
+    await redis.set(key("s"), "kept for a while")
+    await store.run(Txn().pexpire(key("s"), 60_000).pexpire(key("missing"), 60_000))
+    assert 0 < await redis.pttl(key("s")) <= 60_000
+    assert await redis.exists(key("missing")) == 0
 
 
 async def test_the_plans_of_one_call_hold_or_fail_each_on_its_own(

@@ -29,11 +29,14 @@ from tests.api.conftest import (
     script_runs,
 )
 from tests.conftest import OTHER_USER, USER, gcp_cluster_body, matching_keys, seed_nodepool_body
+from tests.support.deletion import delete_nodepool, finish_cluster_deletions, purge_cluster
 from tests.support.resources import create_cluster
 
 Create = Callable[[httpx.AsyncClient, dict[str, Any], dict[str, str]], Awaitable[httpx.Response]]
 
 CALLER = Caller(USER["X-User-Email"])
+
+FORCE = "?force=true&reason=test"
 
 
 def created_kind(path: str) -> str:
@@ -135,19 +138,19 @@ async def test_once_the_nodepool_is_deleted_its_key_creates_again(
 ) -> None:
     body = seed_nodepool_body(cluster["id"], "pool")
     first = (await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))).json()
-    deleted = await api.delete(f"{API}/nodepools/{first['id']}", headers=USER)
-    assert deleted.status_code == 204
+    await delete_nodepool(api, first["id"])  # and confirmed: purged
     again = await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))
     assert again.status_code == 201, again.text
     assert again.json()["id"] != first["id"]
     assert await listed(api, "nodepool") == 1
 
 
-async def test_once_the_cluster_is_deleted_its_key_creates_again(api: httpx.AsyncClient) -> None:
+async def test_once_the_cluster_is_deleted_its_key_creates_again(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
     body = gcp_cluster_body("keyed")
     first = (await api.post(f"{API}/clusters", json=body, headers=keyed("k"))).json()
-    deleted = await api.delete(f"{API}/clusters/{first['id']}", headers=USER)
-    assert deleted.status_code == 202
+    await purge_cluster(api, settings, first["id"])
     again = await api.post(f"{API}/clusters", json=body, headers=keyed("k"))
     assert again.status_code == 201, again.text
     assert again.json()["id"] != first["id"]
@@ -163,6 +166,7 @@ async def test_a_forced_cluster_delete_deletes_the_keys_of_its_nodepools(
     assert len(await stored_keys(redis, settings)) == 3
     deleted = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
     assert deleted.status_code == 202, deleted.text
+    await finish_cluster_deletions(settings)
     assert await stored_keys(redis, settings) == []
 
 
@@ -236,12 +240,12 @@ async def test_creates_and_deletes_in_a_loop_leave_no_keys_behind(
         body = largest_nodepool(cluster["id"], f"loop-{i}")
         created = await api.post(f"{API}/nodepools", json=body, headers=keyed(f"np-{i}"))
         assert created.status_code == 201, created.text
-        gone = await api.delete(f"{API}/nodepools/{created.json()['id']}", headers=USER)
+        gone = await api.delete(f"{API}/nodepools/{created.json()['id']}{FORCE}", headers=USER)
         assert gone.status_code == 204
         body = gcp_cluster_body(f"loop-{i}")
         created = await api.post(f"{API}/clusters", json=body, headers=keyed(f"cl-{i}"))
         assert created.status_code == 201, created.text
-        gone = await api.delete(f"{API}/clusters/{created.json()['id']}", headers=USER)
+        gone = await api.delete(f"{API}/clusters/{created.json()['id']}{FORCE}", headers=USER)
         assert gone.status_code == 202
     assert await stored_keys(redis, settings) == []
 
@@ -254,12 +258,17 @@ async def test_the_key_is_deleted_in_the_transaction_that_deletes_its_resource(
     created = await private_api.post(f"{API}/nodepools", json=body, headers=keyed("k"))
     key = private_settings.names.idempotency(USER["X-User-Email"], "k")
     async with recorded_commands(private_client) as seen:
-        gone = await private_api.delete(f"{API}/nodepools/{created.json()['id']}", headers=USER)
+        # Forced: purged by the DELETE itself (else by the last confirmation's transaction).
+        url = f"{API}/nodepools/{created.json()['id']}{FORCE}"
+        gone = await private_api.delete(url, headers=USER)
     assert gone.status_code == 204
-    [(_, run)] = script_runs(seen)
-    deleted = [command.split()[1] for command in run if command.split()[0].upper() == "DEL"]
+    record = private_settings.names.record("nodepool", created.json()["id"])
+    writes = [
+        [command.split()[1] for command in run if command.split()[0].upper() == "DEL"]
+        for _, run in script_runs(seen)
+    ]
+    [deleted] = [run for run in writes if record in run]
     assert key in deleted
-    assert private_settings.names.record("nodepool", created.json()["id"]) in deleted
 
 
 async def test_a_key_of_the_old_format_replays_while_its_resource_exists(
@@ -278,7 +287,7 @@ async def test_a_key_of_the_old_format_creates_again_once_its_resource_is_gone(
     body = seed_nodepool_body(cluster["id"], "pool")
     created = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
     await store_old_format_key(redis, settings, "k", created, f"{API}/nodepools", body)
-    assert (await api.delete(f"{API}/nodepools/{created['id']}", headers=USER)).status_code == 204
+    await delete_nodepool(api, created["id"])
     again = await api.post(f"{API}/nodepools", json=body, headers=keyed("k"))
     assert again.status_code == 201, again.text
     assert again.json()["id"] != created["id"]
@@ -380,7 +389,7 @@ async def test_a_race_lost_on_a_key_whose_resource_is_gone_creates(
     # The key was free when looked up, and holds a deleted resource's entry at commit time.
     body = seed_nodepool_body(cluster["id"], "pool")
     gone = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
-    assert (await api.delete(f"{API}/nodepools/{gone['id']}", headers=USER)).status_code == 204
+    await delete_nodepool(api, gone["id"])
     service = NodePoolService(store, settings)
     claim = await claim_key(store, service.access, CALLER, "k", "same", 60)
     assert isinstance(claim, IdempotentCreate)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from cls_runtime.settings import Settings
 from tests.api.conftest import API, MERGE_PATCH, assert_error, create_nodepool, update_body
 from tests.conftest import USER, seed_nodepool_body
+from tests.support.deletion import confirm_deletion, delete_nodepool
 
 
 async def outbox_length(redis: Redis, settings: Settings) -> int:
@@ -206,9 +207,12 @@ async def test_delete_with_current_if_match_deletes(
 # ---- delete ----------------------------------------------------------------------------------
 
 
-async def test_delete_is_204_then_404(api: httpx.AsyncClient, nodepool: dict[str, Any]) -> None:
+async def test_delete_is_204_then_404_once_its_controllers_confirm(
+    api: httpx.AsyncClient, nodepool: dict[str, Any]
+) -> None:
     url = f"{API}/nodepools/{nodepool['id']}"
     assert (await api.delete(url, headers=USER)).status_code == 204
+    await confirm_deletion(api, f"nodepools/{nodepool['id']}")
     assert_error(await api.get(url, headers=USER), 404, "NOT_FOUND")
     assert_error(await api.delete(url, headers=USER), 404, "NOT_FOUND")
     assert_error(await api.put(url, json=update_body(), headers=USER), 404, "NOT_FOUND")
@@ -217,7 +221,7 @@ async def test_delete_is_204_then_404(api: httpx.AsyncClient, nodepool: dict[str
 async def test_a_deleted_name_can_be_reused(
     api: httpx.AsyncClient, nodepool: dict[str, Any]
 ) -> None:
-    await api.delete(f"{API}/nodepools/{nodepool['id']}", headers=USER)
+    await delete_nodepool(api, nodepool["id"])
     again = await create_nodepool(api, nodepool["cluster_id"], nodepool["name"])
     assert again["id"] != nodepool["id"]
     assert again["generation"] == 1

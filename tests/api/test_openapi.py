@@ -168,6 +168,27 @@ def test_etag_and_location_headers_are_documented(spec: dict[str, Any]) -> None:
         assert {"ETag", "Location"} <= set(paths[path]["post"]["responses"]["201"]["headers"])
 
 
+def test_the_operation_header_is_documented_on_every_write(spec: dict[str, Any]) -> None:
+    paths = spec["paths"]
+    writes = [
+        ("/api/v1/nodepools", "post", "201"),
+        ("/api/v1/clusters", "post", "201"),
+        ("/api/v1/clusters/{clusterId}/nodepools", "post", "201"),
+        ("/api/v1/nodepools/{id}", "put", "200"),
+        ("/api/v1/nodepools/{id}", "patch", "200"),
+        ("/api/v1/nodepools/{id}", "delete", "204"),
+        ("/api/v1/clusters/{id}", "put", "200"),
+        ("/api/v1/clusters/{id}", "delete", "202"),
+    ]
+    for path, method, status in writes:
+        headers = paths[path][method]["responses"][status]["headers"]
+        assert "X-Operation-Id" in headers, (path, method)
+    assert (
+        "X-Operation-Id"
+        not in paths["/api/v1/nodepools/{id}"]["get"]["responses"]["200"]["headers"]
+    )
+
+
 def test_every_reference_resolves(spec: dict[str, Any]) -> None:
     schemas = spec["components"]["schemas"]
     for ref in set(refs(spec)):

@@ -56,8 +56,12 @@ async def test_cluster_delete_answers_202_with_the_cluster(
     response = await api.delete(f"{API}/clusters/{cluster['id']}", headers=USER)
     assert response.status_code == 202
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == cluster
-    assert response.headers["ETag"] == f'"{cluster["resource_version"]}"'
+    # The cluster as its deletion was accepted: phase Deleting, at the deletion generation.
+    deleting = response.json()
+    assert deleting["id"] == cluster["id"]
+    assert deleting["status"]["phase"] == "Deleting"
+    assert deleting["generation"] == cluster["generation"] + 1
+    assert response.headers["ETag"] == f'"{deleting["resource_version"]}"'
 
 
 async def test_the_cluster_region_stays_immutable_on_a_spec_only_put(

@@ -19,6 +19,7 @@ from tests.api.conftest import (
     verbs,
 )
 from tests.conftest import USER, controller_headers, gcp_cluster_body
+from tests.support.deletion import delete_nodepool
 from tests.support.resources import create_cluster
 
 
@@ -125,7 +126,7 @@ async def test_deleted_nodepool_leaves_every_list(
     api: httpx.AsyncClient, cluster: dict[str, Any]
 ) -> None:
     created = await make_pools(api, cluster["id"], 3)
-    await api.delete(f"{API}/nodepools/{created[1]}", headers=USER)
+    await delete_nodepool(api, created[1])
     expected = [created[0], created[2]]
     assert ids(await page(api)) == expected
     assert ids(await page(api, "status=Pending&health=Unknown")) == expected

@@ -21,6 +21,7 @@ from cls_core.store import RedisStore, Txn
 from cls_runtime.settings import Settings
 from tests.api.conftest import API, MERGE_PATCH, assert_error, create_nodepool, update_body
 from tests.conftest import USER, api_client, controller_headers, gcp_cluster_body
+from tests.support.deletion import finish_cluster_deletions
 
 
 async def report(api: httpx.AsyncClient, nodepool: dict[str, Any], tick: int) -> None:
@@ -148,7 +149,7 @@ async def test_a_write_that_keeps_losing_races_is_503_with_retry_after_not_409(
 
 
 async def test_a_forced_cluster_delete_finishes_while_controllers_keep_reporting(
-    api: httpx.AsyncClient, cluster: dict[str, Any]
+    api: httpx.AsyncClient, cluster: dict[str, Any], settings: Settings
 ) -> None:
     pools = [await create_nodepool(api, cluster["id"], f"pool-{i}") for i in range(40)]
     stop = asyncio.Event()
@@ -165,6 +166,7 @@ async def test_a_forced_cluster_delete_finishes_while_controllers_keep_reporting
     await asyncio.sleep(0.2)
     try:
         response = await api.delete(f"{API}/clusters/{cluster['id']}?force=true", headers=USER)
+        await finish_cluster_deletions(settings)  # the cascade job's steps, reports still coming
     finally:
         stop.set()
         await asyncio.gather(*reporters)

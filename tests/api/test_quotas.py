@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from cls_runtime.settings import Settings
 from tests.api.conftest import API, QUOTA, assert_error, create_nodepool
 from tests.conftest import OTHER_USER, USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.deletion import delete_nodepool, purge_cluster
 from tests.support.resources import create_cluster
 
 NODEPOOL_ROUTES = ["/nodepools", "/clusters/{cl}/nodepools"]
@@ -115,20 +116,22 @@ async def test_the_cluster_quota_is_per_project(quota_api: httpx.AsyncClient) ->
     await create_cluster(quota_api, gcp_cluster_body("theirs"), user=OTHER_USER)
 
 
-async def test_deleting_a_nodepool_makes_room_for_another(quota_api: httpx.AsyncClient) -> None:
+async def test_deleting_a_nodepool_makes_room_for_another_once_purged(
+    quota_api: httpx.AsyncClient,
+) -> None:
     cluster = await create_cluster(quota_api)
     await fill_cluster(quota_api, cluster["id"], QUOTA - 1)
     last = await create_nodepool(quota_api, cluster["id"], "last")
-    deleted = await quota_api.delete(f"{API}/nodepools/{last['id']}", headers=USER)
-    assert deleted.status_code == 204
+    await delete_nodepool(quota_api, last["id"])
     await create_nodepool(quota_api, cluster["id"], "instead")
 
 
-async def test_deleting_a_cluster_makes_room_for_another(quota_api: httpx.AsyncClient) -> None:
+async def test_deleting_a_cluster_makes_room_for_another_once_purged(
+    quota_api: httpx.AsyncClient, quota_settings: Settings
+) -> None:
     await fill_project(quota_api, QUOTA - 1)
     last = await create_cluster(quota_api, gcp_cluster_body("last"))
-    deleted = await quota_api.delete(f"{API}/clusters/{last['id']}", headers=USER)
-    assert deleted.status_code == 202
+    await purge_cluster(quota_api, quota_settings, last["id"])
     await create_cluster(quota_api, gcp_cluster_body("instead"))
 
 

@@ -25,6 +25,7 @@ from tests.api.conftest import (
     azure_cluster_body,
 )
 from tests.conftest import USER, controller_headers, gcp_cluster_body
+from tests.support.deletion import confirm_deletion
 from tests.support.resources import create_cluster
 
 SEED_NODEPOOL_ID = "123e4567-e89b-12d3-a456-426614174000"
@@ -466,6 +467,7 @@ async def test_delete_answers_204_and_the_nodepool_is_gone(api: httpx.AsyncClien
     response = await api.delete(f"{API}/nodepools/{created['id']}", headers=USER)
     assert response.status_code == 204
     assert response.content == b""
+    await confirm_deletion(api, f"nodepools/{created['id']}")
     gone = await api.get(f"{API}/nodepools/{created['id']}", headers=USER)
     assert gone.json() == ERROR_404
 
@@ -519,6 +521,7 @@ async def test_guide_workflow_works_against_the_running_service(running_api: str
         assert conflict.status_code == 409
         deleted = await client.delete(f"{API}/nodepools/{nodepool_id}", headers=USER)
         assert deleted.status_code == 204
+        await confirm_deletion(client, f"nodepools/{nodepool_id}")
         assert (await client.get(f"{API}/nodepools/{nodepool_id}", headers=USER)).json() == (
             ERROR_404
         )

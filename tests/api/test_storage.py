@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cls_core.services.status import StatusService
+from cls_runtime.settings import Settings
 from tests.api.conftest import (
     API,
     MERGE_PATCH,
@@ -28,6 +29,7 @@ from tests.api.conftest import (
     window_of_reports,
 )
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
+from tests.support.deletion import finish_cluster_deletions
 from tests.support.resources import create_cluster
 
 WRITES = {"HSET", "HDEL", "DEL", "ZADD", "ZREM", "XADD", "SET", "HMSET", "UNLINK", "EXPIRE"}
@@ -92,23 +94,27 @@ async def test_a_write_is_one_atomic_script_run(
 
 
 async def test_a_forced_cluster_delete_is_one_guarded_transaction_per_resource(
-    private_api: httpx.AsyncClient, private_client: Redis
+    private_api: httpx.AsyncClient, private_client: Redis, private_settings: Settings
 ) -> None:
-    """The cascade deletes each nodepool in its own transaction (a controller reporting on one
-    of them cannot fail the whole delete), then the cluster, each with its event. The
-    nodepools' transactions run in one script call, each holding or failing on its own
-    (test_guarded_txn.py); the cluster's runs once they are done."""
+    """The DELETE puts the cluster in phase Deleting with its event; the cascade job deletes
+    each nodepool in its own transaction (a controller reporting on one of them cannot fail
+    the whole delete), each with its event, then purges the cluster. The nodepools'
+    transactions run in one script call, each holding or failing on its own
+    (test_guarded_txn.py); the cluster's purge runs once they are done."""
     cluster = await create_cluster(private_api)
     for name in ("a", "b"):
         await create_nodepool(private_api, cluster["id"], name)
     async with recorded_commands(private_client) as seen:
         url = f"{API}/clusters/{cluster['id']}?force=true"
         response = await private_api.delete(url, headers=USER)
+        await finish_cluster_deletions(private_settings)
     assert response.status_code == 202, response.text
-    nodepools, cluster_run = script_runs_that_wrote(seen)
-    # Two XADDs a resource: its outbox event and its watch stream's DELETED.
-    assert nodepools.count("XADD") == 2 * 2 and nodepools.count("DEL") >= 2
-    assert cluster_run.count("XADD") == 2 and "DEL" in cluster_run
+    deleting, nodepools, purge = script_runs_that_wrote(seen)
+    # Besides the outbox events, each write appends its watch entry: the Deleting view
+    # (MODIFIED), a purge's last view (DELETED); a forced nodepool has both.
+    assert deleting.count("XADD") == 1 + 1 and "DEL" not in deleting
+    assert nodepools.count("XADD") == 2 + 2 * 2 and nodepools.count("DEL") >= 2
+    assert purge.count("XADD") == 0 + 1 and "DEL" in purge
 
 
 async def test_a_window_of_status_reports_is_one_read_and_one_write_script_call(
@@ -127,7 +133,8 @@ async def test_a_window_of_status_reports_is_one_read_and_one_write_script_call(
     [(_, read), (_, write)] = script_runs(seen)
     assert not WRITES & set(verbs([("lua", c) for c in read]))
     written = verbs([("lua", c) for c in write])
-    assert written.count("HSET") == 2 * 5, written  # reports, record
+    # Per nodepool: its report, its record, and the create operation its Ready ends.
+    assert written.count("HSET") == 3 * 5, written
     # No event: one entry each in its project's watch stream (the 5 nodepools; the cluster's
     # report was applied before, unchanged now).
     appended = [c for c in write if c.split()[0].upper() == "XADD"]

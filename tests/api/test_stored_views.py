@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from cls_runtime.settings import Settings
 from tests.api.conftest import MERGE_PATCH, create_nodepool
 from tests.conftest import USER, controller_headers
+from tests.support.deletion import delete_nodepool, finish_cluster_deletions
 
 SCALED = {
     "name": "production-workers",
@@ -100,14 +101,14 @@ async def test_a_deleted_resource_leaves_no_view(
 ) -> None:
     names = settings.names
     other = await create_nodepool(api, nodepool["cluster_id"], "other")
-    deleted = await api.delete(f"/api/v1/nodepools/{nodepool['id']}", headers=USER)
-    assert deleted.status_code == 204, deleted.text
+    await delete_nodepool(api, nodepool["id"])
     assert await redis.exists(names.view("nodepool", nodepool["id"])) == 0
     assert await redis.exists(names.view("nodepool", other["id"])) == 1
     cascade = await api.delete(
         f"/api/v1/clusters/{nodepool['cluster_id']}?force=true", headers=USER
     )
     assert cascade.status_code == 202, cascade.text
+    await finish_cluster_deletions(settings)
     views = [names.view("nodepool", other["id"]), names.view("cluster", nodepool["cluster_id"])]
     assert await redis.exists(*views) == 0
 

@@ -21,6 +21,7 @@ from cls_runtime.settings import Settings
 from shared_models.projects import personal_project_id
 from tests.api.conftest import API, MERGE_PATCH, assert_error
 from tests.conftest import USER, controller_headers, gcp_cluster_body, seed_nodepool_body
+from tests.support.deletion import confirm_deletion, delete_nodepool
 from tests.support.sse import watching
 from tests.support.threaded_server import served_in_thread
 
@@ -146,11 +147,22 @@ async def test_a_status_report_is_a_modified_event(http: httpx.AsyncClient, pool
     assert event.resource["status"]["phase"] == "Ready"
 
 
-async def test_a_deleted_nodepool_is_a_deleted_event(http: httpx.AsyncClient, pool: Json) -> None:
+async def test_a_delete_is_a_modified_event_in_phase_deleting(
+    http: httpx.AsyncClient, pool: Json
+) -> None:
     async with watching(http, f"{API}/nodepools", USER) as stream:
         await stream.until("ADDED", pool["id"])
         response = await http.delete(f"{API}/nodepools/{pool['id']}", headers=USER)
-        assert response.status_code in (202, 204), response.text
+        assert response.status_code == 204, response.text
+        event = await stream.next()
+    assert event.type == "MODIFIED"
+    assert event.resource["status"]["phase"] == "Deleting"
+
+
+async def test_a_purged_nodepool_is_a_deleted_event(http: httpx.AsyncClient, pool: Json) -> None:
+    async with watching(http, f"{API}/nodepools", USER) as stream:
+        await stream.until("ADDED", pool["id"])
+        await delete_nodepool(http, pool["id"])  # and its controller confirms: the purge
         event = await stream.until("DELETED", pool["id"])
     assert event.resource["name"] == pool["name"]
 
@@ -218,7 +230,7 @@ async def test_a_watch_of_one_nodepool_ends_with_its_deletion(
 ) -> None:
     async with watching(http, f"{API}/nodepools/{pool['id']}", USER) as stream:
         await stream.next()
-        await http.delete(f"{API}/nodepools/{pool['id']}", headers=USER)
+        await delete_nodepool(http, pool["id"])
         await stream.until("DELETED", pool["id"])
         with pytest.raises(EOFError):
             await stream.next()
@@ -474,7 +486,12 @@ async def test_wait_for_deleted_answers_204_once_the_nodepool_is_gone(
         http.get(f"{API}/nodepools/{pool['id']}", params=params, headers=USER)
     )
     await asyncio.sleep(0.3)
-    await http.delete(f"{API}/nodepools/{pool['id']}", headers=USER)
+    response = await http.delete(f"{API}/nodepools/{pool['id']}", headers=USER)
+    assert response.status_code == 204, response.text
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # Deleting: not gone until its controller confirms
+    for answer in await confirm_deletion(http, f"nodepools/{pool['id']}"):
+        assert answer.status_code == 200, answer.text
     response = await asyncio.wait_for(waiting, 5)
     assert response.status_code == 204
 

@@ -10,6 +10,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from cls_runtime import amqp as topology
+from tests.support.deletion import wait_gone
 from tests.support.polling import eventually
 from tests.support.resources import create_cluster
 from tests.support.stack import (
@@ -58,10 +59,11 @@ async def test_seed_workflow_create_scale_delete(
     assert (report["observed_generation"], report["metadata"]["active_nodes"]) == (2, 6)
     assert len(report["metadata"]["node_ages"].split(",")) == 6
 
-    # Delete: 404 from then on, and the controller reports nothing more about it.
+    # Delete: Deleting until its controller confirms, then 404 from then on, and the controller
+    # reports nothing more about it.
     response = await http.delete(f"/api/v1/nodepools/{nodepool_id}")
     assert response.status_code == 204, response.text
-    assert (await http.get(f"/api/v1/nodepools/{nodepool_id}")).status_code == 404
+    await wait_gone(http, f"nodepools/{nodepool_id}", within=30)
     assert (await http.get(f"/api/v1/nodepools/{nodepool_id}/status")).status_code == 404
     await assert_no_more_reports(stack, reports, nodepool_id, cluster["id"], platform)
 
@@ -142,7 +144,8 @@ async def test_force_delete_of_a_cluster_removes_everything_and_tells_every_cont
     response = await http.delete(f"/api/v1/clusters/{cluster['id']}", params={"force": "true"})
     assert response.status_code == 202, response.text
 
-    assert (await http.get(f"/api/v1/clusters/{cluster['id']}")).status_code == 404
+    # The event jobs' cascade purges the nodepools, then the cluster, without waiting for them.
+    await wait_gone(http, f"clusters/{cluster['id']}", within=30)
     for nodepool_id in pools:
         assert (await http.get(f"/api/v1/nodepools/{nodepool_id}")).status_code == 404
     listed = (await http.get("/api/v1/nodepools")).json()

@@ -10,6 +10,7 @@ import httpx
 from shared_models.events import EVENT_SOURCE
 from tests.conftest import USER, gcp_cluster_body, seed_nodepool_body
 from tests.events.conftest import EventsConsumer
+from tests.support.deletion import wait_gone
 
 NP = "/api/v1/nodepools"
 CL = "/api/v1/clusters"
@@ -54,6 +55,7 @@ async def test_nodepool_create_publishes_nodepool_created_with_the_stored_resour
         "source": EVENT_SOURCE,
         "platform": "gcp",
         "resource": nodepool,
+        "operation_id": response.headers["X-Operation-Id"],
     }
 
 
@@ -127,9 +129,12 @@ async def test_delete_publishes_nodepool_deleted_at_the_next_generation(
     [event] = await new_events(events_consumer, before)
     assert keys([event]) == [("nodepool.deleted.gcp", nodepool["id"], 2)]
     assert event.body["cluster_id"] == nodepool["cluster_id"]
-    # The resource as it was last stored, so a consumer knows what to tear down.
-    assert event.body["resource"]["generation"] == 1
+    # The resource as stored, being deleted: what to tear down, and the generation at which
+    # to confirm it (condition Deleted=True).
+    assert event.body["resource"]["generation"] == 2
     assert event.body["resource"]["id"] == nodepool["id"]
+    assert event.body["resource"]["status"]["phase"] == "Deleting"
+    assert "deletion_timestamp" in event.body["resource"]
 
 
 async def test_a_sequence_of_writes_publishes_its_events_in_order(
@@ -277,7 +282,7 @@ async def test_cluster_delete_refused_for_nodepools_publishes_nothing(
     assert await new_events(events_consumer, before) == []
 
 
-async def test_force_delete_publishes_each_nodepool_deleted_then_cluster_deleted(
+async def test_force_delete_publishes_cluster_deleted_then_each_nodepool_deleted(
     api: httpx.AsyncClient, events_consumer: EventsConsumer, cluster: dict[str, Any]
 ) -> None:
     ids = []
@@ -288,9 +293,10 @@ async def test_force_delete_publishes_each_nodepool_deleted_then_cluster_deleted
     before = len(await events_consumer.sync())
     response = await api.delete(f"{CL}/{cluster['id']}?force=true", headers=USER)
     assert response.status_code == 202
+    await wait_gone(api, f"clusters/{cluster['id']}")  # the cascade: the event jobs' deletion loop
     events = await new_events(events_consumer, before)
-    assert sorted(keys(events[:3])) == sorted(("nodepool.deleted.gcp", i, 2) for i in ids)
-    assert keys(events[3:]) == [("cluster.deleted.gcp", cluster["id"], 2)]
+    assert keys(events[:1]) == [("cluster.deleted.gcp", cluster["id"], 2)]
+    assert sorted(keys(events[1:])) == sorted(("nodepool.deleted.gcp", i, 2) for i in ids)
     assert {e.body["cluster_id"] for e in events} == {cluster["id"]}
 
 

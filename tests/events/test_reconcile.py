@@ -128,6 +128,26 @@ async def test_a_ready_nodepool_gets_no_reconcile_until_the_ready_interval(
     assert late.body["resource"]["status"]["phase"] == "Ready"
 
 
+async def test_a_ready_nodepool_being_deleted_is_reconciled_at_the_short_interval(
+    api: httpx.AsyncClient, events_consumer: EventsConsumer, cluster: Any
+) -> None:
+    # A controller killed mid-deletion lost the deleted event: it is asked again, soon.
+    created = await api.post(
+        "/api/v1/nodepools", json=seed_nodepool_body(cluster["id"]), headers=USER
+    )
+    nodepool_id = created.json()["id"]
+    await make_ready(api, nodepool_id)
+    deleted = await api.delete(f"/api/v1/nodepools/{nodepool_id}", headers=USER)
+    assert deleted.status_code == 204, deleted.text
+    await events_consumer.wait_until(
+        lambda: bool(events_consumer.of(nodepool_id, "nodepool.reconcile")),
+        within=READY_INTERVAL - INTERVAL,
+    )
+    [first, *_] = events_consumer.of(nodepool_id, "nodepool.reconcile")
+    assert first.body["generation"] == 2
+    assert first.body["resource"]["status"]["phase"] == "Deleting"
+
+
 async def test_a_nodepool_that_leaves_ready_is_reconciled_at_the_short_interval_again(
     api: httpx.AsyncClient, events_consumer: EventsConsumer, cluster: Any
 ) -> None:

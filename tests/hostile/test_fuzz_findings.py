@@ -44,8 +44,8 @@ def test_every_id_parameter_is_documented_as_the_uuid_the_api_requires(
     spec: dict[str, Any],
 ) -> None:
     parameters = id_parameters(spec)
-    # 24 path ids, the cluster_id filter and the two project_id filters
-    assert len(parameters) == 27
+    # 27 path ids, the cluster_id filter and the two project_id filters
+    assert len(parameters) == 30
     for operation, name, parameter in parameters:
         schema = parameter["schema"]
         assert schema.get("format") == "uuid", (operation, name)

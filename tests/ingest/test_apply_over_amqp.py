@@ -24,6 +24,7 @@ from tests.ingest.conftest import (
     stored_reports,
     without_times,
 )
+from tests.support.deletion import delete_nodepool
 from tests.support.polling import eventually
 
 
@@ -164,8 +165,7 @@ async def test_report_on_deleted_nodepool_is_not_stored(
     redis: Redis,
     settings: Settings,
 ) -> None:
-    response = await api.delete(f"/api/v1/nodepools/{nodepool['id']}", headers=USER)
-    assert response.status_code == 204
+    await delete_nodepool(api, nodepool["id"])  # and confirmed: purged, a tombstone left
     await publisher.report(nodepool_report(nodepool["id"], ready=True))
     await wait_counter(redis, settings, "unknown", 1)
     assert await stored_reports(redis, settings.names, nodepool["id"]) == {}

@@ -24,6 +24,7 @@ from tests.conftest import (
 )
 from tests.events.conftest import settings_with
 from tests.ops.conftest import scrape, series, value
+from tests.support.deletion import confirm_deletion, purge_cluster
 from tests.support.polling import eventually
 from tests.support.redis_server import free_port
 from tests.support.tcp_proxy import TcpProxy, through
@@ -166,27 +167,58 @@ async def test_nodepools_are_counted_per_phase_across_owners(
                 body = seed_nodepool_body(cluster["id"], name)
                 pools.append((await api.post(f"{API}/nodepools", json=body, headers=user)).json())
         counts = await phases(api)
-        assert counts == {"Pending": 4, "Progressing": 0, "Ready": 0, "Failed": 0}
+        assert counts == by_phase(4, 0, 0, 0, 0)
 
         await ready(api, pools[0])
-        assert await phases(api) == {"Pending": 3, "Progressing": 0, "Ready": 1, "Failed": 0}
+        assert await phases(api) == {
+            "Pending": 3,
+            "Progressing": 0,
+            "Ready": 1,
+            "Failed": 0,
+            "Deleting": 0,
+        }
         await api.patch(
             f"{API}/nodepools/{pools[0]['id']}", json={"spec": {"nodeCount": 4}}, headers=USER
         )  # a new generation: no controller has seen it yet
-        assert await phases(api) == {"Pending": 3, "Progressing": 1, "Ready": 0, "Failed": 0}
+        assert await phases(api) == {
+            "Pending": 3,
+            "Progressing": 1,
+            "Ready": 0,
+            "Failed": 0,
+            "Deleting": 0,
+        }
         await api.delete(f"{API}/nodepools/{pools[1]['id']}", headers=USER)
-        await api.delete(
-            f"{API}/clusters/{pools[2]['cluster_id']}?force=true",
-            headers={"X-User-Email": "other@example.com"},
-        )
-        assert await phases(api) == {"Pending": 0, "Progressing": 1, "Ready": 0, "Failed": 0}
+        deleting = by_phase(2, 1, 0, 0, 1)
+        assert await phases(api) == deleting
+        await confirm_deletion(api, f"nodepools/{pools[1]['id']}")
+        other = {"X-User-Email": "other@example.com"}
+        await purge_cluster(api, settings, pools[2]["cluster_id"], other, force=True)
+        assert await phases(api) == {
+            "Pending": 0,
+            "Progressing": 1,
+            "Ready": 0,
+            "Failed": 0,
+            "Deleting": 0,
+        }
+
+
+def by_phase(
+    pending: int, progressing: int, ready: int, failed: int, deleting: int
+) -> dict[str, float | None]:
+    return {
+        "Pending": pending,
+        "Progressing": progressing,
+        "Ready": ready,
+        "Failed": failed,
+        "Deleting": deleting,
+    }
 
 
 async def phases(api: httpx.AsyncClient) -> dict[str, float | None]:
     samples = await scrape(api)
     return {
         p: value(samples, "cls_nodepools", phase=p)
-        for p in ("Pending", "Progressing", "Ready", "Failed")
+        for p in ("Pending", "Progressing", "Ready", "Failed", "Deleting")
     }
 
 

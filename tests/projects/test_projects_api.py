@@ -33,6 +33,7 @@ from tests.projects.conftest import (
     put_group,
     put_member,
 )
+from tests.support.deletion import purge_cluster
 
 NO_SUCH_PROJECT = "0f0f0f0f-0000-4000-8000-000000000000"
 
@@ -212,11 +213,12 @@ async def test_a_project_with_clusters_cannot_be_deleted(api: httpx.AsyncClient)
     assert (await api.get(f"{API}/projects/{project['id']}", headers=as_user(ALICE))).is_success
 
 
-async def test_an_emptied_project_can_be_deleted(api: httpx.AsyncClient) -> None:
+async def test_an_emptied_project_can_be_deleted(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
     project = await create_project(api)
     cluster = await cluster_in(api, project["id"])
-    gone = await api.delete(f"{API}/clusters/{cluster['id']}", headers=as_user(ALICE))
-    assert gone.status_code == 202, gone.text
+    await purge_cluster(api, settings, cluster["id"], as_user(ALICE))
     response = await api.delete(f"{API}/projects/{project['id']}", headers=as_user(ALICE))
     assert response.status_code == 204, response.text
 

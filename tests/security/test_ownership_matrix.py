@@ -41,6 +41,7 @@ class Probe:
     @property
     def operation(self) -> tuple[str, str]:
         template = self.path.split("?")[0].replace("{np}", "{id}").replace("{pj}", "{id}")
+        template = template.replace("{op}", "{id}")
         template = template.replace("/clusters/{cl}/nodepools", "/clusters/{clusterId}/nodepools")
         return self.method, API + template.replace("{cl}", "{id}")
 
@@ -98,6 +99,9 @@ ITEM_PROBES = [
     Probe("PUT", "/projects/{pj}/groups/{group}", {"role": "admin"}),
     Probe("DELETE", "/projects/{pj}/groups/{group}"),
     Probe("GET", "/projects/{pj}/operations"),
+    Probe("GET", "/nodepools/{np}/operations"),
+    Probe("GET", "/clusters/{cl}/operations"),
+    Probe("GET", "/operations/{op}"),
     # Status writes are for controllers: a user gets 403 whoever owns the resource.
     Probe("PUT", "/nodepools/{np}/status", {"controller_name": "x", "observed_generation": 1}),
     Probe("PUT", "/clusters/{cl}/status", {"controller_name": "x", "observed_generation": 1}),
@@ -124,8 +128,14 @@ OWN_CREATES = {("POST", f"{API}/clusters"), ("POST", f"{API}/projects"), ("GET",
 async def owned_by_a(api: httpx.AsyncClient) -> dict[str, str]:
     cluster = (await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=USER)).json()
     body = seed_nodepool_body(cluster["id"])
-    nodepool = (await api.post(f"{API}/nodepools", json=body, headers=USER)).json()
-    return {"np": nodepool["id"], "cl": cluster["id"], "pj": cluster["project_id"]}
+    created = await api.post(f"{API}/nodepools", json=body, headers=USER)
+    nodepool = created.json()
+    return {
+        "np": nodepool["id"],
+        "cl": cluster["id"],
+        "pj": cluster["project_id"],
+        "op": created.headers["X-Operation-Id"],
+    }
 
 
 async def a_view(api: httpx.AsyncClient, ids: dict[str, str]) -> list[Any]:
@@ -140,6 +150,8 @@ async def a_view(api: httpx.AsyncClient, ids: dict[str, str]) -> list[Any]:
         f"/projects/{ids['pj']}/members",
         f"/projects/{ids['pj']}/groups",
         f"/projects/{ids['pj']}/operations",
+        f"/nodepools/{ids['np']}/operations",
+        f"/operations/{ids['op']}",
     ]
     return [(await api.get(API + p, headers=USER)).json() for p in paths]
 
@@ -172,7 +184,7 @@ async def test_another_owners_resource_answers_as_if_it_did_not_exist(
     outbox = await redis.xlen(settings.names.outbox)
     foreign = await api.request(**probe.request(owned_by_a))
     missing = await api.request(
-        **probe.request({"np": NO_SUCH_ID, "cl": NO_SUCH_ID, "pj": NO_SUCH_ID})
+        **probe.request({"np": NO_SUCH_ID, "cl": NO_SUCH_ID, "pj": NO_SUCH_ID, "op": NO_SUCH_ID})
     )
     expected = 403 if probe.path.endswith("/status") and probe.method == "PUT" else 404
     error = assert_error(foreign, expected, "FORBIDDEN" if expected == 403 else "NOT_FOUND")

@@ -22,6 +22,7 @@ from cls_runtime.settings import Settings
 from shared_models.projects import personal_project_id
 from tests.api.conftest import MERGE_PATCH, assert_error, update_body
 from tests.conftest import gcp_cluster_body, seed_nodepool_body
+from tests.support.deletion import delete_nodepool, purge_cluster
 
 API = "/api/v1"
 NO_SUCH_ID = "0f0f0f0f-0000-4000-8000-000000000000"
@@ -57,7 +58,7 @@ class Probe:
     def operation(self) -> tuple[str, str]:
         template = self.path.split("?")[0]
         template = template.replace("/clusters/{cl}/nodepools", "/clusters/{clusterId}/nodepools")
-        for name in ("{np}", "{cl}", "{empty}", "{p}", "{e}"):
+        for name in ("{np}", "{cl}", "{empty}", "{p}", "{e}", "{op}"):
             template = template.replace(name, "{id}")
         template = template.replace(SPARE, "{email}").replace("new@example.com", "{email}")
         template = template.replace("/groups/sre", "/groups/{group}")
@@ -121,6 +122,10 @@ PROBES = [
     Probe("PUT", "/projects/{p}/groups/ops", "admin", 200, VIEWER_ROLE),
     Probe("DELETE", "/projects/{p}/groups/sre", "admin", 204),
     Probe("GET", "/projects/{p}/operations", "viewer", 200),
+    # operations: their resource's rules
+    Probe("GET", "/nodepools/{np}/operations", "viewer", 200),
+    Probe("GET", "/clusters/{cl}/operations", "viewer", 200),
+    Probe("GET", "/operations/{op}", "viewer", 200),
 ]
 # Lists never refuse: they show what the caller may read. (path, what it lists, the ids a
 # member of the project sees; an outsider sees none of them.)
@@ -176,7 +181,9 @@ async def project(api: httpx.AsyncClient) -> Ids:
     cluster = await created(await api.post(f"{API}/clusters", json=body, headers=alice))
     ids["empty"] = cluster["id"]
     pool = seed_nodepool_body(ids["cl"])
-    ids["np"] = (await created(await api.post(f"{API}/nodepools", json=pool, headers=alice)))["id"]
+    made_pool = await api.post(f"{API}/nodepools", json=pool, headers=alice)
+    ids["np"] = (await created(made_pool))["id"]
+    ids["op"] = made_pool.headers["X-Operation-Id"]
     erin = user(CALLERS["other-project"][0])
     theirs = await created(await api.post(f"{API}/projects", json={"name": "q"}, headers=erin))
     body = gcp_cluster_body("erin-s", project_id=theirs["id"])
@@ -311,7 +318,7 @@ async def test_a_cluster_view_names_its_project_and_a_nodepool_view_does_not(
 
 
 async def test_the_guide_s_workflow_works_for_a_user_with_no_project(
-    api: httpx.AsyncClient, project: Ids
+    api: httpx.AsyncClient, project: Ids, settings: Settings
 ) -> None:
     frank = user("frank@example.com")
     response = await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=frank)
@@ -334,10 +341,8 @@ async def test_the_guide_s_workflow_works_for_a_user_with_no_project(
     )
     assert scaled.status_code == 200, scaled.text
     assert scaled.json()["spec"]["nodeCount"] == 6
-    gone = await api.delete(f"{API}/nodepools/{nodepool['id']}", headers=frank)
-    assert gone.status_code == 204, gone.text
-    gone = await api.delete(f"{API}/clusters/{cluster['id']}", headers=frank)
-    assert gone.status_code == 202, gone.text
+    await delete_nodepool(api, nodepool["id"], frank)  # 204, then confirmed
+    await purge_cluster(api, settings, cluster["id"], frank)  # 202, then confirmed
     # The same name in another user's project is no conflict.
     again = await api.post(f"{API}/clusters", json=gcp_cluster_body(), headers=frank)
     assert again.status_code == 201, again.text

@@ -13,6 +13,7 @@ from cls_core.services.access import Caller
 from cls_core.services.clusters import ClusterService
 from cls_core.services.nodepools import NodePoolService
 from cls_core.services.projects import ProjectService
+from cls_core.services.status import StatusService
 from cls_core.store import ClusterRecord, NodePoolRecord, RedisStore, Txn
 from cls_runtime.settings import Settings
 from shared_models.resources import ClusterCreate, NodePoolCreate
@@ -40,6 +41,11 @@ def clusters(
     store: RedisStore, settings: Settings, nodepools: NodePoolService, projects: ProjectService
 ) -> ClusterService:
     return ClusterService(store, settings, nodepools, projects)
+
+
+@pytest.fixture
+def status(store: RedisStore, settings: Settings) -> StatusService:
+    return StatusService(store, settings)
 
 
 async def new_cluster(clusters: ClusterService, name: str = "demo", **extra: Any) -> ClusterRecord:

@@ -42,11 +42,6 @@ def report(
 
 
 @pytest.fixture
-def status(store: RedisStore, settings: Settings) -> StatusService:
-    return StatusService(store, settings)
-
-
-@pytest.fixture
 async def nodepool(clusters: ClusterService, nodepools: NodePoolService) -> NodePoolRecord:
     """A GCP nodepool: the default registry lets only gcp-nodepool-controller report on it."""
     cluster = await new_cluster(clusters)

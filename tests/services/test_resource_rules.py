@@ -11,6 +11,7 @@ from cls_core.errors import Conflict, NotFound, QuotaExceeded
 from cls_core.services.clusters import ClusterService
 from cls_core.services.common import Preconditions
 from cls_core.services.nodepools import NodePoolService
+from cls_core.services.status import StatusService
 from cls_core.store import RedisStore
 from cls_runtime.settings import Settings
 from shared_models.resources import ClusterUpdate, NodePoolCreate, NodePoolUpdate
@@ -23,6 +24,7 @@ from tests.services.conftest import (
     outbox_types,
     overtaking,
 )
+from tests.support.deletion import confirm_in_service, finish_cluster_deletions
 
 NO_PRECONDITIONS = Preconditions()
 CHOSEN_ID = "6f1c1f5e-3b5a-4c47-9d59-0c1f0e8f7a11"
@@ -135,12 +137,17 @@ async def test_the_nodepool_quota_counts_per_cluster(
     await new_nodepool(nodepools, two.id, "a")
 
 
-async def test_a_delete_publishes_the_next_generation_and_frees_the_name(
-    clusters: ClusterService, nodepools: NodePoolService, redis: Redis, settings: Settings
+async def test_a_delete_publishes_the_next_generation_and_frees_the_name_once_purged(
+    clusters: ClusterService,
+    nodepools: NodePoolService,
+    status: StatusService,
+    redis: Redis,
+    settings: Settings,
 ) -> None:
     cluster = await new_cluster(clusters)
     pool = await new_nodepool(nodepools, cluster.id)
     await nodepools.delete(OWNER, pool.id, NO_PRECONDITIONS, dry_run=False)
+    await confirm_in_service(status, await nodepools.get(OWNER, pool.id))
     with pytest.raises(NotFound):
         await nodepools.get(OWNER, pool.id)
     entries: Any = await redis.xrange(settings.names.outbox)
@@ -151,7 +158,7 @@ async def test_a_delete_publishes_the_next_generation_and_frees_the_name(
 
 async def test_a_deleted_clusters_id_is_never_created_again(clusters: ClusterService) -> None:
     cluster = await new_cluster(clusters, id=CHOSEN_ID)
-    await clusters.delete(OWNER, cluster.id, NO_PRECONDITIONS, force=False, dry_run=False)
+    await clusters.delete(OWNER, cluster.id, NO_PRECONDITIONS, dry_run=False, forced_reason="t")
     with pytest.raises(Conflict, match="Cluster id is not available"):
         await new_cluster(clusters, "again", id=CHOSEN_ID)
 
@@ -162,12 +169,17 @@ async def test_a_forced_cluster_delete_removes_its_nodepools_first(
     cluster = await new_cluster(clusters)
     pools = [await new_nodepool(nodepools, cluster.id, f"p{i}") for i in range(3)]
     with pytest.raises(Conflict, match="Cluster still has nodepools"):
-        await clusters.delete(OWNER, cluster.id, NO_PRECONDITIONS, force=False, dry_run=False)
-    await clusters.delete(OWNER, cluster.id, NO_PRECONDITIONS, force=True, dry_run=False)
+        await clusters.delete(OWNER, cluster.id, NO_PRECONDITIONS, dry_run=False)
+    await clusters.delete(OWNER, cluster.id, NO_PRECONDITIONS, dry_run=False, forced_reason="t")
+    await finish_cluster_deletions(settings)
     for pool in pools:
         with pytest.raises(NotFound):
             await nodepools.get(OWNER, pool.id)
-    assert (await outbox_types(redis, settings))[-1] == "cluster.deleted"
+    # The cluster's event first (its deletion accepted), then its nodepools' (the cascade).
+    assert (await outbox_types(redis, settings))[-4:] == [
+        "cluster.deleted",
+        *["nodepool.deleted"] * 3,
+    ]
 
 
 @pytest.mark.settings_update(max_nodepools_per_cluster=1)
