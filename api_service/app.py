@@ -25,6 +25,7 @@ from cls_core.services.nodepools import NodePoolService
 from cls_core.services.operations import OperationService
 from cls_core.services.projects import ProjectService
 from cls_core.services.status import StatusService
+from cls_core.services.watch import WatchService
 from cls_core.store import RedisStore
 from cls_core.store.redis_store import connect_redis
 from cls_runtime.logs import install_record_context, without_password
@@ -38,14 +39,24 @@ def build_state(settings: Settings) -> AppState:
     store = RedisStore(connect_redis(settings.redis_url), settings.names)
     nodepool_service = NodePoolService(store, settings)
     project_service = ProjectService(store, settings)
+    cluster_service = ClusterService(store, settings, nodepool_service, project_service)
+    # Watches block on a client of their own: a blocked read waits up to a heartbeat, and
+    # holds its connection meanwhile, which the requests' client must not run out of.
+    blocking = connect_redis(
+        settings.redis_url,
+        socket_timeout=settings.watch_heartbeat + 10,
+        max_connections=settings.max_connections,  # a watch is an open connection to the API
+    )
+    watching = store.watching(blocking)
     return AppState(
         settings=settings,
         store=store,
-        clusters=ClusterService(store, settings, nodepool_service, project_service),
+        clusters=cluster_service,
         nodepools=nodepool_service,
         projects=project_service,
         status=StatusService(store, settings),
         operations=OperationService(store, settings),
+        watch=WatchService(store, watching, settings, cluster_service, nodepool_service),
     )
 
 
@@ -79,6 +90,7 @@ def create_app(settings: Settings | None = None, *, relay_events: bool | None = 
         finally:
             if events is not None:
                 await events.stop()
+            await state.watch.watching.aclose()
             await state.store.aclose()
 
     app = FastAPI(

@@ -30,6 +30,7 @@ from cls_core.services.nodepools import NodePoolService
 from cls_core.services.operations import OperationService
 from cls_core.services.projects import ProjectService
 from cls_core.services.status import StatusService
+from cls_core.services.watch import WatchService
 from cls_core.store import RedisStore
 from cls_runtime.settings import Settings
 from shared_models.validators import UUID, is_uuid
@@ -46,6 +47,7 @@ class AppState:
     projects: ProjectService
     status: StatusService
     operations: OperationService
+    watch: WatchService
     # Extra readiness checks by name (the outbox relay adds "rabbitmq").
     readiness_probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
@@ -116,6 +118,7 @@ class UserCall:
     nodepools: NodePoolService
     projects: ProjectService
     operations: OperationService
+    watch: WatchService
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,9 @@ async def _user(request: Request) -> UserCall:
     state = state_of(request)
     email = identity_header(request, "X-User-Email")
     caller = _caller(request, state, email, identity_header(request, "Authorization"))
-    return UserCall(caller, state.clusters, state.nodepools, state.projects, state.operations)
+    return UserCall(
+        caller, state.clusters, state.nodepools, state.projects, state.operations, state.watch
+    )
 
 
 async def _controller(request: Request) -> ControllerCall:
@@ -176,6 +181,7 @@ class ReadCall:
     caller: Caller | None
     clusters: ClusterService
     nodepools: NodePoolService
+    watch: WatchService
 
 
 async def _reader(request: Request) -> ReadCall:
@@ -185,8 +191,9 @@ async def _reader(request: Request) -> ReadCall:
     email = identity_header(request, "X-User-Email")
     authorization = identity_header(request, "Authorization")
     if email is None and controller_for_token(state.settings, authorization) is not None:
-        return ReadCall(None, state.clusters, state.nodepools)
-    return ReadCall(_caller(request, state, email, authorization), state.clusters, state.nodepools)
+        return ReadCall(None, state.clusters, state.nodepools, state.watch)
+    caller = _caller(request, state, email, authorization)
+    return ReadCall(caller, state.clusters, state.nodepools, state.watch)
 
 
 User = Annotated[UserCall, Depends(_user)]

@@ -13,7 +13,7 @@ handler.
 
 First of all, an operation answers only the query it documents: an unknown query parameter is a
 400 naming it, never ignored. Ignored, a typo (``?dryrun=true``, ``?forse=true``) or a feature
-this API lacks (``?watch=true``) would turn a call the client meant as safe into one that acts.
+this API lacks (``?labelSelector=``) would turn a call the client meant as safe into one that acts.
 """
 
 from __future__ import annotations

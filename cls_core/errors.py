@@ -94,6 +94,18 @@ class ClusterDeleting(ApiError):
     code = ErrorCode.CLUSTER_DELETING
 
 
+class ResourceExpired(ApiError):
+    """A watch resumed from a token older than the history kept (Kubernetes answers 410 so)."""
+
+    status_code = 410
+    code = ErrorCode.RESOURCE_EXPIRED
+
+
+class TooManyRequests(ApiError):
+    status_code = 429
+    code = ErrorCode.TOO_MANY_REQUESTS
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = ErrorCode.PAYLOAD_TOO_LARGE

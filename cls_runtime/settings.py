@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     # Peers allowed to assert identity with X-User-Email: comma-separated addresses or CIDR
     # blocks (the gateway's). Empty: any peer (the API must then be reachable only through it).
     trusted_proxies: str = ""
+    # Watch (GET ...?watch=true): the changes kept per project for resuming (about; a token
+    # older answers 410), the open watch connections one caller may hold (429 beyond), the
+    # seconds between heartbeats (an SSE comment) on an idle stream, the longest ?waitFor= wait.
+    watch_history: int = Field(default=10_000, ge=10, le=1_000_000)
+    max_watchers_per_caller: int = Field(default=10, ge=1, le=1000)
+    watch_heartbeat: float = Field(default=15.0, gt=0, le=300)
+    max_wait_timeout: float = Field(default=300.0, gt=0, le=3600)
     log_level: str = "INFO"
     # "json": one JSON object per line (for log pipelines); "text": for people at a terminal.
     log_format: Literal["json", "text"] = "json"
@@ -163,7 +170,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def names(self) -> Names:
-        return Names(self.namespace)
+        return Names(self.namespace, self.watch_history)
 
     @cached_property
     def trusted_networks(self) -> tuple[IPNetwork, ...]:

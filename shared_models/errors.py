@@ -25,8 +25,12 @@ class ErrorCode(StrEnum):
     RESOURCE_DELETING = "RESOURCE_DELETING"
     # A nodepool created in (or changed within) a cluster that is being deleted.
     CLUSTER_DELETING = "CLUSTER_DELETING"
+    # A watch resumed from a token older than the history kept: list again, then watch.
+    RESOURCE_EXPIRED = "RESOURCE_EXPIRED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+    # More open watch connections than a caller may hold (CLS_MAX_WATCHERS_PER_CALLER).
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 

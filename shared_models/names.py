@@ -17,6 +17,9 @@ ANY = "*"
 @dataclass(frozen=True)
 class Names:
     namespace: str
+    # About how many changes a project's watch stream keeps (CLS_WATCH_HISTORY): a resume token
+    # older than that answers 410. Here because every write of a view appends to that stream.
+    watch_history: int = 10_000
 
     # ---- RabbitMQ -------------------------------------------------------------------------
     @property
@@ -53,6 +56,16 @@ class Names:
     def controller_reports(self, kind: Kind, resource_id: str) -> str:
         """Hash controller_name -> that controller's last report (JSON)."""
         return self._key(kind, resource_id, "controllers")
+
+    def watch_stream(self, project_id: str) -> str:
+        """Stream of the changes of a project's clusters and nodepools (ADDED, MODIFIED,
+        DELETED, each with the resource's view), appended by the write that makes the change;
+        trimmed to about ``watch_history`` entries."""
+        return self._key("watch", project_id)
+
+    def watchers(self, email: str) -> str:
+        """Sorted set of a caller's open watch connections (score: when its lease ends)."""
+        return self._key("watchers", email)
 
     def view(self, kind: Kind, resource_id: str) -> str:
         """String holding one resource as the API returns it (JSON), written with every change of

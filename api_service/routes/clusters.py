@@ -14,12 +14,13 @@ from api_service.routes.idempotency import (
     replayed,
 )
 from api_service.routes.nodepools import DryRun, Reason, forced_reason
-from api_service.routes.queries import ClusterListQuery
+from api_service.routes.queries import ClusterListWatchQuery, ResourceGetQuery
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
     DELETE_REFUSED,
     ERRORS,
+    ETAG_HEADER,
     OPERATION_HEADER,
     WITH_ETAG,
     WRITTEN,
@@ -27,9 +28,18 @@ from api_service.routes.responses import (
     resource_response,
     stored_resource_response,
 )
+from api_service.routes.watch import (
+    LastEventId,
+    one_resource,
+    resume_token,
+    waitable,
+    watch_response,
+    watchable,
+)
 from api_service.routing import ApiRoute
 from cls_core.services.deletion import NO_REASON
 from cls_core.services.idempotency import Replay
+from cls_core.services.watch import WatchFilter
 from shared_models.projects import ClusterTransfer
 from shared_models.resources import (
     Cluster,
@@ -62,8 +72,21 @@ async def create(
     return resource_response(created, 201, f"/api/v1/clusters/{created.id}")
 
 
-@router.get("/clusters", response_model=ClusterList)
-async def list_clusters(user: User, query: Annotated[ClusterListQuery, Query()]) -> Response:
+@router.get("/clusters", response_model=ClusterList, responses=watchable())
+async def list_clusters(
+    user: User,
+    query: Annotated[ClusterListWatchQuery, Query()],
+    last_event_id: LastEventId = None,
+) -> Response:
+    token = resume_token(query, last_event_id)
+    if query.watch:
+        wanted = WatchFilter(
+            "cluster",
+            project_id=query.project_id,
+            platform=query.platform,
+            phase=query.phase.value if query.phase else None,
+        )
+        return await watch_response(user.watch, user.caller, wanted, token)
     total, items = await user.clusters.list(
         user.caller,
         platform=query.platform,
@@ -75,8 +98,18 @@ async def list_clusters(user: User, query: Annotated[ClusterListQuery, Query()])
     return page_response("clusters", total, items, query.limit, query.offset)
 
 
-@router.get("/clusters/{id}", response_model=Cluster, responses=WITH_ETAG)
-async def get(reader: Reader, cluster_id: ClusterId) -> Response:
+@router.get("/clusters/{id}", response_model=Cluster, responses=waitable(ETAG_HEADER))
+async def get(
+    reader: Reader,
+    cluster_id: ClusterId,
+    query: Annotated[ResourceGetQuery, Query()],
+    last_event_id: LastEventId = None,
+) -> Response:
+    watched = await one_resource(
+        reader.watch, reader.caller, "cluster", cluster_id, query, last_event_id
+    )
+    if watched is not None:
+        return watched
     service = reader.clusters
     if reader.caller is None:
         return stored_resource_response(*await service.controller_view(cluster_id))

@@ -21,23 +21,36 @@ from api_service.routes.idempotency import (
     replay_response,
     replayed,
 )
-from api_service.routes.queries import NodePoolListQuery, NodePoolPageQuery
+from api_service.routes.queries import (
+    NodePoolListWatchQuery,
+    NodePoolPageQuery,
+    ResourceGetQuery,
+)
 from api_service.routes.responses import (
     API_PREFIX,
     CREATED,
     DELETE_REFUSED,
     DELETED_204,
     ERRORS,
-    WITH_ETAG,
+    ETAG_HEADER,
     WRITTEN,
     operation_header,
     page_response,
     resource_response,
     stored_resource_response,
 )
+from api_service.routes.watch import (
+    LastEventId,
+    one_resource,
+    resume_token,
+    waitable,
+    watch_response,
+    watchable,
+)
 from api_service.routing import ApiRoute
 from cls_core.errors import ValidationFailed
 from cls_core.services.idempotency import Replay
+from cls_core.services.watch import WatchFilter
 from cls_core.store import NodePoolRecord
 from shared_models.resources import (
     NodePool,
@@ -151,8 +164,22 @@ async def list_in_cluster(
     return await _page(user, cluster_id, cluster.project_id, query)
 
 
-@router.get("/nodepools", response_model=NodePoolList)
-async def list_all(user: User, query: Annotated[NodePoolListQuery, Query()]) -> Response:
+@router.get("/nodepools", response_model=NodePoolList, responses=watchable())
+async def list_all(
+    user: User,
+    query: Annotated[NodePoolListWatchQuery, Query()],
+    last_event_id: LastEventId = None,
+) -> Response:
+    token = resume_token(query, last_event_id)
+    if query.watch:
+        wanted = WatchFilter(
+            "nodepool",
+            project_id=query.project_id,
+            cluster_id=query.cluster_id,
+            phase=query.phase.value if query.phase else None,
+            health=query.health.value if query.health else None,
+        )
+        return await watch_response(user.watch, user.caller, wanted, token)
     return await _page(user, query.cluster_id, query.project_id, query)
 
 
@@ -171,8 +198,18 @@ async def _page(
     return page_response("nodepools", total, items, query.limit, query.offset)
 
 
-@router.get("/nodepools/{id}", response_model=NodePool, responses=WITH_ETAG)
-async def get(reader: Reader, nodepool_id: NodePoolId) -> Response:
+@router.get("/nodepools/{id}", response_model=NodePool, responses=waitable(ETAG_HEADER))
+async def get(
+    reader: Reader,
+    nodepool_id: NodePoolId,
+    query: Annotated[ResourceGetQuery, Query()],
+    last_event_id: LastEventId = None,
+) -> Response:
+    watched = await one_resource(
+        reader.watch, reader.caller, "nodepool", nodepool_id, query, last_event_id
+    )
+    if watched is not None:
+        return watched
     service = reader.nodepools
     if reader.caller is None:
         return stored_resource_response(*await service.controller_view(nodepool_id))

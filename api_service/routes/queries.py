@@ -67,3 +67,47 @@ class OperationsQuery(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     limit: int = Field(50, ge=1, le=1000, description="How many of the latest operations")
+
+
+# A resume token: base64url of a small JSON object (cls_core/services/watch.py).
+_TOKEN_DOC = (
+    "With watch=true: resume after this token (an event's id) instead of listing first; "
+    "Last-Event-ID, which a browser's EventSource sends, takes precedence"
+)
+
+
+class WatchFields(BaseModel):
+    """The query of a route that can also stream the changes (``watch=true``)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    watch: bool = Field(
+        False,
+        description="Stream the changes as server-sent events (text/event-stream): ADDED, "
+        "MODIFIED, DELETED, each with the resource as GET returns it",
+    )
+    resource_version: str | None = Field(None, max_length=100_000, description=_TOKEN_DOC)
+
+
+class NodePoolListWatchQuery(NodePoolListQuery, WatchFields):
+    """GET /nodepools: a page, or with watch=true the changes (limit and offset unused)."""
+
+
+class ClusterListWatchQuery(ClusterListQuery, WatchFields):
+    """GET /clusters: a page, or with watch=true the changes (limit and offset unused)."""
+
+
+class ResourceGetQuery(WatchFields):
+    """GET of one resource: as it is, its changes (watch=true), or once a condition holds."""
+
+    wait_for: str | None = Field(
+        None,
+        alias="waitFor",
+        max_length=40,
+        description="Answer once the resource is Ready (phase Ready at its generation), "
+        "Deleted (204; a 404 when it is gone already), or generation:N (the controllers have "
+        "observed generation N or later), or at the timeout",
+    )
+    timeout: float = Field(
+        60.0, gt=0, le=300, description="With waitFor: the longest wait, in seconds (at most 300)"
+    )

@@ -35,7 +35,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, description in _ERROR_CODES.items()
 }
 
-_ETAG = {
+ETAG_HEADER = {
     "ETag": {
         "description": "The resource_version, quoted; send it back in If-Match",
         "schema": {"type": "string"},
@@ -64,14 +64,14 @@ DELETE_REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 # Headers of the responses that carry one resource.
-WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG}}
+WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}}
 # The writes of one resource: an ETag, and the operation the write started.
-WRITTEN: dict[int | str, dict[str, Any]] = {200: {"headers": {**_ETAG, **OPERATION_HEADER}}}
+WRITTEN: dict[int | str, dict[str, Any]] = {200: {"headers": {**ETAG_HEADER, **OPERATION_HEADER}}}
 # The deletes' success responses carry the operation too.
 DELETED_204: dict[int | str, dict[str, Any]] = {
     204: {"description": "Deletion accepted", "headers": OPERATION_HEADER}
 }
-ETAG_AND_LOCATION: dict[str, Any] = {**_ETAG, **_LOCATION}
+ETAG_AND_LOCATION: dict[str, Any] = {**ETAG_HEADER, **_LOCATION}
 # The create routes: their 201, and a 403 that may also be a quota.
 CREATED: dict[int | str, dict[str, Any]] = {
     201: {"headers": {**ETAG_AND_LOCATION, **OPERATION_HEADER}},

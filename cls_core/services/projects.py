@@ -283,6 +283,7 @@ class ProjectService:
                 names.project_members(project.id),
                 names.project_groups(project.id),
                 names.project_operations(project.id),
+                names.watch_stream(project.id),
             ):
                 txn.delete(key)
             txn.hdel(names.project_names(project.creator), project.name)

@@ -296,7 +296,7 @@ class ResourceService(Generic[R]):
         quota_key, quota = self._quota(record)
         txn.expect_field(names_key, record.name, None, NAME_TAKEN)
         txn.expect_count_below(quota_key, quota, QUOTA)
-        record.put(txn, self.names)
+        record.put(txn, self.names, created=True)
         txn.hset(names_key, {record.name: record.id})
         txn.move_in_indexes(set(), record.index_keys(self.names), record.seq, record.id)
         self._add_created(txn, record)

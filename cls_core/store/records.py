@@ -40,6 +40,11 @@ DELETING = "deleting"
 # "1" while its spec.deletion_protection is true ("0", or absent in older records: not).
 PROTECTED = "protected"
 
+# The types of a watch stream's entries (``Names.watch_stream``), as the SSE events name them.
+WATCH_ADDED = "ADDED"
+WATCH_MODIFIED = "MODIFIED"
+WATCH_DELETED = "DELETED"
+
 RECORD_FIELDS = (
     "doc",
     "rv",
@@ -151,20 +156,27 @@ class _Record:
                 changed.__dict__[cached] = self.__dict__[cached]
         return changed
 
-    def put(self, txn: Txn, names: Names) -> None:
-        """Write the whole record and its view."""
+    def put(self, txn: Txn, names: Names, *, created: bool = False) -> None:
+        """Write the whole record and its view (``created``: the record is new)."""
         txn.hset(names.record(self.kind, self.id), self.to_hash())
-        self.put_view(txn, names)
+        self.put_view(txn, names, created=created)
 
-    def put_view(self, txn: Txn, names: Names) -> None:
+    def put_view(self, txn: Txn, names: Names, *, created: bool = False) -> None:
         """Write the view; every write that changes the record's fields calls it in its
-        transaction, so no view is ever older than its record."""
+        transaction, so no view is ever older than its record, and no change goes unwatched:
+        the same transaction appends it to its project's watch stream."""
         txn.set_value(names.view(self.kind, self.id), self.view_json)
+        self._watched(txn, names, WATCH_ADDED if created else WATCH_MODIFIED)
 
     def remove(self, txn: Txn, names: Names) -> None:
-        """Delete the record and its view."""
+        """Delete the record and its view (the watch stream gets its last view, DELETED)."""
         txn.delete(names.record(self.kind, self.id))
         txn.delete(names.view(self.kind, self.id))
+        self._watched(txn, names, WATCH_DELETED)
+
+    def _watched(self, txn: Txn, names: Names, change: str) -> None:
+        entry = {"type": change, "kind": self.kind, "id": self.id, "view": self.view_json}
+        txn.xadd(names.watch_stream(self.project_id), entry, maxlen=names.watch_history)
 
     def to_hash(self) -> dict[str, str]:
         raise NotImplementedError

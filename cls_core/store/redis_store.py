@@ -26,6 +26,7 @@ from cls_core.store.project_store import Grant, ProjectStore
 from cls_core.store.records import RECORD_FIELDS, ClusterRecord, NodePoolRecord
 from cls_core.store.scripts import LuaScript
 from cls_core.store.txn import Txn
+from cls_core.store.watch_store import WatchStore
 from shared_models.names import Kind, Names
 
 
@@ -58,18 +59,20 @@ class _HiredisPackedConnection(Connection):
 _STALE_CONNECTION_RETRY = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
 
 
-def connect_redis(url: str) -> Redis:
-    """A client that fails fast when Redis is gone and reconnects by itself when it returns."""
+def connect_redis(url: str, socket_timeout: float = 5.0, max_connections: int = 256) -> Redis:
+    """A client that fails fast when Redis is gone and reconnects by itself when it returns
+    (``socket_timeout``: longer for a client of blocking reads, which wait that long; those
+    hold a connection each, hence ``max_connections``)."""
     options: dict[str, Any] = {}
     if HIREDIS_AVAILABLE and urlsplit(url).scheme == "redis":  # not TLS, not a Unix socket
         options["connection_class"] = _HiredisPackedConnection
     return Redis.from_url(
         url,
         decode_responses=True,
-        socket_timeout=5.0,
+        socket_timeout=socket_timeout,
         socket_connect_timeout=2.0,
         health_check_interval=15,
-        max_connections=256,
+        max_connections=max_connections,
         retry=_STALE_CONNECTION_RETRY,
         **options,
     )
@@ -334,6 +337,10 @@ class RedisStore:
     # ---- what the event jobs, the metrics and the idempotency keys read ---------------------
     def operation_store(self) -> OperationStore:
         return OperationStore(self._redis, self.names)
+
+    def watching(self, blocking: Redis) -> WatchStore:
+        """The watch streams, read with blocking calls on the client ``blocking``."""
+        return WatchStore(self._redis, blocking, self.names)
 
     def outbox(self) -> Outbox:
         return Outbox(self._redis, self.names)

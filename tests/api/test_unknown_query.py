@@ -1,5 +1,5 @@
 """Every operation refuses a query parameter it does not document, with a 400 naming it: a typo
-(``?dryrun=true``) or a feature this API does not have (``?watch=true``) must never be read as
+(``?dryrun=true``) or a feature this API does not have (``?labelSelector=``) must never be read as
 if it were absent, which could turn a call meant to be safe into one that acts."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ async def test_a_misspelt_force_on_cluster_delete_is_refused(
 
 
 @pytest.mark.parametrize(
-    "query", ["watch=true", "page_token=x", "labelSelector=env%3Dprod", "fieldSelector=a"]
+    "query", ["continue=x", "page_token=x", "labelSelector=env%3Dprod", "fieldSelector=a"]
 )
 async def test_list_features_this_api_lacks_are_refused(
     api: httpx.AsyncClient, nodepool: dict[str, Any], query: str
@@ -57,7 +57,8 @@ async def test_list_features_this_api_lacks_are_refused(
 async def test_a_get_of_one_resource_refuses_a_query(
     api: httpx.AsyncClient, nodepool: dict[str, Any]
 ) -> None:
-    unknown_named(await api.get(f"{API}/nodepools/{nodepool['id']}?watch=1", headers=USER), "watch")
+    url = f"{API}/nodepools/{nodepool['id']}?pretty=1"
+    unknown_named(await api.get(url, headers=USER), "pretty")
     url = f"{API}/nodepools/{nodepool['id']}/status?verbose=1"
     unknown_named(await api.get(url, headers=USER), "verbose")
 
@@ -77,9 +78,9 @@ async def test_writes_refuse_an_unknown_parameter_and_write_nothing(
 async def test_every_unknown_parameter_is_named(
     api: httpx.AsyncClient, nodepool: dict[str, Any]
 ) -> None:
-    response = await api.get(f"{API}/nodepools?limit=5&watch=1&sort=name", headers=USER)
+    response = await api.get(f"{API}/nodepools?limit=5&pretty=1&sort=name", headers=USER)
     error = assert_error(response, 400, "VALIDATION_ERROR")
-    assert sorted(f["field"] for f in error["fields"]) == ["sort", "watch"]
+    assert sorted(f["field"] for f in error["fields"]) == ["pretty", "sort"]
 
 
 async def test_documented_parameters_still_work(
